@@ -1,0 +1,17 @@
+"""flamo: differentiable linear time-invariant audio systems by frequency sampling.
+
+Every module is a transfer matrix H(z) sampled on a :class:`Grid`; systems combine modules
+in series, in parallel and in feedback loops, and torch autograd supplies the gradients.
+After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source library for
+frequency-domain differentiable audio processing", ICASSP 2025.
+"""
+
+from . import functional, signal
+from .grid import Grid
+from .modules import SOS, Delay, DSPModule, Gain, Matrix
+from .system import Parallel, Recursion, Series
+
+__version__ = "0.1.0"
+
+__all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
+           "Recursion", "functional", "signal", "__version__"]

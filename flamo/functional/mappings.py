@@ -1,0 +1,80 @@
+"""Mappings from unconstrained (raw) parameters to the values a module uses.
+
+A module stores each parameter unconstrained and passes it through a callable ``mapping``
+before use, so that an optimizer can move freely while the module stays valid (a gain
+below 1, an orthogonal matrix, ...). The same hook lets a neural network supply the values
+(hyperconditioning). Mappings are plain functions or small classes, never lambdas, so
+systems stay picklable. A mapping that defines ``inverse(value)`` lets a module be built
+from a physical value; for a mapping without ``inverse`` the initial tensor is the raw
+parameter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value"]
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """Return ``x`` unchanged (the default mapping)."""
+    return x
+
+
+class Sigmoid:
+    """Map R onto the open interval (low, high): low + (high - low) * sigmoid(x).
+
+    Smooth everywhere, so the gradient never vanishes abruptly as a clamp's would.
+    """
+
+    def __init__(self, low: float = 0.0, high: float = 1.0):
+        if not low < high:
+            raise ValueError(f"Sigmoid: need low < high, got low={low}, high={high}")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, x):
+        return self.low + (self.high - self.low) * torch.sigmoid(x)
+
+    def inverse(self, y):
+        y = torch.as_tensor(y)
+        if not ((y > self.low) & (y < self.high)).all():
+            raise ValueError(f"Sigmoid.inverse: values must lie in ({self.low}, {self.high}), "
+                             f"got range [{y.min().item():g}, {y.max().item():g}]")
+        u = (y - self.low) / (self.high - self.low)
+        return torch.log(u) - torch.log1p(-u)
+
+    def __repr__(self):
+        return f"Sigmoid(low={self.low:g}, high={self.high:g})"
+
+
+class Softplus:
+    """Map R onto (low, inf): low + log(1 + exp(x))."""
+
+    def __init__(self, low: float = 0.0):
+        self.low = float(low)
+
+    def __call__(self, x):
+        return self.low + torch.nn.functional.softplus(x)
+
+    def inverse(self, y):
+        y = torch.as_tensor(y)
+        if not (y > self.low).all():
+            raise ValueError(f"Softplus.inverse: values must be > {self.low}, "
+                             f"got min {y.min().item():g}")
+        v = y - self.low
+        return v + torch.log(-torch.expm1(-v))  # log(exp(v) - 1), stable for large v
+
+    def __repr__(self):
+        return f"Softplus(low={self.low:g})"
+
+
+def map_parameter(mapping, raw: torch.Tensor) -> torch.Tensor:
+    """Apply ``mapping`` (None means identity) to a raw parameter."""
+    return raw if mapping is None else mapping(raw)
+
+
+def unmap_value(mapping, value: torch.Tensor) -> torch.Tensor:
+    """Raw parameter that ``mapping`` sends to ``value`` (the value itself without inverse)."""
+    if mapping is None or not hasattr(mapping, "inverse"):
+        return value
+    return mapping.inverse(value)

@@ -1,0 +1,117 @@
+"""The base class of every module and system."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import signal
+from ..functional.mappings import map_parameter, unmap_value
+from ..response import Response, matmul
+
+__all__ = ["DSPModule", "as_real_tensor"]
+
+
+def as_real_tensor(value, name: str, owner: str, ndim=None) -> torch.Tensor:
+    """Convert ``value`` to a finite real floating tensor, with errors naming the argument.
+
+    Parameters
+    ----------
+    value : array_like
+    name, owner : str
+        Argument and module names used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    """
+    if isinstance(value, torch.Tensor):
+        t = value.detach().clone()
+    else:
+        try:
+            t = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{owner}: {name} must be array-like, got {type(value).__name__}") from err
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.ndim not in allowed:
+            raise ValueError(f"{owner}: {name} must have {' or '.join(map(str, allowed))} "
+                             f"dimensions, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{owner}: {name} must be finite, got non-finite values")
+    return t
+
+
+class DSPModule(nn.Module):
+    """A linear time-invariant block: a transfer matrix H(z) sampled on a Grid.
+
+    Subclasses implement :meth:`freq_response` and :attr:`shape`. Everything else, the
+    dense response, the impulse response and filtering signals, follows from those.
+
+    Shapes are frequency first, then (out, in): ``response(grid)`` is (M, out, in) and a
+    time signal is (T, channels).
+    """
+
+    #: True when the transfer matrix is diagonal (a filter per channel).
+    diagonal = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(out, in): numbers of output and input channels."""
+        raise NotImplementedError
+
+    def freq_response(self, grid) -> Response:
+        """Internal sampled response; M may be 1 for frequency-independent modules."""
+        raise NotImplementedError
+
+    def apply_to(self, rhs: Response, grid) -> Response:
+        """Response of this module in series after ``rhs`` (``self @ rhs``).
+
+        Systems evaluate a Series from its input side with this method, so a block can
+        use what precedes it (a Recursion solves for the incoming columns only).
+        """
+        return matmul(self.freq_response(grid), rhs)
+
+    # -- public evaluation -------------------------------------------------------------
+    def response(self, grid) -> torch.Tensor:
+        """Sampled transfer matrix.
+
+        Parameters
+        ----------
+        grid : flamo.Grid
+
+        Returns
+        -------
+        torch.Tensor
+            (M, out, in) complex tensor in ``grid.complex_dtype`` (leading batch dims
+            first when parameters are batched).
+        """
+        data = self.freq_response(grid).dense()
+        return data.expand(*data.shape[:-3], grid.M, *data.shape[-2:])
+
+    def impulse_response(self, grid) -> torch.Tensor:
+        """(nfft, out, in) real impulse response, gamma-compensated (see flamo.signal)."""
+        return signal.irfft(self.response(grid), grid, dim=-3)
+
+    def forward(self, x: torch.Tensor, grid) -> torch.Tensor:
+        """Filter a time signal x (..., T, in) -> (..., nfft, out); see flamo.signal.filter_signal."""
+        return signal.filter_signal(self, x, grid)
+
+    # -- parameters ------------------------------------------------------------------
+    def _init_parameter(self, name: str, value: torch.Tensor, mapping, learnable: bool):
+        """Store ``value`` as the raw tensor ``name`` (mapped value -> raw via the mapping's
+        inverse when it has one), as a Parameter when learnable, else as a buffer."""
+        raw = unmap_value(mapping, value)
+        if learnable:
+            self.register_parameter(name, nn.Parameter(raw))
+        else:
+            self.register_buffer(name, raw)
+
+    def _mapped(self, name: str, mapping) -> torch.Tensor:
+        return map_parameter(mapping, getattr(self, name))
+
+    def extra_repr(self) -> str:
+        out, inp = self.shape
+        return f"shape=({out}, {inp})" + (", diagonal" if self.diagonal else "")

@@ -1,0 +1,63 @@
+"""Delay lines."""
+
+from __future__ import annotations
+
+import torch
+
+from ..functional.delays import delay_response
+from ..response import Response
+from .base import DSPModule, as_real_tensor
+from .gain import _generator
+
+__all__ = ["Delay"]
+
+
+class Delay(DSPModule):
+    """Parallel delay lines: the diagonal N x N module diag(z^-m_1, ..., z^-m_N).
+
+    Parameters
+    ----------
+    samples : array_like
+        (N,) delay lengths in samples, >= 0; integer or fractional. Integer lengths are
+        evaluated with exact phases on any grid (see
+        :func:`flamo.functional.delay_response`).
+    learnable : bool, default False
+        Make the lengths an ``nn.Parameter``. The gradient with respect to a length m is
+        that of the exact fractional delay z^-m, d/dm z^-m = (log gamma - 1j omega) z^-m:
+        it is smooth, but a loss on a long frequency grid oscillates in m with period
+        ~1 sample, so expect many local minima (see the loss-surface tools).
+    mapping : callable, optional
+        Raw parameter -> lengths in samples (default identity, so integer lengths stay
+        exact).
+    """
+
+    diagonal = True
+
+    def __init__(self, samples, learnable=False, mapping=None):
+        super().__init__()
+        value = as_real_tensor(samples, "samples", "Delay", ndim=1)
+        if (value < 0).any():
+            raise ValueError(f"Delay: samples must be >= 0, got min {value.min().item():g}")
+        self.mapping = mapping
+        self._init_parameter("raw", value, mapping, learnable)
+
+    @classmethod
+    def random(cls, n, low, high, seed=None, **kwargs) -> "Delay":
+        """N integer lengths drawn uniformly from [low, high) samples."""
+        if not 0 <= low < high:
+            raise ValueError(f"Delay.random: need 0 <= low < high, got low={low}, high={high}")
+        values = torch.randint(int(low), int(high), (n,), generator=_generator(seed))
+        return cls(values.to(torch.get_default_dtype()), **kwargs)
+
+    @property
+    def shape(self):
+        n = self.raw.shape[-1]
+        return (n, n)
+
+    @property
+    def samples(self) -> torch.Tensor:
+        """Mapped delay lengths in samples, (N,)."""
+        return self._mapped("raw", self.mapping)
+
+    def freq_response(self, grid):
+        return Response(delay_response(self.samples, grid), True)

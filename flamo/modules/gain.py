@@ -1,0 +1,154 @@
+"""Frequency-independent modules: gains and mixing matrices."""
+
+from __future__ import annotations
+
+import torch
+
+from ..functional.matrices import hadamard, householder, skew_expm
+from ..response import Response
+from .base import DSPModule, as_real_tensor
+
+__all__ = ["Gain", "Matrix"]
+
+
+def _generator(seed):
+    gen = torch.Generator()
+    if seed is not None:
+        gen.manual_seed(int(seed))
+    else:
+        gen.seed()
+    return gen
+
+
+class Gain(DSPModule):
+    """Static gains: a full (out, in) matrix or, from a vector, a diagonal N x N one.
+
+    Parameters
+    ----------
+    matrix : array_like
+        (out, in) gain matrix, or (N,) gains of a diagonal N x N module (one gain per
+        channel). These are the mapped values; the raw parameter is ``mapping.inverse``
+        of them when the mapping has an inverse.
+    mapping : callable, optional
+        Raw parameter -> gains (default identity), e.g. ``Sigmoid(0, 1)`` to keep every
+        gain in (0, 1).
+    learnable : bool, default True
+        Store the gains as an ``nn.Parameter`` (else as a buffer).
+    """
+
+    def __init__(self, matrix, mapping=None, learnable=True):
+        super().__init__()
+        value = as_real_tensor(matrix, "matrix", "Gain", ndim=(1, 2))
+        self.diagonal = value.ndim == 1
+        self.mapping = mapping
+        self._init_parameter("raw", value, mapping, learnable)
+
+    @classmethod
+    def random(cls, shape, seed=None, **kwargs) -> "Gain":
+        """Gains drawn from N(0, 1 / in): ``shape`` (out, in) or (N,) for a diagonal."""
+        shape = tuple(shape)
+        values = torch.randn(shape, generator=_generator(seed)) / shape[-1] ** 0.5
+        return cls(values, **kwargs)
+
+    @property
+    def shape(self):
+        n = self.raw.shape[-1]
+        return (n, n) if self.diagonal else tuple(self.raw.shape[-2:])
+
+    @property
+    def gains(self) -> torch.Tensor:
+        """Mapped gains, (N,) or (out, in)."""
+        return self._mapped("raw", self.mapping)
+
+    def freq_response(self, grid):
+        return Response(self.gains.to(grid.complex_dtype).unsqueeze(-2 if self.diagonal else -3),
+                        self.diagonal)
+
+
+class Matrix(DSPModule):
+    """Square mixing matrix of a chosen family (a feedback matrix, typically).
+
+    Parameters
+    ----------
+    n : int
+        Size of the n x n matrix.
+    kind : {"orthogonal", "householder", "hadamard", "free"}
+        - ``orthogonal``: A = base @ expm(W - W^T) with learnable W; stays orthogonal
+          whatever W becomes. ``init`` (an orthogonal matrix) becomes ``base`` with W = 0,
+          so any orthogonal matrix, det = -1 included, can be the start.
+        - ``householder``: A = I - 2 u u^T / |u|^2 with learnable u; ``init`` is u, (n,).
+        - ``hadamard``: the fixed orthogonal matrix H / sqrt(n); not learnable.
+        - ``free``: any matrix; ``init`` is the (n, n) matrix itself.
+    init : array_like, optional
+        Explicit initial value as described for each kind. Default: random from ``seed``.
+    seed : int, optional
+        Seed of the random initialization.
+    mapping : callable, optional
+        Overrides the family's mapping from the raw parameter (skew_expm for orthogonal,
+        householder for householder, identity for free).
+    learnable : bool, default True
+    """
+
+    KINDS = ("orthogonal", "householder", "hadamard", "free")
+
+    def __init__(self, n, kind="orthogonal", init=None, seed=None, mapping=None, learnable=True):
+        super().__init__()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Matrix: n must be a positive int, got {n!r}")
+        if kind not in self.KINDS:
+            raise ValueError(f"Matrix: kind must be one of {self.KINDS}, got {kind!r}")
+        self.n, self.kind = n, kind
+        gen = _generator(seed)
+        if kind == "orthogonal":
+            self.mapping = skew_expm if mapping is None else mapping
+            if init is None:
+                base, raw = torch.eye(n), torch.randn(n, n, generator=gen)
+            else:
+                base = self._check_square(init, "init")
+                err = (base @ base.T - torch.eye(n, dtype=base.dtype)).abs().max().item()
+                if err > 1e-5:
+                    raise ValueError(f"Matrix: init must be orthogonal for kind='orthogonal', "
+                                     f"got max |A A^T - I| = {err:.3g}")
+                raw = torch.zeros(n, n, dtype=base.dtype)
+            self.register_buffer("base", base)
+        elif kind == "householder":
+            self.mapping = householder if mapping is None else mapping
+            if init is None:
+                raw = torch.randn(n, generator=gen)
+            else:
+                raw = as_real_tensor(init, "init", "Matrix", ndim=1)
+                if raw.shape != (n,) or not (raw != 0).any():
+                    raise ValueError(f"Matrix: init for kind='householder' must be a nonzero "
+                                     f"vector of shape ({n},), got shape {tuple(raw.shape)}")
+        elif kind == "hadamard":
+            if init is not None or mapping is not None:
+                raise ValueError("Matrix: kind='hadamard' is fixed and takes no init or mapping")
+            self.mapping = None
+            # float64 so that .double() keeps exact entries; .float() rounds them as asked.
+            raw, learnable = hadamard(n, dtype=torch.float64), False
+        else:
+            self.mapping = mapping
+            raw = torch.randn(n, n, generator=gen) / n ** 0.5 if init is None else self._check_square(init, "init")
+        self._init_parameter("raw", raw, None, learnable)
+
+    def _check_square(self, value, name):
+        t = as_real_tensor(value, name, "Matrix", ndim=2)
+        if t.shape != (self.n, self.n):
+            raise ValueError(f"Matrix: {name} must have shape ({self.n}, {self.n}), got {tuple(t.shape)}")
+        return t
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The mapped (n, n) matrix."""
+        value = self._mapped("raw", self.mapping)
+        return self.base @ value if self.kind == "orthogonal" else value
+
+    def freq_response(self, grid):
+        return Response(self.matrix.to(grid.complex_dtype).unsqueeze(-3), False)
+
+    def extra_repr(self):
+        return f"n={self.n}, kind={self.kind!r}"

@@ -1,0 +1,73 @@
+"""Cascades of second-order sections (biquads)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..functional.sos import sos_poles, sos_response
+from ..response import Response
+from .base import DSPModule, as_real_tensor
+
+__all__ = ["SOS", "insert_a0"]
+
+
+def insert_a0(raw: torch.Tensor) -> torch.Tensor:
+    """Map normalized coefficients (..., K, 5) [b0 b1 b2 a1 a2] to sections (..., K, 6)
+    with a0 = 1 (the default mapping of :class:`SOS`)."""
+    one = torch.ones_like(raw[..., :1])
+    return torch.cat([raw[..., :3], one, raw[..., 3:]], dim=-1)
+
+
+class SOS(DSPModule):
+    """Cascade of K biquads: 1 x 1 from (K, 6), or diagonal N x N from (N, K, 6).
+
+    Parameters
+    ----------
+    sos : array_like
+        (K, 6) or (N, K, 6) sections in scipy.signal's layout [b0 b1 b2 a0 a1 a2].
+        Each section is normalized by its a0 (which must be nonzero); the learnable raw
+        parameter holds the five normalized coefficients [b0 b1 b2 a1 a2].
+    mapping : callable, optional
+        Raw (..., K, 5) -> sections (..., K, 6); default :func:`insert_a0`. A custom
+        mapping receives the raw tensor as given (no inverse is applied).
+    learnable : bool, default True
+    check_stability : bool, default True
+        Raise ValueError at construction when a pole lies on or outside the unit circle.
+        Gradient steps can still move poles outward; issue-specific stable
+        parametrizations (pole radius through a sigmoid) prevent that.
+    """
+
+    def __init__(self, sos, mapping=None, learnable=True, check_stability=True):
+        super().__init__()
+        value = as_real_tensor(sos, "sos", "SOS", ndim=(2, 3))
+        if value.shape[-1] != 6:
+            raise ValueError(f"SOS: sos must have 6 columns [b0 b1 b2 a0 a1 a2], got shape "
+                             f"{tuple(value.shape)}")
+        if (value[..., 3] == 0).any():
+            raise ValueError("SOS: a0 (column 3) must be nonzero in every section")
+        if check_stability:
+            radius = sos_poles(value).abs().max().item()
+            if radius >= 1:
+                raise ValueError(f"SOS: unstable section, max pole radius {radius:.6g} >= 1 "
+                                 f"(pass check_stability=False to allow it)")
+        self.diagonal = value.ndim == 3
+        self.mapping = mapping
+        normalized = value / value[..., 3:4]
+        raw = torch.cat([normalized[..., :3], normalized[..., 4:]], dim=-1)
+        self._init_parameter("raw", raw, None, learnable)
+
+    @property
+    def shape(self):
+        n = self.raw.shape[-3] if self.diagonal else 1
+        return (n, n)
+
+    @property
+    def sos(self) -> torch.Tensor:
+        """Mapped sections, (K, 6) or (N, K, 6), a0 = 1."""
+        return insert_a0(self.raw) if self.mapping is None else self.mapping(self.raw)
+
+    def freq_response(self, grid):
+        h = sos_response(self.sos, grid)  # (..., M) or (..., N, M)
+        if self.diagonal:
+            return Response(h.transpose(-1, -2), True)
+        return Response(h[..., :, None, None], False)

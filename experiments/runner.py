@@ -116,22 +116,41 @@ class RunContext:
 
 
 # -- provenance ----------------------------------------------------------------
-def git_info(cwd: Path | None = None) -> dict[str, Any]:
+def git_info(cwd: Path | None = None, exclude: Path | None = None) -> dict[str, Any]:
     """Return ``{"commit", "dirty"}`` for the repository holding this package.
 
-    Both are ``"unknown"`` outside a git repository or without git.
+    Parameters
+    ----------
+    cwd : Path, optional
+        Folder inside the repository (default: this package's folder).
+    exclude : Path, optional
+        Changes under this folder (the results root) do not count as dirty,
+        so results written by earlier runs do not mark the code as modified.
+
+    Both values are ``"unknown"`` outside a git repository or without git.
     """
     cwd = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, check=True
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        top = Path(git("rev-parse", "--show-toplevel").strip())
+        status = git("status", "--porcelain").splitlines()
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": "unknown"}
-    return {"commit": commit, "dirty": bool(status.strip())}
+
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    changed = []
+    for line in status:
+        # "XY path" or "XY old -> new"; paths are relative to the top level
+        path = (top / line[3:].split(" -> ")[-1].strip('"')).resolve()
+        if excluded is None or not (path == excluded or excluded in path.parents):
+            changed.append(path)
+    return {"commit": commit, "dirty": bool(changed)}
 
 
 def package_version(name: str) -> str:
@@ -258,7 +277,7 @@ def run_experiment(
 
     cfg = module.Config.quick() if quick else module.Config()
     ctx = RunContext(name=name, out_dir=out_dir, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype])
-    git = git_info()  # before the run writes anything
+    git = git_info(exclude=Path(out_root))  # before the run writes anything
     start = _dt.datetime.now(_dt.timezone.utc)
     seed_everything(seed)
 

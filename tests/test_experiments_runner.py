@@ -199,3 +199,9 @@ def test_rerun_removes_stale_outputs(tmp_path):
     assert main(["run", "smoke", "--quick", "--seed", "3", "--out", str(tmp_path)]) == 0
     assert not stale.exists()
     assert json.loads(meta_path.read_text())["seed"] == 3
+
+
+def test_git_info_outside_repo_is_unknown(tmp_path):
+    from experiments.runner import git_info
+
+    assert git_info(tmp_path) == {"commit": "unknown", "dirty": "unknown"}

@@ -1,0 +1,112 @@
+"""Atomic file writers used by the runner and the experiments.
+
+Every writer produces its output in a temporary file in the destination
+directory and moves it into place with :func:`os.replace`, so an interrupted
+run never leaves a half-written file behind: readers see either the previous
+file or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported anywhere
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# mkstemp creates files with mode 0600; give the final file the usual mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+__all__ = [
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "write_csv",
+    "save_figure",
+    "to_jsonable",
+]
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Write a file atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination file. Its parent directory is created if needed.
+    writer : callable
+        ``writer(tmp_path)`` must write the complete content to ``tmp_path``.
+
+    Returns
+    -------
+    Path
+        The destination path.
+
+    Notes
+    -----
+    If ``writer`` raises, the temporary file is removed and the previous
+    content of ``path`` (if any) is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        writer(tmp)
+        with open(tmp, "rb+") as fh:  # make sure the bytes hit the disk
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text to ``path``."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """``json`` fallback: convert numpy/torch/pathlib objects to plain Python."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # e.g. torch tensors
+        return obj.tolist()
+    return str(obj)  # e.g. torch.dtype, torch.device
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as JSON (sorted keys, indent 2, numpy scalars allowed)."""
+    text = json.dumps(obj, sort_keys=True, indent=2, default=to_jsonable) + "\n"
+    return write_text(path, text)
+
+
+def write_csv(path: str | os.PathLike, df) -> Path:
+    """Atomically write a pandas DataFrame as CSV without the index."""
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def save_figure(path: str | os.PathLike, fig, dpi: int = 120) -> Path:
+    """Atomically save a matplotlib figure as PNG and close it."""
+    try:
+        return atomic_write(
+            path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        )
+    finally:
+        plt.close(fig)

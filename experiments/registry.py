@@ -1,0 +1,111 @@
+"""Explicit, ordered registry of experiments.
+
+An experiment is a module ``experiments/<name>.py`` that defines
+
+* ``DESCRIPTION: str`` -- one line shown by ``python -m experiments list``;
+* ``Config`` -- a dataclass naming every hyperparameter, whose defaults are
+  the full run and whose classmethod ``Config.quick()`` returns the quick
+  variant;
+* ``run(cfg, ctx) -> None`` -- does the work, writing outputs through ``ctx``
+  (a :class:`experiments.runner.RunContext`).
+
+To add one, create the module and append its name to :data:`EXPERIMENTS`.
+Modules are imported lazily, only when an experiment is run.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from types import ModuleType
+
+# Registry order is the order of ``run all`` and ``list``.
+EXPERIMENTS: list[str] = [
+    "smoke",
+]
+
+PACKAGE = "experiments"
+
+
+class UnknownExperimentError(KeyError):
+    """Raised for a name that is not in :data:`EXPERIMENTS`."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        known = ", ".join(EXPERIMENTS) or "(none)"
+        return f"unknown experiment {self.name!r}; known experiments: {known}"
+
+
+class InvalidExperimentError(TypeError):
+    """Raised when an experiment module does not follow the module contract."""
+
+
+def names() -> list[str]:
+    """Return the registered experiment names in registry order."""
+    return list(EXPERIMENTS)
+
+
+def _check_name(name: str) -> None:
+    if name not in EXPERIMENTS:
+        raise UnknownExperimentError(name)
+
+
+def load(name: str) -> ModuleType:
+    """Import and validate the experiment module ``name``.
+
+    Raises
+    ------
+    UnknownExperimentError
+        If ``name`` is not registered.
+    InvalidExperimentError
+        If the module lacks ``DESCRIPTION``, ``Config`` (a dataclass with
+        ``quick()``) or ``run``.
+    """
+    _check_name(name)
+    module = importlib.import_module(f"{PACKAGE}.{name}")
+    problems = []
+    if not isinstance(getattr(module, "DESCRIPTION", None), str):
+        problems.append("DESCRIPTION: str")
+    config = getattr(module, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        problems.append("Config dataclass")
+    elif not callable(getattr(config, "quick", None)):
+        problems.append("Config.quick()")
+    if not callable(getattr(module, "run", None)):
+        problems.append("run(cfg, ctx)")
+    if problems:
+        raise InvalidExperimentError(f"experiment {name!r} is missing: {', '.join(problems)}")
+    return module
+
+
+def description(name: str) -> str:
+    """Return the experiment's one-line description without running it.
+
+    The ``DESCRIPTION`` literal is read from the module source when possible,
+    so that listing does not import heavy dependencies.
+    """
+    _check_name(name)
+    full = f"{PACKAGE}.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.find_spec(full)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            with open(spec.origin, encoding="utf-8") as fh:
+                tree = ast.parse(fh.read())
+            for node in tree.body:
+                if isinstance(node, ast.Assign):
+                    targets = node.targets
+                elif isinstance(node, ast.AnnAssign):
+                    targets = [node.target]
+                else:
+                    continue
+                is_description = any(isinstance(t, ast.Name) and t.id == "DESCRIPTION" for t in targets)
+                value = node.value
+                if is_description and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    return value.value
+    return load(name).DESCRIPTION

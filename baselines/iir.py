@@ -320,14 +320,14 @@ def _check_stability(a: torch.Tensor, name: str = "a") -> None:
     an = a.detach().to("cpu", torch.float64)
     an = an / an[..., :1]
     poles = torch.linalg.eigvals(_companion(an.reshape(-1, an.shape[-1])))
-    radius = poles.abs().amax(-1).reshape(an.shape[:-1])
-    bad = torch.nonzero(radius >= 1.0)
+    radius = poles.abs().amax(-1)  # (prod(batch),)
+    bad = torch.nonzero(radius >= 1.0).flatten()
     if bad.numel() > 0:
-        idx = tuple(int(i) for i in bad[0])
+        idx = tuple(int(i) for i in np.unravel_index(int(bad[0]), an.shape[:-1]))
         raise ValueError(
             f"{name}: expected stable denominators (all poles |p| < 1), but the filter at "
-            f"batch index {idx} has max pole radius {float(radius[idx]):.6g} "
-            f"({bad.shape[0]} unstable filter(s) in total)")
+            f"batch index {idx} has max pole radius {float(radius[bad[0]]):.6g} "
+            f"({bad.numel()} unstable filter(s) in total)")
 
 
 def _resolve_backend(backend: Optional[str], device: torch.device) -> str:

@@ -29,7 +29,6 @@ Shapes: ``A`` (N, N), ``b``, ``c``, ``g`` (N,), ``d`` scalar, ``sos``
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Sequence, Union
 
 import numpy as np

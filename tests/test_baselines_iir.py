@@ -1,0 +1,169 @@
+"""Tests of baselines.iir against scipy.signal (float64 ground truth)."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baselines import lfilter, sosfilt
+
+BACKENDS = ["scipy", "torch"]
+f64 = torch.float64
+
+
+def random_sos(rng, K, rmax=0.95):
+    """K random stable biquads: conjugate pole pairs and zeros, radius < rmax."""
+    sos = np.zeros((K, 6))
+    for k in range(K):
+        rp, tp = rng.uniform(0.0, rmax), rng.uniform(0, np.pi)
+        rz, tz = rng.uniform(0.0, 1.5), rng.uniform(0, np.pi)
+        sos[k, :3] = rng.uniform(0.5, 2.0) * np.array([1, -2 * rz * np.cos(tz), rz**2])
+        sos[k, 3:] = rng.uniform(0.5, 2.0) * np.array([1, -2 * rp * np.cos(tp), rp**2])
+    return sos
+
+
+def unit_a0(sos):
+    """Normalize each section by a0 (scipy.signal.sosfilt requires a0 = 1)."""
+    return sos / sos[..., 3:4]
+
+
+biquad = st.tuples(
+    st.floats(0.0, 0.94), st.floats(0.0, np.pi),  # pole radius, angle
+    st.floats(-2.0, 2.0), st.floats(-2.0, 2.0), st.floats(-2.0, 2.0),  # numerator
+    st.floats(0.25, 4.0),  # a0 (checks normalization)
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None)
+@given(q=biquad, T=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_lfilter_matches_scipy_random_biquads(backend, q, T, seed):
+    r, th, b0, b1, b2, a0 = q
+    b = np.array([b0, b1, b2])
+    a = a0 * np.array([1.0, -2 * r * np.cos(th), r * r])
+    x = np.random.default_rng(seed).standard_normal((2, T))
+    y = lfilter(torch.tensor(b), torch.tensor(a), torch.tensor(x), backend=backend)
+    ref = scipy.signal.lfilter(b, a, x)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_batched_broadcast(backend):
+    rng = np.random.default_rng(1)
+    sos = random_sos(rng, 6)
+    # (3, 2, nb) with (3, 1, na) and x (2, T): per-filter coefficients
+    b = rng.standard_normal((3, 2, 3))
+    a = sos[:3, None, 3:]
+    x = rng.standard_normal((2, 500))
+    y = lfilter(torch.tensor(b), torch.tensor(a), torch.tensor(x), backend=backend)
+    assert y.shape == (3, 2, 500)
+    for i in range(3):
+        for j in range(2):
+            ref = scipy.signal.lfilter(b[i, j], a[i, 0], x[j])
+            np.testing.assert_allclose(y[i, j].numpy(), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_high_order_and_fir(backend):
+    rng = np.random.default_rng(2)
+    b, a = scipy.signal.sos2tf(random_sos(rng, 4, rmax=0.9))  # order 8
+    x = rng.standard_normal((3, 1000))
+    y = lfilter(torch.tensor(b), torch.tensor(a), torch.tensor(x), backend=backend)
+    np.testing.assert_allclose(y.numpy(), scipy.signal.lfilter(b, a, x), rtol=1e-9, atol=1e-9)
+    # FIR (na = 1) and nb < na
+    y = lfilter(torch.tensor(b), torch.tensor([2.0], dtype=f64), torch.tensor(x), backend=backend)
+    np.testing.assert_allclose(y.numpy(), scipy.signal.lfilter(b, [2.0], x), atol=1e-12)
+    y = lfilter(torch.tensor([0.5], dtype=f64), torch.tensor(a), torch.tensor(x), backend=backend)
+    np.testing.assert_allclose(y.numpy(), scipy.signal.lfilter([0.5], a, x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sosfilt_matches_scipy(backend):
+    rng = np.random.default_rng(3)
+    sos = random_sos(rng, 4)
+    x = rng.standard_normal((3, 700))
+    y = sosfilt(torch.tensor(sos), torch.tensor(x), backend=backend)
+    np.testing.assert_allclose(y.numpy(), scipy.signal.sosfilt(unit_a0(sos), x), rtol=1e-9, atol=1e-9)
+    # one cascade per channel
+    sos3 = np.stack([random_sos(rng, 2) for _ in range(3)])
+    y = sosfilt(torch.tensor(sos3), torch.tensor(x), backend=backend)
+    for i in range(3):
+        np.testing.assert_allclose(y[i].numpy(), scipy.signal.sosfilt(unit_a0(sos3[i]), x[i]),
+                                   rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32(backend):
+    rng = np.random.default_rng(4)
+    sos = random_sos(rng, 2, rmax=0.9)
+    x = rng.standard_normal(300)
+    y = sosfilt(torch.tensor(sos, dtype=torch.float32), torch.tensor(x, dtype=torch.float32),
+                backend=backend)
+    assert y.dtype == torch.float32
+    ref = scipy.signal.sosfilt(unit_a0(sos), x)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batched", [False, True])
+def test_lfilter_gradcheck(backend, batched):
+    rng = np.random.default_rng(5)
+    nf = 2 if batched else 1
+    sos = random_sos(rng, nf, rmax=0.9)
+    b = torch.tensor(np.concatenate([sos[:, :3], rng.standard_normal((nf, 1))], -1),
+                     requires_grad=True)  # nb = 4 > na = 3
+    a = torch.tensor(sos[:, 3:], requires_grad=True)
+    if not batched:
+        b, a = b[0].detach().requires_grad_(), a[0].detach().requires_grad_()
+    x = torch.randn(2 if not batched else 1, 30, dtype=f64, requires_grad=True)
+    fn = lambda b_, a_, x_: lfilter(b_, a_, x_, backend=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (b, a, x))
+    assert torch.autograd.gradgradcheck(fn, (b, a, x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sosfilt_gradcheck(backend):
+    rng = np.random.default_rng(6)
+    sos = torch.tensor(random_sos(rng, 3, rmax=0.9), requires_grad=True)
+    x = torch.randn(2, 30, dtype=f64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s, x_: sosfilt(s, x_, backend=backend), (sos, x))
+
+
+def test_backends_agree_on_gradients():
+    rng = np.random.default_rng(7)
+    sos = random_sos(rng, 2)
+    x = torch.tensor(rng.standard_normal((2, 400)))
+    grads = []
+    for backend in BACKENDS:
+        s = torch.tensor(sos, requires_grad=True)
+        (sosfilt(s, x, backend=backend) ** 2).sum().backward()
+        grads.append(s.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+
+
+def test_bad_inputs():
+    x = torch.randn(10, dtype=f64)
+    b = torch.tensor([1.0, 0.5], dtype=f64)
+    with pytest.raises(ValueError, match="unstable|stable"):
+        lfilter(b, torch.tensor([1.0, -1.2], dtype=f64), x)
+    with pytest.raises(ValueError, match=r"a\[..., 0\]"):
+        lfilter(b, torch.tensor([0.0, 0.5], dtype=f64), x)
+    with pytest.raises(TypeError, match="b"):
+        lfilter([1.0, 0.5], torch.tensor([1.0], dtype=f64), x)
+    with pytest.raises(TypeError, match="x"):
+        lfilter(b, torch.tensor([1.0], dtype=f64), torch.arange(10))
+    with pytest.raises(ValueError, match="backend"):
+        lfilter(b, torch.tensor([1.0], dtype=f64), x, backend="numba")
+    with pytest.raises(ValueError, match="broadcast"):
+        lfilter(torch.ones(3, 2, dtype=f64), torch.ones(1, dtype=f64), torch.ones(4, 10, dtype=f64))
+    with pytest.raises(ValueError, match="finite"):
+        lfilter(b, torch.tensor([1.0, float("nan")], dtype=f64), x)
+    with pytest.raises(ValueError, match="sos"):
+        sosfilt(torch.ones(2, 5, dtype=f64), x)
+    unstable = torch.tensor([[1.0, 0, 0, 1.0, 0, 0], [1.0, 0, 0, 1.0, 0.0, -1.1]], dtype=f64)
+    with pytest.raises(ValueError, match="section 1"):
+        sosfilt(unstable, x)
+    # the check can be disabled
+    lfilter(b, torch.tensor([1.0, -1.2], dtype=f64), x, check_stability=False)

@@ -8,10 +8,12 @@ frequency-domain differentiable audio processing", ICASSP 2025.
 
 from . import functional, signal
 from .grid import Grid
-from .modules import SOS, Delay, DSPModule, Gain, Matrix
+from .modules import SOS, Delay, DSPModule, Gain, Matrix, from_config
+from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
 
 __version__ = "0.1.0"
 
 __all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
-           "Recursion", "functional", "signal", "__version__"]
+           "Recursion", "from_config", "save_preset", "load_preset", "functional", "signal",
+           "__version__"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-from .modules.base import DSPModule
+from .modules.base import DSPModule, from_config
 from .response import add, solve_loop
 
 __all__ = ["Series", "Parallel", "Recursion"]
@@ -65,6 +65,14 @@ class _Composite(DSPModule):
     @property
     def diagonal(self):
         return all(m.diagonal for m in self)
+
+    def config(self):
+        """{"parts": [[name, part config], ...]} in signal order."""
+        return {"type": type(self).__name__, "parts": [[n, m.config()] for n, m in self.named_parts()]}
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls({name: from_config(part) for name, part in cfg["parts"]})
 
 
 class Series(_Composite):
@@ -186,6 +194,15 @@ class Recursion(DSPModule):
 
     def freq_response(self, grid):
         return self.apply_to(None, grid)
+
+    def config(self):
+        """{"forward": config, "feedback": config, "check": bool}."""
+        return {"type": "Recursion", "forward": self.forward_path.config(),
+                "feedback": self.feedback_path.config(), "check": self.check}
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(from_config(cfg["forward"]), from_config(cfg["feedback"]), check=cfg.get("check", True))
 
     def apply_to(self, rhs, grid):
         forward = self.forward_path.freq_response(grid)

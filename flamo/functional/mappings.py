@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value"]
+__all__ = ["identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value", "register_mapping",
+           "mapping_config", "mapping_from_config"]
+
+#: Mappings that presets can name, by name: functions and classes with ``config()``.
+MAPPINGS = {}
 
 
+def register_mapping(obj):
+    """Make a mapping function or class nameable in presets (usable as a decorator)."""
+    MAPPINGS[obj.__name__] = obj
+    return obj
+
+
+@register_mapping
 def identity(x: torch.Tensor) -> torch.Tensor:
     """Return ``x`` unchanged (the default mapping)."""
     return x
 
 
+@register_mapping
 class Sigmoid:
     """Map R onto the open interval (low, high): low + (high - low) * sigmoid(x).
 
@@ -43,10 +55,14 @@ class Sigmoid:
         u = (y - self.low) / (self.high - self.low)
         return torch.log(u) - torch.log1p(-u)
 
+    def config(self):
+        return {"type": "Sigmoid", "low": self.low, "high": self.high}
+
     def __repr__(self):
         return f"Sigmoid(low={self.low:g}, high={self.high:g})"
 
 
+@register_mapping
 class Softplus:
     """Map R onto (low, inf): low + log(1 + exp(x))."""
 
@@ -64,6 +80,9 @@ class Softplus:
         v = y - self.low
         return v + torch.log(-torch.expm1(-v))  # log(exp(v) - 1), stable for large v
 
+    def config(self):
+        return {"type": "Softplus", "low": self.low}
+
     def __repr__(self):
         return f"Softplus(low={self.low:g})"
 
@@ -78,3 +97,28 @@ def unmap_value(mapping, value: torch.Tensor) -> torch.Tensor:
     if mapping is None or not hasattr(mapping, "inverse"):
         return value
     return mapping.inverse(value)
+
+
+def mapping_config(mapping):
+    """JSON-able description of a mapping: None, {"type": name} or the object's config()."""
+    if mapping is None:
+        return None
+    if hasattr(mapping, "config"):
+        return mapping.config()
+    name = getattr(mapping, "__name__", None)
+    if MAPPINGS.get(name) is mapping:
+        return {"type": name}
+    raise ValueError(f"mapping {mapping!r} cannot be saved in a preset: use a registered mapping "
+                     f"({sorted(MAPPINGS)}) or give it config() and register_mapping")
+
+
+def mapping_from_config(cfg):
+    """Inverse of :func:`mapping_config`."""
+    if cfg is None:
+        return None
+    cfg = dict(cfg)
+    name = cfg.pop("type")
+    if name not in MAPPINGS:
+        raise ValueError(f"unknown mapping {name!r} in preset; known: {sorted(MAPPINGS)}")
+    obj = MAPPINGS[name]
+    return obj(**cfg) if isinstance(obj, type) else obj

@@ -7,9 +7,12 @@ import math
 import numpy as np
 import torch
 
+from .mappings import register_mapping
+
 __all__ = ["skew_expm", "householder", "hadamard", "is_prime"]
 
 
+@register_mapping
 def skew_expm(w: torch.Tensor) -> torch.Tensor:
     """Orthogonal matrix expm(W - W^T) from an unconstrained square W, (..., n, n).
 
@@ -20,6 +23,7 @@ def skew_expm(w: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_exp(w - w.transpose(-1, -2))
 
 
+@register_mapping
 def householder(u: torch.Tensor) -> torch.Tensor:
     """Householder reflection I - 2 u u^T / |u|^2 from a vector u, (..., n) -> (..., n, n)."""
     n = u.shape[-1]

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from .. import signal
-from ..functional.mappings import map_parameter, unmap_value
+from ..functional.mappings import map_parameter, mapping_config, mapping_from_config, unmap_value
 from ..response import Response, matmul
 
-__all__ = ["DSPModule", "as_real_tensor"]
+__all__ = ["DSPModule", "as_real_tensor", "from_config"]
 
 
 def as_real_tensor(value, name: str, owner: str, ndim=None) -> torch.Tensor:
@@ -56,6 +56,13 @@ class DSPModule(nn.Module):
 
     #: True when the transfer matrix is diagonal (a filter per channel).
     diagonal = False
+    #: Every public subclass by class name, so that presets can name their type.
+    registry: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            DSPModule.registry[cls.__name__] = cls
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -99,6 +106,38 @@ class DSPModule(nn.Module):
         """Filter a time signal x (..., T, in) -> (..., nfft, out); see flamo.signal.filter_signal."""
         return signal.filter_signal(self, x, grid)
 
+    # -- presets ---------------------------------------------------------------------
+    def config(self) -> dict:
+        """Effective parameters in physical units as a plain JSON-able dict.
+
+        ``{"type": class name, "dtype": "float32" | "float64", **constructor arguments}``,
+        with tensors as nested lists of their mapped values (samples, linear gains, Hz, dB,
+        ... as each module documents), so that ``from_config(module.config())`` rebuilds an
+        equivalent module with the same dtype.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement config()")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "DSPModule":
+        """Build a module from the keyword arguments of :meth:`config` (without "type")."""
+        kwargs = dict(cfg)
+        dtype = getattr(torch, kwargs.pop("dtype", "float32"))
+        for key, value in kwargs.items():  # nested lists are tensor values
+            if isinstance(value, list):
+                kwargs[key] = torch.tensor(value, dtype=dtype)
+        if "mapping" in kwargs:
+            kwargs["mapping"] = mapping_from_config(kwargs["mapping"])
+        return cls(**kwargs)
+
+    def _value_config(self, key: str, value: torch.Tensor, mapping) -> dict:
+        """Config entries for one mapped value: the value, its mapping, learnability."""
+        if mapping is not None and not hasattr(mapping, "inverse"):
+            raise ValueError(f"{type(self).__name__}.config: mapping {mapping!r} has no inverse, "
+                             f"so the module cannot be rebuilt from its mapped values")
+        return {"type": type(self).__name__, key: value.detach().cpu().tolist(),
+                "dtype": str(value.dtype).removeprefix("torch."),
+                "mapping": mapping_config(mapping), "learnable": isinstance(self.raw, nn.Parameter)}
+
     # -- parameters ------------------------------------------------------------------
     def _init_parameter(self, name: str, value: torch.Tensor, mapping, learnable: bool):
         """Store ``value`` as the raw tensor ``name`` (mapped value -> raw via the mapping's
@@ -115,3 +154,13 @@ class DSPModule(nn.Module):
     def extra_repr(self) -> str:
         out, inp = self.shape
         return f"shape=({out}, {inp})" + (", diagonal" if self.diagonal else "")
+
+
+def from_config(cfg: dict) -> DSPModule:
+    """Rebuild any module or system from its :meth:`DSPModule.config`."""
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"from_config: expected a dict with a 'type' key, got {cfg!r:.80}")
+    name = cfg["type"]
+    if name not in DSPModule.registry:
+        raise ValueError(f"from_config: unknown module type {name!r}; known: {sorted(DSPModule.registry)}")
+    return DSPModule.registry[name].from_config({k: v for k, v in cfg.items() if k != "type"})

@@ -61,3 +61,7 @@ class Delay(DSPModule):
 
     def freq_response(self, grid):
         return Response(delay_response(self.samples, grid), True)
+
+    def config(self):
+        """{"samples": lengths in samples, "mapping", "learnable"}."""
+        return self._value_config("samples", self.samples, self.mapping)

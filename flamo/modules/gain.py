@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..functional.matrices import hadamard, householder, skew_expm
 from ..response import Response
@@ -63,6 +64,10 @@ class Gain(DSPModule):
     def freq_response(self, grid):
         return Response(self.gains.to(grid.complex_dtype).unsqueeze(-2 if self.diagonal else -3),
                         self.diagonal)
+
+    def config(self):
+        """{"matrix": linear gains, "mapping", "learnable"}."""
+        return self._value_config("matrix", self.gains, self.mapping)
 
 
 class Matrix(DSPModule):
@@ -149,6 +154,18 @@ class Matrix(DSPModule):
 
     def freq_response(self, grid):
         return Response(self.matrix.to(grid.complex_dtype).unsqueeze(-3), False)
+
+    def config(self):
+        """{"n", "kind", "init", "learnable"}: the current matrix for orthogonal/free, u for
+        householder (an orthogonal module is rebuilt with the current matrix as its base)."""
+        defaults = {"orthogonal": skew_expm, "householder": householder, "hadamard": None, "free": None}
+        if self.mapping is not defaults[self.kind]:
+            raise ValueError(f"Matrix.config: a custom mapping ({self.mapping!r}) cannot be saved")
+        init = None if self.kind == "hadamard" else (self.raw if self.kind == "householder" else self.matrix)
+        return {"type": "Matrix", "n": self.n, "kind": self.kind,
+                "dtype": str(self.raw.dtype).removeprefix("torch."),
+                "init": None if init is None else init.detach().cpu().tolist(),
+                "learnable": isinstance(self.raw, nn.Parameter)}
 
     def extra_repr(self):
         return f"n={self.n}, kind={self.kind!r}"

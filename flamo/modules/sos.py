@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..functional.mappings import register_mapping
 from ..functional.sos import sos_poles, sos_response
 from ..response import Response
 from .base import DSPModule, as_real_tensor
@@ -11,6 +12,7 @@ from .base import DSPModule, as_real_tensor
 __all__ = ["SOS", "insert_a0"]
 
 
+@register_mapping
 def insert_a0(raw: torch.Tensor) -> torch.Tensor:
     """Map normalized coefficients (..., K, 5) [b0 b1 b2 a1 a2] to sections (..., K, 6)
     with a0 = 1 (the default mapping of :class:`SOS`)."""
@@ -65,6 +67,14 @@ class SOS(DSPModule):
     def sos(self) -> torch.Tensor:
         """Mapped sections, (K, 6) or (N, K, 6), a0 = 1."""
         return insert_a0(self.raw) if self.mapping is None else self.mapping(self.raw)
+
+    def config(self):
+        """{"sos": a0-normalized sections, "learnable"} (default mapping only)."""
+        if self.mapping is not None:
+            raise ValueError(f"SOS.config: a custom mapping ({self.mapping!r}) cannot be saved")
+        cfg = self._value_config("sos", self.sos, None)
+        del cfg["mapping"]
+        return cfg
 
     def freq_response(self, grid):
         h = sos_response(self.sos, grid)  # (..., M) or (..., N, M)

@@ -25,6 +25,7 @@ from types import ModuleType
 # Registry order is the order of ``run all`` and ``list``.
 EXPERIMENTS: list[str] = [
     "smoke",
+    "speed_comparison",
 ]
 
 PACKAGE = "experiments"

@@ -1,0 +1,280 @@
+"""Speed comparison: frequency sampling vs time-domain block FDN vs recursive IIR filtering.
+
+For the same FDN (same delays, matrix, gains) and the same 8-biquad cascade, measure the
+time of one gradient step (impulse response of length L, loss = squared error to a fixed
+target, backward to every parameter) and its peak memory, as a function of the IR length
+L (0.25 s to 8 s at 48 kHz) and of the number of delay lines N, and the IR error of each
+method against a float64 time-domain ground truth.
+
+Methods
+-------
+- ``frequency_sampling``: the library (flamo); nfft = the next power of two >= L, the FDN
+  sampled at radius 1/gamma with ``alias_decay_db``.
+- ``time_block`` (FDN): ``baselines.fdn_block``, blocks of m_min samples.
+- ``iir_scipy`` / ``iir_torch`` (SOS cascade): ``baselines.sosfilt`` with its scipy (CPU)
+  and pure-torch backends; the backward pass is an IIR filter run backward in time.
+
+Every configuration runs in a fresh child process (``isolate``), so that peak memory (``ru_maxrss`` on
+CPU, ``torch.cuda.max_memory_allocated`` on GPU) belongs to that configuration alone. Times
+are medians over ``repeats`` steps after one warm-up step, with ``threads`` torch threads.
+Configurations whose dense loop would exceed ``memory_budget_gb`` (frequency sampling
+stores (M, N, N) complex loop matrices) are recorded as skipped, not run.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+DESCRIPTION = "Speed and memory of a gradient step: frequency sampling vs time-domain FDN vs recursive IIR"
+
+
+@dataclass
+class Config:
+    fs: int = 48000
+    lengths_s: list = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
+    fdn_sizes: list = field(default_factory=lambda: [4, 8, 16, 32, 64])
+    t60_s: float = 1.0
+    delay_range_s: tuple = (0.01, 0.05)  # delay lengths drawn from this range (seconds)
+    sos_sections: int = 8
+    alias_decay_db: float = 60.0
+    repeats: int = 3
+    threads: int = 1
+    memory_budget_gb: float = 6.0
+    headline_n: int = 16  # FDN size quoted in the headline ratios
+    isolate: bool = True  # one fresh process per configuration (clean peak memory)
+
+    @classmethod
+    def quick(cls):
+        """CI smoke sizes, in-process (peak memory then includes earlier configurations)."""
+        return cls(lengths_s=[0.25, 1.0], fdn_sizes=[4], repeats=1, headline_n=4, isolate=False)
+
+
+# --------------------------------------------------------------------------------------
+# workloads (built identically in every child from the seed)
+# --------------------------------------------------------------------------------------
+def fdn_parameters(n, cfg, seed):
+    """Delays (N,) ints, orthogonal A, b, c, per-line gains g: plain float64 numpy arrays."""
+    import scipy.stats
+
+    rng = np.random.default_rng(seed + n)
+    lo, hi = (int(s * cfg.fs) for s in cfg.delay_range_s)
+    m = np.sort(rng.choice(np.arange(lo, hi), size=n, replace=False))
+    A = scipy.stats.ortho_group.rvs(n, random_state=seed + n) if n > 1 else np.ones((1, 1))
+    b, c = rng.normal(size=n), rng.normal(size=n) / n
+    g = 10 ** (-3 * m / (cfg.fs * cfg.t60_s))
+    return m, A, b, c, g
+
+
+def sos_parameters(cfg, seed):
+    """A stable (K, 6) cascade: pole radii in [0.9, 0.999], a0 = 1."""
+    rng = np.random.default_rng(seed)
+    k = cfg.sos_sections
+    r, theta = rng.uniform(0.9, 0.999, k), rng.uniform(0.01, math.pi - 0.01, k)
+    zr, zt = rng.uniform(0.5, 1.0, k), rng.uniform(0, math.pi, k)
+    b = np.stack([np.ones(k), -2 * zr * np.cos(zt), zr**2], axis=1)
+    a = np.stack([np.ones(k), -2 * r * np.cos(theta), r**2], axis=1)
+    return np.concatenate([b, a], axis=1)
+
+
+def _ground_truth(task, cfg):
+    """float64 IR of the task's system, computed in the time domain."""
+    import scipy.signal
+    import torch
+
+    from baselines import fdn_impulse_response
+
+    length = int(task["length_s"] * cfg.fs)
+    if task["system"] == "fdn":
+        m, A, b, c, g = fdn_parameters(task["n"], cfg, task["seed"])
+        return fdn_impulse_response(length, torch.as_tensor(m), torch.as_tensor(A), torch.as_tensor(b),
+                                    torch.as_tensor(c), 0.0, g=torch.as_tensor(g)).numpy()
+    x = np.zeros(length)
+    x[0] = 1
+    return scipy.signal.sosfilt(sos_parameters(cfg, task["seed"]), x)
+
+
+def _step_function(task, cfg, device):
+    """Build the task's system on ``device`` and return (step() -> IR tensor, parameters)."""
+    import torch
+
+    import flamo
+    from baselines import fdn_block, sosfilt
+
+    length = int(task["length_s"] * cfg.fs)
+    f32 = dict(dtype=torch.float32, device=device)
+    method = task["method"]
+    if task["system"] == "fdn":
+        m, A, b, c, g = fdn_parameters(task["n"], cfg, task["seed"])
+        n = len(m)
+        if method == "frequency_sampling":
+            system = flamo.Series(
+                flamo.Gain(torch.as_tensor(b.reshape(n, 1), **f32)),
+                flamo.Recursion(flamo.Series(flamo.Delay(torch.as_tensor(m, **f32)),
+                                             flamo.Gain(torch.as_tensor(g, **f32))),
+                                flamo.Matrix(n, kind="free", init=torch.as_tensor(A, **f32))),
+                flamo.Gain(torch.as_tensor(c.reshape(1, n), **f32))).to(device)
+            grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs,
+                              alias_decay_db=cfg.alias_decay_db, device=device)
+            return (lambda: system.impulse_response(grid)[:length, 0, 0]), list(system.parameters())
+        params = [torch.as_tensor(v, **f32).requires_grad_(True) for v in (A, b, c, g)]
+        x = torch.zeros(length, **f32)
+        x[0] = 1
+        return (lambda: fdn_block(x, torch.as_tensor(m), params[0], params[1], params[2], 0.0,
+                                  g=params[3])), params
+    sos = sos_parameters(cfg, task["seed"])
+    if method == "frequency_sampling":
+        module = flamo.SOS(torch.as_tensor(sos, **f32)).to(device)
+        grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs, device=device)
+        return (lambda: module.impulse_response(grid)[:length, 0, 0]), list(module.parameters())
+    coeffs = torch.as_tensor(sos, **f32).requires_grad_(True)
+    x = torch.zeros(length, **f32)
+    x[0] = 1
+    backend = "scipy" if method == "iir_scipy" else "torch"
+    return (lambda: sosfilt(coeffs, x, backend=backend)), [coeffs]
+
+
+def _current_rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def measure(task, cfg):
+    """Run in a fresh child process: peak memory, median step time, IR error."""
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(task["seed"])
+    device = torch.device(task["device"])
+    cuda = device.type == "cuda"
+    step, params = _step_function(task, cfg, device)
+    target = torch.zeros(int(task["length_s"] * cfg.fs), device=device)
+
+    def gradient_step():
+        for p in params:
+            p.grad = None
+        ir = step()
+        loss = ((ir - target) ** 2).sum()
+        loss.backward()
+        if cuda:
+            torch.cuda.synchronize()
+        return ir
+
+    rss0 = _current_rss_bytes()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    ir = gradient_step()  # first step: warm-up and peak memory
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0)
+    times = []
+    for _ in range(cfg.repeats):
+        t0 = time.perf_counter()
+        gradient_step()
+        times.append(time.perf_counter() - t0)
+    truth = _ground_truth(task, cfg)
+    est = ir.detach().double().cpu().numpy()
+    err = np.linalg.norm(est - truth) / np.linalg.norm(truth)
+    return {"step_time_s": statistics.median(times), "peak_memory_bytes": peak,
+            "ir_error_db": 20 * math.log10(max(err, 1e-300))}
+
+
+def _estimated_bytes(task, cfg):
+    """Rough working set of frequency sampling: several (M, N, N) complex64 loop tensors."""
+    if task["method"] != "frequency_sampling" or task["system"] != "fdn":
+        return 0
+    nfft = 2 ** math.ceil(math.log2(task["length_s"] * cfg.fs))
+    return 4 * (nfft // 2 + 1) * task["n"] ** 2 * 8
+
+
+def tasks_for(cfg, device, seed):
+    tasks = []
+    for length in cfg.lengths_s:
+        for n in cfg.fdn_sizes:
+            for method in ("frequency_sampling", "time_block"):
+                tasks.append(dict(system="fdn", n=n, length_s=length, method=method))
+        for method in ("frequency_sampling", "iir_scipy", "iir_torch"):
+            if method == "iir_scipy" and device != "cpu":
+                continue
+            tasks.append(dict(system="sos", n=1, length_s=length, method=method))
+    for t in tasks:
+        t.update(device=device, seed=seed)
+    return tasks
+
+
+def run(cfg, ctx):
+    device = str(ctx.device)
+    rows = []
+    spawn = mp.get_context("spawn")
+    for task in ctx.progress(tasks_for(cfg, device, ctx.seed), desc="configurations"):
+        row = dict(task)
+        if _estimated_bytes(task, cfg) > cfg.memory_budget_gb * 2**30:
+            row.update(status="skipped: memory budget", step_time_s=np.nan,
+                       peak_memory_bytes=np.nan, ir_error_db=np.nan)
+        elif cfg.isolate:
+            with spawn.Pool(1) as pool:  # a fresh process per configuration
+                row.update(pool.apply(measure, (task, cfg)), status="ok")
+        else:
+            row.update(measure(task, cfg), status="ok")
+        rows.append(row)
+        ctx.log(f"{task['system']} N={task['n']} L={task['length_s']} s {task['method']}: "
+                f"{row['step_time_s']:.4g} s")
+    df = pd.DataFrame(rows)
+    df["length_samples"] = (df["length_s"] * cfg.fs).astype(int)
+    df["threads"] = cfg.threads
+    ctx.write_csv(df, "speed_comparison.csv")
+    _plot(df, ctx)
+    _headline(df, cfg, ctx)
+
+
+def _plot(df, ctx):
+    import matplotlib.pyplot as plt
+
+    ok = df[df.status == "ok"]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    for (n, method), part in ok[ok.system == "fdn"].groupby(["n", "method"]):
+        style = "-" if method == "frequency_sampling" else "--"
+        axes[0].loglog(part.length_s, part.step_time_s, style, marker="o", label=f"{method}, N={n}")
+        axes[1].loglog(part.length_s, part.peak_memory_bytes / 2**20, style, marker="o",
+                       label=f"{method}, N={n}")
+    for method, part in ok[ok.system == "sos"].groupby("method"):
+        axes[2].loglog(part.length_s, part.step_time_s, marker="o", label=method)
+    for (system, n, method), part in ok.groupby(["system", "n", "method"]):
+        label = f"{system} N={n}, {method}" if system == "fdn" else f"sos, {method}"
+        axes[3].semilogx(part.length_s, part.ir_error_db, marker="o", label=label)
+    axes[0].set(title="FDN: time per gradient step", xlabel="IR length (s)", ylabel="time (s)")
+    axes[1].set(title="FDN: peak memory of a step", xlabel="IR length (s)", ylabel="memory (MiB)")
+    axes[2].set(title="8-biquad cascade: time per gradient step", xlabel="IR length (s)", ylabel="time (s)")
+    axes[3].set(title="float32 IR error vs float64 time-domain truth", xlabel="IR length (s)",
+                ylabel="relative L2 error (dB)")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    ctx.save_figure(fig, "speed_comparison.png")
+
+
+def _headline(df, cfg, ctx):
+    ok = df[df.status == "ok"].set_index(["system", "n", "length_s", "method"])["step_time_s"]
+    numbers = {}
+    for length in (1.0, 8.0):
+        try:
+            numbers[f"fdn_N{cfg.headline_n}_{length:g}s_fs_over_block"] = \
+                ok[("fdn", cfg.headline_n, length, "frequency_sampling")] / ok[("fdn", cfg.headline_n, length, "time_block")]
+        except KeyError:
+            pass
+        for iir in ("iir_scipy", "iir_torch"):
+            try:
+                numbers[f"sos_{length:g}s_fs_over_{iir}"] = \
+                    ok[("sos", 1, length, "frequency_sampling")] / ok[("sos", 1, length, iir)]
+            except KeyError:
+                pass
+    ctx.headline(**{k: round(float(v), 4) for k, v in numbers.items()})

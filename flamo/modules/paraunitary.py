@@ -32,9 +32,10 @@ class Paraunitary(DSPModule):
     delays : array_like
         (K + 1, n) non-negative delays in samples: row k is D_k (row 0 acts first).
     matrices : array_like, optional
-        (K, n, n) orthogonal initial matrices U_1..U_K; default random orthogonal from
-        ``seed``. Each stays orthogonal while learning: U_k = base_k expm(W_k - W_k^T) with
-        learnable W_k (zero at the start), as :class:`flamo.Matrix` kind="orthogonal".
+        (K, n, n) orthogonal initial matrices U_1..U_K. Each stays orthogonal while
+        learning: U_k = base_k expm(W_k - W_k^T) with learnable W_k, as
+        :class:`flamo.Matrix` kind="orthogonal": given matrices become the bases with W = 0;
+        by default the bases are I and W is random from ``seed``.
     seed : int, optional
     learnable : bool, default True
         Learn the orthogonal matrices (the delays are fixed buffers).
@@ -49,9 +50,9 @@ class Paraunitary(DSPModule):
         if (m < 0).any():
             raise ValueError(f"Paraunitary: delays must be >= 0, got min {m.min().item():g}")
         stages, n = m.shape[0] - 1, m.shape[1]
-        if matrices is None:
-            w = torch.randn(stages, n, n, generator=_generator(seed), dtype=m.dtype)
-            base = skew_expm(w)
+        if matrices is None:  # identity base, so .double() keeps the U_k exactly orthogonal
+            base = torch.eye(n, dtype=m.dtype).expand(stages, n, n).clone()
+            raw = torch.randn(stages, n, n, generator=_generator(seed)).to(m.dtype)
         else:
             base = as_real_tensor(matrices, "matrices", "Paraunitary", ndim=3)
             if base.shape != (stages, n, n):
@@ -61,9 +62,9 @@ class Paraunitary(DSPModule):
             err = (base @ base.transpose(-1, -2) - eye).abs().max().item()
             if err > 1e-5:
                 raise ValueError(f"Paraunitary: matrices must be orthogonal, got max |U U^T - I| = {err:.3g}")
+            raw = torch.zeros_like(base)
         self.register_buffer("delays", m)
         self.register_buffer("base", base)
-        raw = torch.zeros_like(base)
         if learnable:
             self.raw = nn.Parameter(raw)
         else:

@@ -147,3 +147,22 @@ def test_paraunitary_gradcheck():
 def test_paraunitary_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: flamo.FIR(torch.randn(2, 3, 5)),
+    lambda: flamo.FractionalDelay([2.5, 7.1], kind="thiran", order=2),
+    lambda: flamo.DelayMatrix(torch.rand(2, 3) * 5, learnable_delays=True),
+    lambda: flamo.Paraunitary.velvet(3, stages=2, spread=10, seed=0),
+    lambda: flamo.Matrix(5, kind="circulant", seed=0),
+], ids=["fir", "fractional", "delay-matrix", "paraunitary", "circulant"])
+def test_batched_parameters_give_batched_responses(make):
+    """Leading batch dims on the raw parameters (hyperconditioning) flow through."""
+    module = make().double()
+    g = flamo.Grid(nfft=32, alias_decay_db=5, dtype=torch.float64)
+    names = [n for n, _ in module.named_parameters()]
+    values = [p.detach() + 0.01 * torch.arange(4.0, dtype=p.dtype).reshape(4, *[1] * p.ndim) for p in module.parameters()]
+    batched = response_with(module, names, values, g)
+    assert batched.shape == (4, g.M, *module.shape)
+    for i in range(4):
+        torch.testing.assert_close(batched[i], response_with(module, names, [v[i] for v in values], g))

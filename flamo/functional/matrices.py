@@ -65,7 +65,6 @@ def circulant(phases: torch.Tensor, n: int) -> torch.Tensor:
     return column[..., (idx.unsqueeze(-1) - idx) % n]
 
 
-
 @register_mapping
 class Circulant:
     """Mapping phases (..., (n - 1) // 2) -> orthogonal circulant (..., n, n); see :func:`circulant`."""
@@ -83,6 +82,7 @@ class Circulant:
 
     def __repr__(self):
         return f"Circulant(n={self.n})"
+
 
 def is_prime(q: int) -> bool:
     """True when q is a prime number."""

@@ -49,9 +49,10 @@ class FractionalDelay(DSPModule):
     -----
     Compare :class:`flamo.Delay` (the exact, band-unlimited z^-m): its gradient is
     d z^-m / dm = (log gamma - 1j omega) z^-m, of magnitude up to pi per sample at Nyquist.
-    Here the gradient equals that of z^-m at low frequencies and falls with the
-    interpolator's bandwidth near Nyquist (Laakso et al., "Splitting the unit delay", IEEE
-    SPM 1996).
+    Here the gradient equals that of z^-m at low frequencies and departs from it near
+    Nyquist with the interpolator's error (Laakso et al., "Splitting the unit delay", IEEE
+    SPM 1996): a Thiran allpass has its phase pinned to -(s + N) pi at Nyquist, so there its
+    gradient tends to 0; a Lagrange filter's gradient stays of order 1 there.
     """
 
     diagonal = True

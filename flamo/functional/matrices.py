@@ -9,7 +9,7 @@ import torch
 
 from .mappings import register_mapping
 
-__all__ = ["skew_expm", "householder", "hadamard", "is_prime"]
+__all__ = ["skew_expm", "householder", "circulant", "Circulant", "hadamard", "is_prime"]
 
 
 @register_mapping
@@ -30,6 +30,58 @@ def householder(u: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(n, dtype=u.dtype, device=u.device)
     outer = u.unsqueeze(-1) * u.unsqueeze(-2)
     return eye - 2 * outer / (u * u).sum(-1)[..., None, None]
+
+
+def circulant(phases: torch.Tensor, n: int) -> torch.Tensor:
+    """Real orthogonal n x n circulant matrix from the phases phi_1 .. phi_p, p = (n - 1) // 2.
+
+    C = F^-1 diag(lambda) F with a unit-modulus spectrum: lambda_0 = 1,
+    lambda_k = exp(1j phi_k) for 0 < k < n / 2, lambda_{n-k} = conj(lambda_k) (odd-symmetric
+    phase, so C is real) and lambda_{n/2} = 1 for even n. A circulant matrix is unitary
+    exactly when its spectrum has unit modulus, so every phase vector gives an orthogonal
+    C, with C 1 = 1. Multiplying by C is a circular convolution (O(n log n) by FFT).
+
+    Parameters
+    ----------
+    phases : torch.Tensor
+        (..., (n - 1) // 2) phases in radians.
+    n : int
+        Matrix size.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., n, n) real orthogonal matrix, C[i, j] = c[(i - j) mod n].
+    """
+    if phases.shape[-1] != (n - 1) // 2:
+        raise ValueError(f"circulant: need (n - 1) // 2 = {(n - 1) // 2} phases for n={n}, "
+                         f"got {phases.shape[-1]}")
+    one = phases.new_ones(*phases.shape[:-1], 1)
+    spectrum = [torch.polar(one, torch.zeros_like(one)), torch.polar(torch.ones_like(phases), phases)]
+    if n % 2 == 0:
+        spectrum.append(torch.polar(one, torch.zeros_like(one)))
+    column = torch.fft.irfft(torch.cat(spectrum, dim=-1), n=n, dim=-1)  # (..., n): C[:, 0]
+    idx = torch.arange(n, device=phases.device)
+    return column[..., (idx.unsqueeze(-1) - idx) % n]
+
+
+@register_mapping
+class Circulant:
+    """Mapping phases (..., (n - 1) // 2) -> orthogonal circulant (..., n, n); see :func:`circulant`."""
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Circulant: n must be a positive int, got {n!r}")
+        self.n = n
+
+    def __call__(self, phases):
+        return circulant(phases, self.n)
+
+    def config(self):
+        return {"type": "Circulant", "n": self.n}
+
+    def __repr__(self):
+        return f"Circulant(n={self.n})"
 
 
 def is_prime(q: int) -> bool:

@@ -2,7 +2,13 @@
 
 from .base import DSPModule, from_config
 from .delay import Delay
+from .delay_matrix import DelayMatrix
+from .fir import FIR
+from .fractional_delay import FractionalDelay
 from .gain import Gain, Matrix
+from .paraunitary import Paraunitary
 from .sos import SOS, insert_a0
+from .summary import describe
 
-__all__ = ["DSPModule", "from_config", "Gain", "Matrix", "Delay", "SOS", "insert_a0"]
+__all__ = ["DSPModule", "from_config", "Gain", "Matrix", "Delay", "SOS", "insert_a0", "FIR",
+           "FractionalDelay", "DelayMatrix", "Paraunitary", "describe"]

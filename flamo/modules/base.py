@@ -151,6 +151,11 @@ class DSPModule(nn.Module):
     def _mapped(self, name: str, mapping) -> torch.Tensor:
         return map_parameter(mapping, getattr(self, name))
 
+    def summary(self) -> str:
+        """Readable tree of the parts, shapes and parameter counts; see :func:`flamo.describe`."""
+        from .summary import describe  # summary walks DSPModule children: import at call time
+        return describe(self)
+
     def extra_repr(self) -> str:
         out, inp = self.shape
         return f"shape=({out}, {inp})" + (", diagonal" if self.diagonal else "")

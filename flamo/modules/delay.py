@@ -25,7 +25,11 @@ class Delay(DSPModule):
         Make the lengths an ``nn.Parameter``. The gradient with respect to a length m is
         that of the exact fractional delay z^-m, d/dm z^-m = (log gamma - 1j omega) z^-m:
         it is smooth, but a loss on a long frequency grid oscillates in m with period
-        ~1 sample, so expect many local minima (see the loss-surface tools).
+        ~1 sample, so expect many local minima (see the loss-surface tools). Its magnitude
+        grows linearly with frequency, to ~pi per sample at Nyquist, because z^-m is a
+        band-unlimited phase ramp that no finite filter realizes for fractional m; for a
+        delay that a time-domain implementation reproduces exactly, use
+        :class:`flamo.FractionalDelay` (integer delay + Lagrange or Thiran filter).
     mapping : callable, optional
         Raw parameter -> lengths in samples (default identity, so integer lengths stay
         exact).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..functional.matrices import hadamard, householder, skew_expm
+from ..functional.matrices import Circulant, hadamard, householder, skew_expm
 from ..response import Response
 from .base import DSPModule, as_real_tensor
 
@@ -77,12 +77,16 @@ class Matrix(DSPModule):
     ----------
     n : int
         Size of the n x n matrix.
-    kind : {"orthogonal", "householder", "hadamard", "free"}
+    kind : {"orthogonal", "householder", "hadamard", "circulant", "free"}
         - ``orthogonal``: A = base @ expm(W - W^T) with learnable W; stays orthogonal
           whatever W becomes. ``init`` (an orthogonal matrix) becomes ``base`` with W = 0,
           so any orthogonal matrix, det = -1 included, can be the start.
         - ``householder``: A = I - 2 u u^T / |u|^2 with learnable u; ``init`` is u, (n,).
         - ``hadamard``: the fixed orthogonal matrix H / sqrt(n); not learnable.
+        - ``circulant``: orthogonal circulant C = F^-1 diag(exp(1j phi)) F with learnable
+          phases phi, ((n - 1) // 2,) (see :func:`flamo.functional.circulant`); ``init``
+          is phi in radians. Every row is a cyclic shift of the first (a "rotation" of the
+          channels), which spreads energy evenly when the phases are spread.
         - ``free``: any matrix; ``init`` is the (n, n) matrix itself.
     init : array_like, optional
         Explicit initial value as described for each kind. Default: random from ``seed``.
@@ -90,11 +94,11 @@ class Matrix(DSPModule):
         Seed of the random initialization.
     mapping : callable, optional
         Overrides the family's mapping from the raw parameter (skew_expm for orthogonal,
-        householder for householder, identity for free).
+        householder for householder, Circulant(n) for circulant, identity for free).
     learnable : bool, default True
     """
 
-    KINDS = ("orthogonal", "householder", "hadamard", "free")
+    KINDS = ("orthogonal", "householder", "hadamard", "circulant", "free")
 
     def __init__(self, n, kind="orthogonal", init=None, seed=None, mapping=None, learnable=True):
         super().__init__()
@@ -131,6 +135,16 @@ class Matrix(DSPModule):
             self.mapping = None
             # float64 so that .double() keeps exact entries; .float() rounds them as asked.
             raw, learnable = hadamard(n, dtype=torch.float64), False
+        elif kind == "circulant":
+            self.mapping = Circulant(n) if mapping is None else mapping
+            p = (n - 1) // 2
+            if init is None:
+                raw = torch.rand(p, generator=gen) * (2 * torch.pi) - torch.pi
+            else:
+                raw = as_real_tensor(init, "init", "Matrix", ndim=1)
+                if raw.shape != (p,):
+                    raise ValueError(f"Matrix: init for kind='circulant' must hold (n - 1) // 2 "
+                                     f"phases, shape ({p},), got shape {tuple(raw.shape)}")
         else:
             self.mapping = mapping
             raw = torch.randn(n, n, generator=gen) / n ** 0.5 if init is None else self._check_square(init, "init")
@@ -157,11 +171,13 @@ class Matrix(DSPModule):
 
     def config(self):
         """{"n", "kind", "init", "learnable"}: the current matrix for orthogonal/free, u for
-        householder (an orthogonal module is rebuilt with the current matrix as its base)."""
+        householder, the phases in radians for circulant (an orthogonal module is rebuilt with the current matrix as its base)."""
         defaults = {"orthogonal": skew_expm, "householder": householder, "hadamard": None, "free": None}
-        if self.mapping is not defaults[self.kind]:
+        custom = (not isinstance(self.mapping, Circulant) if self.kind == "circulant"
+                  else self.mapping is not defaults[self.kind])
+        if custom:
             raise ValueError(f"Matrix.config: a custom mapping ({self.mapping!r}) cannot be saved")
-        init = None if self.kind == "hadamard" else (self.raw if self.kind == "householder" else self.matrix)
+        init = None if self.kind == "hadamard" else (self.raw if self.kind in ("householder", "circulant") else self.matrix)
         return {"type": "Matrix", "n": self.n, "kind": self.kind,
                 "dtype": str(self.raw.dtype).removeprefix("torch."),
                 "init": None if init is None else init.detach().cpu().tolist(),

@@ -1,0 +1,100 @@
+"""FIR filters and fractional-delay filter designs sampled on the grid."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["fir_response", "lagrange_taps", "thiran_coefficients", "allpass_response"]
+
+
+def fir_response(taps: torch.Tensor, grid) -> torch.Tensor:
+    """Sample H(z) = sum_n h[n] z^-n on the grid for the taps ``h`` along the last dim.
+
+    At z_k = exp(1j omega_k) / gamma, z_k^-n = gamma^n exp(-1j 2 pi k n / nfft), so the
+    samples are the DFT of h[n] gamma^n. For L <= nfft this is ``torch.fft.rfft`` with
+    n = nfft (zero padding). For L > nfft the taps are first folded modulo nfft,
+    h_f[r] = sum_q h[r + q nfft] gamma^(r + q nfft), because exp(-1j 2 pi k n / nfft) has
+    period nfft in n: the folded DFT equals the direct evaluation at every grid point
+    exactly (it is the time aliasing the grid implies, not an approximation).
+
+    Parameters
+    ----------
+    taps : torch.Tensor
+        (..., L) real taps h[0..L-1] (may require grad).
+    grid : flamo.Grid
+
+    Returns
+    -------
+    torch.Tensor
+        (..., M) complex tensor in ``grid.complex_dtype``.
+    """
+    length = taps.shape[-1]
+    n = torch.arange(length, dtype=torch.float64, device=taps.device)
+    weighted = taps.to(grid.dtype) * torch.exp(grid.log_gamma * n).to(grid.dtype)
+    if length > grid.nfft:
+        blocks = -(-length // grid.nfft)
+        pad = blocks * grid.nfft - length
+        weighted = torch.nn.functional.pad(weighted, (0, pad))
+        weighted = weighted.reshape(*weighted.shape[:-1], blocks, grid.nfft).sum(-2)
+    return torch.fft.rfft(weighted, n=grid.nfft, dim=-1).to(grid.complex_dtype)
+
+
+def lagrange_taps(delay: torch.Tensor, order: int) -> torch.Tensor:
+    """Taps of the Lagrange-interpolation fractional-delay FIR of a given order.
+
+    h[n] = prod_{k != n} (D - k) / (n - k), n = 0 .. order (Laakso, Valimaki, Karjalainen,
+    Laine, "Splitting the unit delay", IEEE Signal Processing Magazine 1996, eq. 42). The
+    taps are polynomials in D, so they are smooth in the delay, and for integer D in
+    [0, order] the filter is exactly z^-D. The error is smallest for D near order / 2.
+
+    Parameters
+    ----------
+    delay : torch.Tensor
+        (...,) delays D in samples (may require grad).
+    order : int
+        Filter order N >= 1 (N + 1 taps).
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N + 1) taps.
+    """
+    k = torch.arange(order + 1, dtype=delay.dtype, device=delay.device)
+    diff = k.unsqueeze(-1) - k  # (n, k): n - k
+    off = ~torch.eye(order + 1, dtype=torch.bool, device=delay.device)
+    factors = (delay[..., None, None] - k) / torch.where(off, diff, torch.ones_like(diff))
+    return torch.where(off, factors, torch.ones_like(factors)).prod(-1)
+
+
+def thiran_coefficients(delay: torch.Tensor, order: int) -> torch.Tensor:
+    """Denominator a[0..N] of the Thiran allpass z^-N A(z^-1) / A(z) with group delay D at DC.
+
+    a_k = (-1)^k C(N, k) prod_{n=0}^{N} (D - N + n) / (D - N + k + n) (Thiran 1971; Laakso
+    et al. 1996, eq. 86), a_0 = 1. The allpass is stable for D > N - 1 and exactly z^-N at
+    D = N.
+
+    Parameters
+    ----------
+    delay : torch.Tensor
+        (...,) delays D in samples, D > N - 1 (may require grad).
+    order : int
+        Allpass order N >= 1.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N + 1) coefficients, a[..., 0] = 1.
+    """
+    k = torch.arange(1, order + 1, dtype=delay.dtype, device=delay.device)  # a_0 = 1 apart
+    log_binom = (torch.lgamma(torch.tensor(order + 1.0, dtype=delay.dtype, device=delay.device))
+                 - torch.lgamma(k + 1) - torch.lgamma(order - k + 1))
+    sign = 1 - 2 * torch.remainder(k, 2)
+    n = torch.arange(order + 1, dtype=delay.dtype, device=delay.device)
+    base = delay[..., None, None] - order + n  # (..., 1, n)
+    ratio = base / (base + k.unsqueeze(-1))  # (..., k, n); base + k > 0 when D > N - 1
+    rest = sign * torch.exp(log_binom).round() * ratio.prod(-1)
+    return torch.cat([torch.ones_like(rest[..., :1]), rest], dim=-1)
+
+def allpass_response(a: torch.Tensor, grid) -> torch.Tensor:
+    """Sample the allpass z^-N A(z^-1) / A(z), A(z) = sum_k a_k z^-k, (..., N + 1) -> (..., M)."""
+    return fir_response(a.flip(-1), grid) / fir_response(a, grid)

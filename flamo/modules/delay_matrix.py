@@ -1,0 +1,90 @@
+"""Gain-delay matrices: a gain and a delay on every matrix entry."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..functional.delays import delay_response
+from ..functional.mappings import mapping_config, mapping_from_config
+from ..response import Response
+from .base import DSPModule, as_real_tensor
+
+__all__ = ["DelayMatrix"]
+
+
+class DelayMatrix(DSPModule):
+    """Full (out, in) module with entries H_ij(z) = G_ij z^-m_ij.
+
+    The "delay feedback matrix" of Schlecht & Habets ("Dense reverberation with delay
+    feedback matrices", WASPAA 2019; "Scattering in feedback delay networks", IEEE/ACM
+    TASLP 2020): used as an FDN feedback matrix it raises the echo density at no extra cost.
+
+    Parameters
+    ----------
+    samples : array_like
+        (out, in) delays in samples, >= 0, integer or fractional (exact z^-m, as
+        :class:`flamo.Delay`).
+    gains : array_like, optional
+        (out, in) linear gains; default all ones.
+    learnable_delays : bool, default False
+    learnable_gains : bool, default True
+    delay_mapping, gain_mapping : callable, optional
+        Raw parameters -> delays in samples / linear gains (default identity).
+    """
+
+    def __init__(self, samples, gains=None, learnable_delays=False, learnable_gains=True,
+                 delay_mapping=None, gain_mapping=None):
+        super().__init__()
+        m = as_real_tensor(samples, "samples", "DelayMatrix", ndim=2)
+        if (m < 0).any():
+            raise ValueError(f"DelayMatrix: samples must be >= 0, got min {m.min().item():g}")
+        g = torch.ones_like(m) if gains is None else as_real_tensor(gains, "gains", "DelayMatrix", ndim=2)
+        if g.shape != m.shape:
+            raise ValueError(f"DelayMatrix: gains must have the shape of samples {tuple(m.shape)}, "
+                             f"got {tuple(g.shape)}")
+        self.delay_mapping, self.gain_mapping = delay_mapping, gain_mapping
+        self._init_parameter("raw_samples", m, delay_mapping, learnable_delays)
+        self._init_parameter("raw_gains", g, gain_mapping, learnable_gains)
+
+    @property
+    def shape(self):
+        return tuple(self.raw_samples.shape[-2:])
+
+    @property
+    def samples(self) -> torch.Tensor:
+        """Mapped delays in samples, (out, in)."""
+        return self._mapped("raw_samples", self.delay_mapping)
+
+    @property
+    def gains(self) -> torch.Tensor:
+        """Mapped linear gains, (out, in)."""
+        return self._mapped("raw_gains", self.gain_mapping)
+
+    def freq_response(self, grid):
+        m = self.samples
+        out, inp = m.shape[-2:]
+        z = delay_response(m.flatten(-2), grid).unflatten(-1, (out, inp))  # (..., M, out, in)
+        return Response(self.gains.unsqueeze(-3).to(grid.complex_dtype) * z, False)
+
+    def config(self):
+        """{"samples": samples, "gains": linear gains, mappings, learnability}."""
+        for mapping in (self.delay_mapping, self.gain_mapping):
+            if mapping is not None and not hasattr(mapping, "inverse"):
+                raise ValueError(f"DelayMatrix.config: mapping {mapping!r} has no inverse, so the "
+                                 f"module cannot be rebuilt from its mapped values")
+        m, g = self.samples.detach(), self.gains.detach()
+        return {"type": "DelayMatrix", "dtype": str(m.dtype).removeprefix("torch."),
+                "samples": m.cpu().tolist(), "gains": g.cpu().tolist(),
+                "learnable_delays": isinstance(self.raw_samples, nn.Parameter),
+                "learnable_gains": isinstance(self.raw_gains, nn.Parameter),
+                "delay_mapping": mapping_config(self.delay_mapping),
+                "gain_mapping": mapping_config(self.gain_mapping)}
+
+    @classmethod
+    def from_config(cls, cfg):
+        cfg = dict(cfg)
+        dtype = getattr(torch, cfg.pop("dtype", "float32"))
+        return cls(torch.tensor(cfg.pop("samples"), dtype=dtype), torch.tensor(cfg.pop("gains"), dtype=dtype),
+                   delay_mapping=mapping_from_config(cfg.pop("delay_mapping")),
+                   gain_mapping=mapping_from_config(cfg.pop("gain_mapping")), **cfg)

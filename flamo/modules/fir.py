@@ -1,0 +1,73 @@
+"""Finite impulse response filters with learnable taps."""
+
+from __future__ import annotations
+
+from ..functional.fir import fir_response
+from ..response import Response
+from .base import DSPModule, as_real_tensor
+
+__all__ = ["FIR"]
+
+
+class FIR(DSPModule):
+    """FIR filters H(z) = sum_n h[n] z^-n: 1 x 1, diagonal N x N or full (out, in).
+
+    Parameters
+    ----------
+    taps : array_like
+        The taps h[0..L-1] (dimensionless), last dim L >= 1:
+
+        - (L,): one filter, a 1 x 1 module;
+        - (N, L): one filter per channel, a diagonal N x N module;
+        - (out, in, L): a filter per matrix entry, a full (out, in) module.
+    mapping : callable, optional
+        Raw parameter -> taps (default identity).
+    learnable : bool, default True
+        Store the taps as an ``nn.Parameter`` (else as a buffer).
+
+    Notes
+    -----
+    The grid samples are the DFT of h[n] gamma^n (see
+    :func:`flamo.functional.fir_response`), one FFT for all channels. Filters longer than
+    nfft are folded modulo nfft first, which is exact at the grid points: their impulse
+    response on that grid is time-aliased, as any response longer than nfft is.
+    """
+
+    def __init__(self, taps, mapping=None, learnable=True):
+        super().__init__()
+        value = as_real_tensor(taps, "taps", "FIR", ndim=(1, 2, 3))
+        if value.shape[-1] < 1 or value.numel() == 0:
+            raise ValueError(f"FIR: taps must hold at least one tap per filter, got shape {tuple(value.shape)}")
+        self.layout = {1: "single", 2: "diagonal", 3: "full"}[value.ndim]
+        self.diagonal = self.layout == "diagonal"
+        self.mapping = mapping
+        self._init_parameter("raw", value, mapping, learnable)
+
+    @property
+    def shape(self):
+        if self.layout == "single":
+            return (1, 1)
+        if self.layout == "diagonal":
+            n = self.raw.shape[-2]
+            return (n, n)
+        return tuple(self.raw.shape[-3:-1])
+
+    @property
+    def taps(self):
+        """Mapped taps, (L,), (N, L) or (out, in, L)."""
+        return self._mapped("raw", self.mapping)
+
+    def freq_response(self, grid):
+        h = fir_response(self.taps, grid)  # (..., [N | out, in,] M)
+        if self.layout == "single":
+            return Response(h[..., :, None, None], False)
+        if self.layout == "diagonal":
+            return Response(h.transpose(-1, -2), True)
+        return Response(h.movedim(-1, -3), False)
+
+    def config(self):
+        """{"taps": taps, "mapping", "learnable"}."""
+        return self._value_config("taps", self.taps, self.mapping)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", taps={self.raw.shape[-1]}"

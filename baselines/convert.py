@@ -30,6 +30,7 @@ here); their gradient is not propagated (integer lengths are not differentiable)
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -226,7 +227,7 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         diagonal of its N x N impulse response).  Differentiable w.r.t. the module
         parameters.
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
         raise ValueError(f"render: length must be an int >= 1, got {length!r}")
     if isinstance(system, flamo.SOS):
         sos = system.sos
@@ -234,9 +235,9 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
             raise ValueError(f"render: SOS module with batch dims is not supported, got sos "
                              f"of shape {tuple(sos.shape)}")
         n_ch = sos.shape[0] if sos.ndim == 3 else 1
-        x = torch.zeros(n_ch, length, dtype=sos.dtype, device=sos.device)
+        x = torch.zeros(n_ch, int(length), dtype=sos.dtype, device=sos.device)
         x[:, 0] = 1.0
         h = sosfilt(sos, x, backend=backend)
         return h[0] if sos.ndim == 2 else h.T
     params = fdn_parameters(system)
-    return fdn_impulse_response(length, method=method, **params.as_kwargs())
+    return fdn_impulse_response(int(length), method=method, **params.as_kwargs())

@@ -23,8 +23,10 @@ T samples, where h_ref is the float64 time-domain IR (for the SOS cascade:
 scipy.signal.sosfilt in float64), and for the FDN rows the max relative difference of the
 parameter gradients from those of the float64 time-domain run.
 
-Torch flushes denormals (``torch.set_flush_denormal``), as audio code usually does; scipy
-cannot, so its float32 cascade slows down once the IR decays below ~1e-38.
+Denormals are flushed to zero (``torch.set_flush_denormal(True)`` sets the CPU's
+flush-to-zero flags, which also covers the scipy calls on the same thread), as audio code
+usually does: otherwise the float32 cascades slow down several-fold once the IR decays
+below ~1e-38.
 
 Prints a table; writes nothing.  Run: ``python -m baselines.bench_colorless``.
 """

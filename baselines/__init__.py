@@ -1,18 +1,26 @@
 """Time-domain baselines for benchmarking a frequency-sampling library.
 
-Differentiable reference implementations on plain tensors:
+Differentiable reference implementations:
 
-* :func:`lfilter`, :func:`sosfilt` -- recursive IIR filtering with an
-  adjoint-filter backward pass (:mod:`baselines.iir`);
-* :func:`fdn_naive`, :func:`fdn_block`, :func:`fdn_impulse_response` --
-  time-domain feedback delay networks (:mod:`baselines.fdn`).
+* :func:`lfilter`, :func:`sosfilt` -- recursive IIR filtering on plain tensors, with an
+  adjoint-filter backward pass (scipy backend) or a block state-space recursion of the
+  whole cascade (torch backend) (:mod:`baselines.iir`);
+* :func:`fdn_block`, :func:`fdn_impulse_response` -- the block time-domain feedback delay
+  network, the FDN baseline (:mod:`baselines.fdn`); :func:`fdn_naive` is a
+  sample-by-sample loop kept as a test reference only, never used by benchmarks;
+* :func:`fdn_parameters`, :func:`render` -- read the parameters of a system built with
+  ``flamo`` (an FDN with optional SOS attenuation filters, or an SOS module) keeping their
+  autograd graph, and render its impulse response in the time domain, so that every
+  comparison runs the same system (:mod:`baselines.convert`).
 
-This package depends only on torch, numpy and scipy.  The core library
-(``flamo``) never imports ``baselines``; the dependency goes one way only
+This package depends on torch, numpy, scipy and, for the conversions only, on ``flamo``.
+The core library (``flamo``) never imports ``baselines``; the dependency goes one way only
 (benchmarks and tests compare the library against these baselines).
 """
 
+from .convert import FDNParameters, fdn_parameters, render
 from .fdn import fdn_block, fdn_impulse_response, fdn_naive
 from .iir import lfilter, sosfilt
 
-__all__ = ["lfilter", "sosfilt", "fdn_naive", "fdn_block", "fdn_impulse_response"]
+__all__ = ["lfilter", "sosfilt", "fdn_naive", "fdn_block", "fdn_impulse_response",
+           "FDNParameters", "fdn_parameters", "render"]

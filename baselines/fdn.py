@@ -24,7 +24,8 @@ Shapes: ``A`` (N, N), ``b``, ``c``, ``g`` (N,), ``d`` scalar, ``sos``
 (N, K, 6) in scipy layout ``[b0 b1 b2 a0 a1 a2]``, ``x`` (T,).
 
 :func:`fdn_naive` is a sample-by-sample reference used only to test
-:func:`fdn_block`, which is the baseline used by the benchmarks.
+:func:`fdn_block` (never by benchmarks or experiments); :func:`fdn_block` is the
+baseline.  :func:`baselines.render` runs it on the parameters of a library-built FDN.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .iir import _check_stability, _normalize_pad, _ss_block_matrices, _ss_run
+from .iir import _cascade_ss, _check_stability, _normalize_pad, _ss_block, _ss_run
 
 __all__ = ["fdn_naive", "fdn_block", "fdn_impulse_response"]
 
@@ -212,15 +213,17 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
     ``o_i[n] = r_i[n - m_i]`` with ``r_i = g_i F_i(s_i)`` realizes exactly
     ``D(z) = diag(g_i z^{-m_i} F_i(z))``.  ``F`` is run on each new block of
     ``S`` with its state carried across blocks by the block state-space
-    recursion of :func:`baselines.iir._ss_run` (sub-blocks of
+    recursion of :func:`baselines.iir._ss_run` (the K sections of a line as
+    one system of order 2K, :func:`baselines.iir._cascade_ss`; sub-blocks of
     ``min(L, FILTER_BLOCK)`` samples, vectorized across lines), so the
     recursion of the filters stays exact.  Everything is differentiable by
     autograd w.r.t. ``A, b, c, d, g, sos`` and ``x``; no in-place writes
     (blocks are collected in lists and concatenated).
 
     Cost: ``O(T N^2)`` flops for the feedback matmuls, plus
-    ``O(T N K L_f)`` for ``K`` sections per line with sub-block ``L_f``;
-    ``ceil(T / min(m))`` Python iterations (times ``K`` filter calls).  Works
+    ``O(T N (L_f + 4 K + 4 K^2 / L_f))`` for ``K`` sections per line with sub-block
+    ``L_f``; ``ceil(T / min(m))`` Python iterations (each with
+    ``ceil(min(m) / L_f)`` filter-state steps).  Works
     on any device (no numpy inside the loop); the device and dtype follow
     ``A``.
 
@@ -237,13 +240,10 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
     N, T = len(delays), x.shape[0]
     L, M = min(delays), max(delays)
     device = A.device
-    mats, states = [], []
+    mats, state = None, None
     if sos is not None:
         nb, na, _ = _normalize_pad(sos[..., :3], sos[..., 3:])  # (N, K, 3)
-        Lf = min(L, FILTER_BLOCK)
-        for k in range(sos.shape[1]):
-            mats.append(_ss_block_matrices(nb[:, k], na[:, k], Lf))
-            states.append(None)
+        mats = _ss_block(*_cascade_ss(nb, na), min(L, FILTER_BLOCK))
     # history of r (N, M): column j holds r[n0 - M + j]
     hist = x.new_zeros(N, M)
     base = torch.tensor([M - mi for mi in delays], device=device)[:, None]
@@ -255,8 +255,8 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
         xb = x[n0:n0 + Lb]
         ys.append(d * xb + c @ O)
         r = A @ O + b[:, None] * xb[None, :]  # delay-line inputs s
-        for k, mk in enumerate(mats):
-            r, states[k] = _ss_run(r, mk, states[k])
+        if mats is not None:
+            r, state = _ss_run(r, mats, state)
         if g is not None:
             r = g[:, None] * r
         hist = torch.cat([hist[:, Lb:], r], dim=1)

@@ -6,21 +6,28 @@ Two public functions:
   initial conditions, batched and broadcast over leading dimensions.
 * :func:`sosfilt` -- cascade of second-order sections (scipy layout).
 
-Both are differentiable w.r.t. the coefficients and the input through a custom
-:class:`torch.autograd.Function` whose backward pass is itself an IIR filter
-run backward in time (the adjoint of the LTI operator), so that the cost of
-the backward pass equals one extra filtering pass instead of storing a graph
-of ``T`` recursion steps.
+Both are differentiable w.r.t. the coefficients and the input.  ``lfilter``
+(and ``sosfilt`` with the scipy backend, one ``lfilter`` per section) uses a
+custom :class:`torch.autograd.Function` whose backward pass is itself an IIR
+filter run backward in time (the adjoint of the LTI operator), so that the
+cost of the backward pass equals one extra filtering pass instead of storing
+a graph of ``T`` recursion steps.
 
 Two numerical backends compute the recursion:
 
 ``"scipy"``
-    :func:`scipy.signal.lfilter` on detached numpy arrays (CPU only).
+    :func:`scipy.signal.lfilter` on detached numpy arrays (CPU only, the CPU
+    default).
 ``"torch"``
     a block state-space algorithm in pure torch (any device), see
-    :func:`_ss_block_matrices` and :func:`_ss_run`.  The helpers are
-    differentiable by plain autograd and support a carried state, which is
-    what :mod:`baselines.fdn` uses for filters inside the feedback loop.
+    :func:`_ss_block` and :func:`_ss_run`: blocks of ``L`` samples are
+    batched matmuls and only the state recursion between blocks is a Python
+    loop (``T / L`` iterations).  For ``sosfilt`` the whole cascade of ``K``
+    sections is one state-space system of order ``2K``
+    (:func:`_cascade_ss`), so one pass filters all sections; it is
+    differentiated by plain autograd through the block algorithm.  The
+    helpers support a carried state, which is what :mod:`baselines.fdn` uses
+    for the filters inside the feedback loop.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ __all__ = ["lfilter", "sosfilt"]
 _BACKENDS = ("scipy", "torch")
 #: default block length of the torch backend (samples)
 DEFAULT_BLOCK = 128
+#: default block length of the torch backend of sosfilt (samples); the cascade
+#: has a larger state (2K), so longer blocks amortize the state recursion better
+CASCADE_BLOCK = 256
 
 
 # ----------------------------------------------------------------------------
@@ -67,26 +77,77 @@ def _companion(a: torch.Tensor) -> torch.Tensor:
     return torch.cat([-a[..., 1:].unsqueeze(-1), shift], dim=-1)
 
 
-def _ss_block_matrices(b: torch.Tensor, a: torch.Tensor, L: int) -> dict:
-    r"""Precompute the block matrices of the state-space recursion.
+def _powers(F: torch.Tensor, n: int) -> torch.Tensor:
+    """Matrix powers ``F^0 .. F^(n-1)``, shape (Bc, n, p, p), by repeated doubling.
 
-    The transposed direct form II (the form used by scipy, whose ``zi`` has
-    the same meaning as the state here) of ``B(z)/A(z)`` with ``a_0 = 1`` and
-    order ``p`` is
+    ``ceil(log2 n)`` batched matmuls instead of ``n`` sequential ones: the block
+    ``F^j, j < 2^i`` times ``F^(2^i)`` gives the next ``2^i`` powers.
+    """
+    p = F.shape[-1]
+    P = torch.eye(p, dtype=F.dtype, device=F.device).expand(F.shape[0], 1, p, p)
+    P = torch.cat([P, F.unsqueeze(1)], dim=1)
+    while P.shape[1] < n:
+        step = P[:, -1:] @ F.unsqueeze(1)  # F^len(P), (Bc, 1, p, p)
+        P = torch.cat([P, step @ P], dim=1)
+    return P[:, :n]
+
+
+def _ss_block(F: torch.Tensor, G: torch.Tensor, H: torch.Tensor, J: torch.Tensor,
+              L: int) -> dict:
+    r"""Block matrices of a single-input single-output state-space recursion.
+
+    The system of order ``p``
 
     .. math::
-        y[n] = b_0 u[n] + z_0[n], \qquad
-        z[n+1] = F z[n] + G u[n],
+        y[n] = H z[n] + J u[n], \qquad z[n+1] = F z[n] + G u[n]
 
-    with ``F`` from :func:`_companion` and ``G_i = b_{i+1} - a_{i+1} b_0``.
-    Unrolling ``L`` steps from the state ``z`` at the start of a block gives
+    unrolled over ``L`` steps from the state ``z`` at the start of a block gives
 
     .. math::
         y_{blk} = T_L u_{blk} + O z, \qquad z_{next} = F^L z + C u_{blk},
 
     where ``T_L`` (L x L) is the lower-triangular Toeplitz matrix of the
-    impulse response ``h[0] = b_0, h[n] = e_0^T F^{n-1} G``, ``O[n] = e_0^T F^n``
+    impulse response ``h[0] = J, h[n] = H F^{n-1} G``, ``O[n] = H F^n``
     (L x p) and ``C[:, j] = F^{L-1-j} G`` (p x L).
+
+    Parameters
+    ----------
+    F : torch.Tensor
+        (Bc, p, p) transition matrices, ``p >= 1``.
+    G, H : torch.Tensor
+        (Bc, p) input and output vectors.
+    J : torch.Tensor
+        (Bc,) feed-through.
+    L : int
+        Block length in samples.
+
+    Returns
+    -------
+    dict
+        ``T`` (Bc, L, L), ``O`` (Bc, L, p), ``C`` (Bc, p, L),
+        ``P`` (Bc, L + 1, p, p) powers ``F^0 .. F^L``, ``L``, ``p``.
+        All are differentiable functions of ``F, G, H, J``.
+    """
+    p = F.shape[-1]
+    P = _powers(F, L + 1)  # (Bc, L+1, p, p), O(L p^3) flops in log2(L) steps
+    O = (H[:, None, None, :] @ P[:, :L]).squeeze(-2)  # (Bc, L, p): H F^n
+    FnG = (P[:, :L] @ G[:, None, :, None]).squeeze(-1)  # (Bc, L, p): F^n G
+    h = torch.cat([J[:, None], (O[:, : L - 1] @ G[:, :, None]).squeeze(-1)], dim=1)
+    n = torch.arange(L, device=F.device)
+    lag = n[:, None] - n[None, :]
+    T = h[:, lag.clamp(min=0)] * (lag >= 0).to(h.dtype)
+    C = FnG.flip(1).transpose(1, 2)  # C[:, :, j] = F^(L-1-j) G
+    return {"T": T, "O": O, "C": C, "P": P, "L": L, "p": p}
+
+
+def _ss_block_matrices(b: torch.Tensor, a: torch.Tensor, L: int) -> dict:
+    r"""Block matrices of the transposed direct form II of ``B(z)/A(z)``.
+
+    The transposed direct form II (the form used by scipy, whose ``zi`` has
+    the same meaning as the state here) with ``a_0 = 1`` and order ``p`` is
+    the state-space system of :func:`_ss_block` with ``F`` from
+    :func:`_companion`, ``G_i = b_{i+1} - a_{i+1} b_0``, ``H = e_0^T`` and
+    ``J = b_0``.
 
     Parameters
     ----------
@@ -98,26 +159,58 @@ def _ss_block_matrices(b: torch.Tensor, a: torch.Tensor, L: int) -> dict:
     Returns
     -------
     dict
-        ``T`` (Bc, L, L), ``O`` (Bc, L, p), ``C`` (Bc, p, L),
-        ``P`` (Bc, L + 1, p, p) powers ``F^0 .. F^L``, ``L``, ``p``.
-        All are differentiable functions of ``b`` and ``a``.
+        As :func:`_ss_block`.
     """
     p = a.shape[-1] - 1
     F = _companion(a)
     G = b[:, 1:] - a[:, 1:] * b[:, :1]
-    eye = torch.eye(p, dtype=a.dtype, device=a.device).expand_as(F)
-    powers = [eye]
-    for _ in range(L):  # O(L p^3) once per call, tiny for p = 2
-        powers.append(powers[-1] @ F)
-    P = torch.stack(powers, dim=1)  # (Bc, L+1, p, p)
-    O = P[:, :L, 0, :]  # rows e_0^T F^n
-    FnG = (P[:, :L] @ G[:, None, :, None]).squeeze(-1)  # (Bc, L, p): F^n G
-    h = torch.cat([b[:, :1], FnG[:, : L - 1, 0]], dim=1)  # (Bc, L)
-    n = torch.arange(L, device=a.device)
-    lag = n[:, None] - n[None, :]
-    T = h[:, lag.clamp(min=0)] * (lag >= 0).to(h.dtype)
-    C = FnG.flip(1).transpose(1, 2)  # C[:, :, j] = F^(L-1-j) G
-    return {"T": T, "O": O, "C": C, "P": P, "L": L, "p": p}
+    H = torch.zeros_like(G)
+    H[:, 0] = 1.0
+    return _ss_block(F, G, H, b[:, 0], L)
+
+
+def _cascade_ss(b: torch.Tensor, a: torch.Tensor):
+    r"""One state-space system of order ``2K`` for a cascade of ``K`` biquads.
+
+    Section ``k`` in transposed direct form II has state ``z_k`` (2,),
+    ``y_k = b_{0k} y_{k-1} + e_0^T z_k`` and
+    ``z_k' = F_k z_k + G_k y_{k-1}`` with ``y_0 = u``.  Writing every
+    intermediate output as ``y_k = r_k^T z + s_k u`` over the stacked state
+    ``z = (z_1, ..., z_K)`` (``r_0 = 0, s_0 = 1``,
+    ``r_k = b_{0k} r_{k-1} + e_{2k}``, ``s_k = b_{0k} s_{k-1}``) gives the
+    block lower-triangular transition matrix with rows
+    ``F_k`` on the diagonal block plus ``G_k r_{k-1}^T``, the input vector
+    ``G_k s_{k-1}``, the output row ``r_K`` and the feed-through ``s_K``.
+    Running the whole cascade as one system lets the block recursion of
+    :func:`_ss_run` make one pass instead of one pass per section.
+
+    Parameters
+    ----------
+    b, a : torch.Tensor
+        Normalized sections (``a_0 = 1``), shape (Bc, K, 3) each.
+
+    Returns
+    -------
+    F (Bc, 2K, 2K), G (Bc, 2K), H (Bc, 2K), J (Bc,)
+        Differentiable functions of ``b`` and ``a``.
+    """
+    Bc, K = b.shape[0], b.shape[1]
+    p = 2 * K
+    pad = torch.nn.functional.pad
+    r = b.new_zeros(Bc, p)
+    s = b.new_ones(Bc)
+    rows, Gs = [], []
+    for k in range(K):
+        bk, ak = b[:, k], a[:, k]
+        Fk = _companion(ak)  # (Bc, 2, 2)
+        Gk = bk[:, 1:] - ak[:, 1:] * bk[:, :1]  # (Bc, 2)
+        rows.append(pad(Fk, (2 * k, p - 2 * k - 2)) + Gk[:, :, None] * r[:, None, :])
+        Gs.append(Gk * s[:, None])
+        e = torch.zeros(p, dtype=b.dtype, device=b.device)
+        e[2 * k] = 1.0
+        r = bk[:, :1] * r + e
+        s = bk[:, 0] * s
+    return torch.cat(rows, dim=1), torch.cat(Gs, dim=1), r, s
 
 
 def _ss_run(u: torch.Tensor, mats: dict, z0: Optional[torch.Tensor] = None
@@ -417,10 +510,13 @@ def sosfilt(sos: torch.Tensor, x: torch.Tensor, backend: Optional[str] = None,
             check_stability: bool = True) -> torch.Tensor:
     """Differentiable cascade of second-order sections.
 
-    Each section ``k`` is ``lfilter(sos[..., k, :3], sos[..., k, 3:], .)``
-    (layout ``[b0 b1 b2 a0 a1 a2]`` as in :func:`scipy.signal.sosfilt`), so
-    gradients flow through each section by the adjoint filter of
-    :func:`lfilter`.
+    Section ``k`` is ``B_k(z) / A_k(z)`` with coefficients
+    ``sos[..., k, :3]``, ``sos[..., k, 3:]`` (layout ``[b0 b1 b2 a0 a1 a2]``
+    as in :func:`scipy.signal.sosfilt`, but any nonzero ``a0`` is allowed).
+    With the scipy backend each section is one :func:`lfilter` call, so
+    gradients flow through each section by its adjoint filter; with the torch
+    backend the cascade runs as one state-space system of order ``2K``
+    (:func:`_sosfilt_cascade`), one block recursion for all sections.
 
     Parameters
     ----------
@@ -442,6 +538,8 @@ def sosfilt(sos: torch.Tensor, x: torch.Tensor, backend: Optional[str] = None,
         raise TypeError(f"sos: expected a torch.Tensor, got {type(sos).__name__}")
     if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] < 1:
         raise ValueError(f"sos: expected shape (..., K, 6) with K >= 1, got {tuple(sos.shape)}")
+    if backend == "torch" or (backend is None and sos.device.type != "cpu"):
+        return _sosfilt_cascade(sos, x, check_stability)
     y = x
     for k in range(sos.shape[-2]):
         try:
@@ -450,3 +548,44 @@ def sosfilt(sos: torch.Tensor, x: torch.Tensor, backend: Optional[str] = None,
         except ValueError as err:
             raise ValueError(f"sos: section {k}: {err}") from err
     return y
+
+
+def _sosfilt_cascade(sos: torch.Tensor, x: torch.Tensor, check_stability: bool,
+                     block: int = CASCADE_BLOCK) -> torch.Tensor:
+    """Torch backend of :func:`sosfilt`: the cascade as one state-space system.
+
+    The K sections become one system of order 2K (:func:`_cascade_ss`) run
+    by one block recursion (:func:`_ss_run`), so the Python loop makes
+    ``T / block`` iterations for the whole cascade instead of per section.
+    Differentiable by plain autograd through the block algorithm (its graph
+    has ``O(T / block)`` nodes, and the backward recursion over the block
+    states runs backward in time, like the adjoint filter of :class:`_LFilter`).
+    """
+    sos = _check_tensor("sos", sos)
+    x = _check_tensor("x", x)
+    if sos.device != x.device:
+        raise ValueError(f"sos, x: expected tensors on one device, got {sos.device}, {x.device}")
+    for k in range(sos.shape[-2]):
+        if bool((sos[..., k, 3] == 0).any()):
+            raise ValueError(f"sos: section {k}: a: expected a[..., 0] != 0, got a zero "
+                             f"leading denominator coefficient")
+        if check_stability:
+            try:
+                _check_stability(sos[..., k, 3:], "a")
+            except ValueError as err:
+                raise ValueError(f"sos: section {k}: {err}") from err
+    dtype = torch.promote_types(sos.dtype, x.dtype)
+    sos, x = sos.to(dtype), x.to(dtype)
+    try:
+        batch = torch.broadcast_shapes(sos.shape[:-2], x.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(f"sos, x: leading (batch) dimensions must broadcast, got shapes "
+                         f"{tuple(sos.shape)}, {tuple(x.shape)}") from err
+    B, K, T = math.prod(batch), sos.shape[-2], x.shape[-1]
+    sos = (sos.reshape(1, K, 6) if math.prod(sos.shape[:-2]) == 1
+           else sos.expand(*batch, K, 6).reshape(B, K, 6))
+    x = x.reshape(1, T) if math.prod(x.shape[:-1]) == 1 else x.expand(*batch, T).reshape(B, T)
+    a0 = sos[..., 3:4]
+    L = max(1, min(block, T))
+    y, _ = _ss_run(x, _ss_block(*_cascade_ss(sos[..., :3] / a0, sos[..., 3:] / a0), L))
+    return y.expand(B, T).reshape(*batch, T)

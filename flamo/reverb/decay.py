@@ -16,7 +16,8 @@ __all__ = ["t60_to_gain", "gain_to_t60"]
 
 
 def _as_tensor(value, name, owner):
-    t = torch.as_tensor(value)
+    # Python numbers and arrays become float64, never the float32 default dtype.
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
     if not t.is_floating_point():
@@ -42,8 +43,8 @@ def t60_to_gain(delays, t60, fs) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        Linear gains in (0, 1], shape of ``delays`` broadcast with ``t60``; float64 unless
-        a tensor input is float32.
+        Linear gains in (0, 1], shape of ``delays`` broadcast with ``t60``; the dtype of a
+        tensor ``delays``, else float64.
     """
     m = _as_tensor(delays, "delays", "t60_to_gain")
     t = _as_tensor(t60, "t60", "t60_to_gain").to(m.dtype)

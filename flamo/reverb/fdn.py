@@ -64,7 +64,8 @@ class FDNConfig:
     seed : int, optional
         Seed of every random initial value (matrix, b, c); None draws a fresh one.
     direct_gain : float or array_like, optional
-        d: scalar or (n_outputs, n_inputs). None builds no direct path (no Parallel).
+        d: (n_outputs, n_inputs), or a scalar that fills it. None builds no direct path
+        (no Parallel).
     t60 : float, optional
         Reverberation time in seconds; per-line gains 10^(-3 m / (fs T60)).
     line_gains : array_like, optional
@@ -122,11 +123,11 @@ def _gain_matrix(value, name, shape):
     t = as_real_tensor(value, name, "build_fdn", ndim=(0, 1, 2)).to(torch.float64)
     if t.ndim == 1:  # a vector is the single column of b or the single row of c
         t = t.reshape(-1, 1) if name == "input_gains" else t.reshape(1, -1)
-    elif t.ndim == 0:
-        t = t.reshape(1, 1)
-    if shape[0] is not None and t.shape[0] != shape[0] or shape[1] is not None and t.shape[1] != shape[1]:
-        want = tuple("any" if s is None else s for s in shape)
-        raise ValueError(f"build_fdn: {name} must have shape {want}, got {tuple(t.shape)}")
+    elif t.ndim == 0:  # a scalar fills the expected shape
+        t = t.expand(*(1 if s is None else s for s in shape)).clone()
+    if any(s is not None and t.shape[i] != s for i, s in enumerate(shape)):
+        want = ", ".join("any" if s is None else str(s) for s in shape)
+        raise ValueError(f"build_fdn: {name} must have shape ({want}), got {tuple(t.shape)}")
     return t
 
 

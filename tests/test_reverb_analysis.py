@@ -7,7 +7,7 @@ from scipy.stats import ortho_group
 
 import flamo
 from conftest import fdn_simulate, fdn_transfer_numpy
-from flamo.reverb import build_fdn, echo_density, fdn_modes, modal_decomposition
+from flamo.reverb import build_fdn, echo_density, fdn_arrays, fdn_modes, modal_decomposition
 
 
 def state_space(m, A, b, c, g):
@@ -65,16 +65,11 @@ def test_partial_fractions_reconstruct_library_response_and_impulse_response():
     grid = flamo.Grid(512, fs=8000, dtype=torch.float64)
     H = fdn.response(grid)[:, 0, 0].detach().numpy()
     np.testing.assert_allclose(modes.transfer(grid.z.numpy()), H, atol=1e-9 * np.abs(H).max())
-    p = fdn_parts_arrays(fdn)
+    p = {k: v.numpy() for k, v in fdn_arrays(fdn).items()}
     x = np.zeros(700)
     x[0] = 1
     h = fdn_simulate(x, m, p["A"], p["b"], p["c"], float(p["d"]), p["g"])
     np.testing.assert_allclose(modes.impulse_response(700), h, atol=1e-10)
-
-
-def fdn_parts_arrays(fdn):
-    from flamo.reverb import fdn_arrays
-    return {k: v.numpy() for k, v in fdn_arrays(fdn).items()}
 
 
 def test_lossless_modes_on_unit_circle_and_transfer_off_circle():

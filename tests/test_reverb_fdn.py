@@ -134,3 +134,12 @@ def test_fdn_arrays_refuses_what_it_cannot_describe():
         fdn_arrays(build_fdn(delays=DELAYS, seed=0, tone=flamo.Gain([[2.0]])))
     with pytest.raises(ValueError, match="expected a system built by build_fdn"):
         fdn_parts(flamo.Gain([[1.0]]))
+
+
+def test_built_fdn_round_trips_through_presets():
+    fdn = build_fdn(delays=DELAYS, t60=0.5, fs=1000, seed=0, direct_gain=0.2,
+                    learnable_attenuation=True)
+    rebuilt = flamo.from_config(fdn.config())
+    grid = flamo.Grid(256, alias_decay_db=10)
+    torch.testing.assert_close(rebuilt.response(grid), fdn.response(grid))
+    assert fdn_parts(rebuilt)["delays"].samples.tolist() == DELAYS

@@ -1,0 +1,20 @@
+"""Reverberation toolkit: FDN builder, delay-length sets, decay conversions, modal and
+echo-density analysis, stability diagnostics.
+
+Import it explicitly (``import flamo.reverb``); ``import flamo`` does not load it.
+"""
+
+from .analysis import ModalDecomposition, echo_density, fdn_modes, modal_decomposition
+from .decay import gain_to_t60, t60_to_gain
+from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays
+from .fdn import FDNConfig, build_fdn, fdn_arrays, fdn_parts, normalize_energy
+from .stability import (StabilityCallback, StabilityCertificate, certify_stable, find_recursions,
+                        loop_gain)
+
+__all__ = [
+    "COLORLESS_FDN_DELAYS", "coprime_delays", "prime_power_delays", "first_primes",
+    "t60_to_gain", "gain_to_t60",
+    "FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy",
+    "ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density",
+    "find_recursions", "loop_gain", "certify_stable", "StabilityCertificate", "StabilityCallback",
+]

@@ -1,0 +1,335 @@
+r"""Feedback delay network (FDN) builder.
+
+An FDN (Jot & Chaigne, AES 1991; Stautner & Puckette, CMJ 1982) with N delay lines is
+
+.. math::
+    H(z) = d + c^T \left(I - D(z) A\right)^{-1} D(z)\, b, \qquad
+    D(z) = \mathrm{diag}\left(z^{-m_i}\right) \Gamma(z),
+
+with delays m (N,), feedback matrix A (N, N), input gains b (N, in), output gains
+c (out, N), direct gains d (out, in) and per-line attenuation Gamma(z) (a gain g_i or any
+diagonal filter). :func:`build_fdn` returns it as ordinary library systems, so grids, losses,
+trainers, presets and renderers all apply. Part names (stable; use them for access)::
+
+    system = Parallel({"fdn": core, "direct": Gain (out, in)})   # Series core alone if no direct path
+    core   = Series({"input":  Gain (N, in),
+                     "loop":   Recursion(Series({"delays": Delay (N,),
+                                                 "attenuation": N x N module}),
+                                         Matrix (N, N)),              # loop.feedback_path
+                     "output": Gain (out, N),
+                     "tone":   out x out module})                    # only when given
+
+e.g. ``system["fdn"]["loop"].forward_path["delays"]``; :func:`fdn_parts` collects them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from ..functional.mappings import Sigmoid, unmap_value
+from ..modules import Delay, DSPModule, Gain, Matrix
+from ..modules.base import as_real_tensor
+from ..system import Parallel, Recursion, Series
+from .decay import t60_to_gain
+from .delays import COLORLESS_FDN_DELAYS
+
+__all__ = ["FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy"]
+
+ModuleOrFactory = Union[DSPModule, Callable[["FDNConfig"], DSPModule], None]
+
+
+@dataclass
+class FDNConfig:
+    """Everything :func:`build_fdn` needs, as plain values.
+
+    Attributes
+    ----------
+    delays : sequence of int
+        (N,) delay lengths in samples, integers >= 1. Default: the N = 6 set of the
+        colorless-FDN paper (:data:`flamo.reverb.COLORLESS_FDN_DELAYS` ["N6"]).
+    matrix : {"orthogonal", "householder", "hadamard", "free"}
+        Feedback-matrix family (:class:`flamo.Matrix`).
+    matrix_init : array_like, optional
+        Explicit initial value for the family (see :class:`flamo.Matrix`); default random.
+    input_gains : array_like, optional
+        b: (N,) or (N, n_inputs). Default: N(0, 1/N) entries drawn from ``seed``.
+    output_gains : array_like, optional
+        c: (N,) or (n_outputs, N). Default: N(0, 1/N) entries drawn from ``seed``.
+    n_inputs, n_outputs : int, default 1
+        Channel counts used when the gains are drawn at random.
+    seed : int, optional
+        Seed of every random initial value (matrix, b, c); None draws a fresh one.
+    direct_gain : float or array_like, optional
+        d: (n_outputs, n_inputs), or a scalar that fills it. None builds no direct path
+        (no Parallel).
+    t60 : float, optional
+        Reverberation time in seconds; per-line gains 10^(-3 m / (fs T60)).
+    line_gains : array_like, optional
+        (N,) per-line gains, instead of ``t60``.
+    fs : float, default 48000
+        Sample rate in Hz (for ``t60`` and for factories).
+    attenuation : DSPModule or callable, optional
+        The per-line attenuation after the delays: an N x N module (diagonal filters, e.g.
+        an attenuation-filter bank), or a factory ``f(config) -> module``. Replaces
+        ``t60``/``line_gains``. Without any of the three the loop is lossless (unit gains).
+    tone : DSPModule or callable, optional
+        A tone-correction module after the output gains, (n_outputs, n_outputs), or a
+        factory ``f(config) -> module``.
+    learnable_matrix, learnable_gains, learnable_direct : bool, default True
+        Learnability of A, of b and c, and of d.
+    learnable_attenuation : bool, default False
+        Learn the per-line gains; they then pass through ``Sigmoid(0, 1)`` so every gain
+        stays in (0, 1) and the loop stays stable with an orthogonal matrix.
+    learnable_delays : bool, default False
+    dtype : torch.dtype, default torch.float32
+        dtype of every parameter of the built system.
+    """
+
+    delays: Sequence[int] = COLORLESS_FDN_DELAYS["N6"]
+    matrix: str = "orthogonal"
+    matrix_init: Any = None
+    input_gains: Any = None
+    output_gains: Any = None
+    n_inputs: int = 1
+    n_outputs: int = 1
+    seed: Optional[int] = None
+    direct_gain: Any = None
+    t60: Optional[float] = None
+    line_gains: Any = None
+    fs: float = 48000.0
+    attenuation: ModuleOrFactory = None
+    tone: ModuleOrFactory = None
+    learnable_matrix: bool = True
+    learnable_gains: bool = True
+    learnable_direct: bool = True
+    learnable_attenuation: bool = False
+    learnable_delays: bool = False
+    dtype: torch.dtype = torch.float32
+
+
+def _delays(value):
+    m = as_real_tensor(value, "delays", "build_fdn", ndim=1).to(torch.float64)
+    if m.numel() == 0 or (m != torch.round(m)).any() or (m < 1).any():
+        raise ValueError(f"build_fdn: delays must be integers >= 1 samples (a loop without "
+                         f"delay cannot be computed), got {m.tolist()}")
+    return m
+
+
+def _gain_matrix(value, name, shape):
+    t = as_real_tensor(value, name, "build_fdn", ndim=(0, 1, 2)).to(torch.float64)
+    if t.ndim == 1:  # a vector is the single column of b or the single row of c
+        t = t.reshape(-1, 1) if name == "input_gains" else t.reshape(1, -1)
+    elif t.ndim == 0:  # a scalar fills the expected shape
+        t = t.expand(*(1 if s is None else s for s in shape)).clone()
+    if any(s is not None and t.shape[i] != s for i, s in enumerate(shape)):
+        want = ", ".join("any" if s is None else str(s) for s in shape)
+        raise ValueError(f"build_fdn: {name} must have shape ({want}), got {tuple(t.shape)}")
+    return t
+
+
+def _module(value, name, config, shape):
+    module = value(config) if callable(value) and not isinstance(value, DSPModule) else value
+    if not isinstance(module, DSPModule):
+        raise TypeError(f"build_fdn: {name} must be a flamo module or a factory returning one, "
+                        f"got {type(module).__name__}")
+    if module.shape != shape:
+        raise ValueError(f"build_fdn: {name} must have shape {shape}, got {module.shape}")
+    return module
+
+
+def _attenuation(config, m):
+    n = m.numel()
+    given = [k for k in ("t60", "line_gains", "attenuation") if getattr(config, k) is not None]
+    if len(given) > 1:
+        raise ValueError(f"build_fdn: give at most one of t60, line_gains, attenuation; got {given}")
+    if config.attenuation is not None:
+        return _module(config.attenuation, "attenuation", config, (n, n))
+    if config.t60 is not None:
+        gains = t60_to_gain(m, config.t60, config.fs)
+        if gains.shape != (n,):
+            raise ValueError(f"build_fdn: t60 must be one number of seconds, got {config.t60!r}")
+    elif config.line_gains is not None:
+        gains = as_real_tensor(config.line_gains, "line_gains", "build_fdn", ndim=1).double()
+        if gains.shape != (n,):
+            raise ValueError(f"build_fdn: line_gains must have shape ({n},), got {tuple(gains.shape)}")
+    else:
+        gains = torch.ones(n, dtype=torch.float64)
+    if config.learnable_attenuation:
+        return Gain(gains, mapping=Sigmoid(0.0, 1.0), learnable=True)
+    return Gain(gains, learnable=False)
+
+
+def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
+    """Build an FDN from an :class:`FDNConfig` and/or its fields as keyword arguments.
+
+    Parameters
+    ----------
+    config : FDNConfig, optional
+        Base configuration; ``kwargs`` override its fields.
+    **kwargs
+        Fields of :class:`FDNConfig`.
+
+    Returns
+    -------
+    flamo.Parallel or flamo.Series
+        ``Parallel({"fdn": core, "direct": Gain})`` with a direct path, else the
+        ``Series`` core itself; part names as in the module docstring. Shape
+        (n_outputs, n_inputs).
+
+    Examples
+    --------
+    >>> fdn = build_fdn(delays=[887, 911, 941, 1699, 1951, 2053], t60=1.5, seed=0, direct_gain=0.0)
+    >>> fdn["fdn"]["loop"].forward_path["delays"].samples.tolist()[:2]
+    [887.0, 911.0]
+    """
+    if config is None:
+        config = FDNConfig(**kwargs)
+    elif not isinstance(config, FDNConfig):
+        raise TypeError(f"build_fdn: config must be an FDNConfig, got {type(config).__name__}")
+    elif kwargs:
+        config = dataclasses.replace(config, **kwargs)
+    if config.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"build_fdn: dtype must be torch.float32 or torch.float64, got {config.dtype}")
+    m = _delays(config.delays)
+    n = m.numel()
+    gen = torch.Generator()
+    if config.seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(config.seed))
+    matrix_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    feedback = Matrix(n, kind=config.matrix, init=config.matrix_init, seed=matrix_seed,
+                      learnable=config.learnable_matrix and config.matrix != "hadamard")
+
+    def gains(value, name, shape, draw_shape):
+        if value is None:
+            return torch.randn(draw_shape, generator=gen, dtype=torch.float64) / n ** 0.5
+        return _gain_matrix(value, name, shape)
+
+    b = gains(config.input_gains, "input_gains", (n, None), (n, config.n_inputs))
+    c = gains(config.output_gains, "output_gains", (None, n), (config.n_outputs, n))
+    loop = Recursion(Series({"delays": Delay(m, learnable=config.learnable_delays),
+                             "attenuation": _attenuation(config, m)}), feedback)
+    parts = {"input": Gain(b, learnable=config.learnable_gains), "loop": loop,
+             "output": Gain(c, learnable=config.learnable_gains)}
+    n_out, n_in = c.shape[0], b.shape[1]
+    if config.tone is not None:
+        parts["tone"] = _module(config.tone, "tone", config, (n_out, n_out))
+    system = Series(parts)
+    if config.direct_gain is not None:
+        d = _gain_matrix(config.direct_gain, "direct_gain", (n_out, n_in))
+        system = Parallel({"fdn": system, "direct": Gain(d, learnable=config.learnable_direct)})
+    return system.to(config.dtype)
+
+
+def fdn_parts(system) -> dict:
+    """The named parts of a system built by :func:`build_fdn`.
+
+    Returns
+    -------
+    dict
+        ``input``, ``loop`` (the Recursion), ``delays``, ``attenuation``, ``feedback``
+        (the Matrix), ``output``, ``tone`` (None if absent), ``direct`` (None if absent),
+        ``core`` (the Series).
+    """
+    try:
+        if isinstance(system, Parallel):
+            core, direct = system["fdn"], system["direct"]
+        else:
+            core, direct = system, None
+        loop = core["loop"]
+        parts = {"core": core, "direct": direct, "input": core["input"], "loop": loop,
+                 "delays": loop.forward_path["delays"],
+                 "attenuation": loop.forward_path["attenuation"],
+                 "feedback": loop.feedback_path, "output": core["output"],
+                 "tone": core["tone"] if "tone" in core._modules else None}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"fdn_parts: expected a system built by build_fdn, got "
+                         f"{type(system).__name__} without the part {err}") from err
+    return parts
+
+
+def fdn_arrays(system) -> dict:
+    """Plain float64 tensors of a single-input single-output FDN with per-line gains.
+
+    Returns
+    -------
+    dict
+        ``m`` (N,) delays in samples, ``A`` (N, N), ``b`` (N,), ``c`` (N,), ``d`` scalar
+        tensor (0 without a direct path), ``g`` (N,) per-line gains, in the convention of
+        :func:`baselines.fdn_impulse_response` and :func:`flamo.reverb.fdn_modes`.
+
+    Raises
+    ------
+    ValueError
+        If the system has a tone module, more than one input or output, or an attenuation
+        that is not a diagonal :class:`flamo.Gain` (a frequency-dependent FDN has no such
+        arrays).
+    """
+    parts = fdn_parts(system)
+    att = parts["attenuation"]
+    if not (isinstance(att, Gain) and att.diagonal):
+        raise ValueError(f"fdn_arrays: the attenuation must be a diagonal Gain, got "
+                         f"{type(att).__name__}")
+    if parts["tone"] is not None:
+        raise ValueError("fdn_arrays: a system with a tone module has no plain FDN arrays")
+    if parts["core"].shape != (1, 1):
+        raise ValueError(f"fdn_arrays: expected one input and one output, got shape {parts['core'].shape}")
+    with torch.no_grad():
+        f64 = dict(dtype=torch.float64)
+        d = parts["direct"].gains.reshape(()) if parts["direct"] is not None else torch.zeros(())
+        return {"m": parts["delays"].samples.to(**f64).detach().clone(),
+                "A": parts["feedback"].matrix.to(**f64).detach().clone(),
+                "b": parts["input"].gains.reshape(-1).to(**f64).detach().clone(),
+                "c": parts["output"].gains.reshape(-1).to(**f64).detach().clone(),
+                "d": d.to(**f64).detach().clone(),
+                "g": att.gains.to(**f64).detach().clone()}
+
+
+def _set_gains(gain: Gain, value: torch.Tensor):
+    with torch.no_grad():
+        gain.raw.copy_(unmap_value(gain.mapping, value))
+
+
+def normalize_energy(system, grid, target=1.0) -> float:
+    """Scale the input and output gains b, c in place so the FDN's energy is ``target``.
+
+    The energy is the Parseval-weighted mean of |H(z_k)|^2 over the full circle of the grid
+    (the M grid points stand for their mirror images too), summed over the output and input
+    channels of the reverberant part (the direct path is excluded). On a grid with
+    alias_decay_db = 0 this equals the energy sum_n h_M[n]^2 of the impulse response on the
+    grid (time-aliased to nfft samples); with gamma < 1 it is that of gamma^n h[n]. b and c
+    are both scaled by (target / energy)^(1/4).
+
+    Parameters
+    ----------
+    system : DSPModule
+        A system built by :func:`build_fdn`.
+    grid : flamo.Grid
+    target : float, default 1.0
+
+    Returns
+    -------
+    float
+        The energy before scaling.
+    """
+    if not target > 0:
+        raise ValueError(f"normalize_energy: target must be > 0, got {target!r}")
+    parts = fdn_parts(system)
+    with torch.no_grad():
+        power = parts["core"].response(grid).abs().square().sum(dim=(-2, -1))  # (..., M)
+        weights = torch.full((grid.M,), 2.0, dtype=power.dtype)
+        weights[0] = 1.0
+        if grid.nfft % 2 == 0:
+            weights[-1] = 1.0
+        energy = float((power * weights).sum() / grid.nfft)
+    if not energy > 0:
+        raise ValueError(f"normalize_energy: the FDN has zero energy on the grid ({energy})")
+    scale = (target / energy) ** 0.25
+    for name in ("input", "output"):
+        _set_gains(parts[name], parts[name].gains.detach() * scale)
+    return energy

@@ -1,0 +1,179 @@
+r"""Stability diagnostics for feedback loops (FDNs) and a trainer callback.
+
+A loop H = (I - F B)^-1 F is stable when det(I - F(z) B(z)) has no zeros for |z| >= 1. By
+the small-gain theorem it suffices that the loop gain, the spectral norm
+||F(z) B(z)||_2 (largest singular value), is below 1 on the whole unit circle (with F and B
+themselves stable). Here the norm is sampled at the grid frequencies only, so the
+certificate is exact for those frequencies and a sufficient condition there; between grid
+points it relies on the loop gain varying slowly compared with the grid spacing (use a fine
+grid for long delays or sharp attenuation filters). It is also conservative: a loop gain
+>= 1 at some frequency does not prove instability. With an orthogonal feedback matrix and
+per-line gains or attenuation filters of magnitude below 1, the loop gain is the largest
+attenuation magnitude, so the parametrizations of :func:`flamo.reverb.build_fdn` with
+``learnable_attenuation=True`` (gains through Sigmoid(0, 1)) are stable by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..response import matmul
+from ..system import Recursion
+
+__all__ = ["find_recursions", "loop_gain", "certify_stable", "StabilityCertificate",
+           "StabilityCallback"]
+
+
+def find_recursions(system) -> list:
+    """Every :class:`flamo.Recursion` in ``system`` (itself included), outermost first."""
+    return [m for m in system.modules() if isinstance(m, Recursion)]
+
+
+def _unit_circle(grid):
+    return grid if grid.alias_decay_db == 0 else grid.with_(alias_decay_db=0.0)
+
+
+def _loop_gain_per_frequency(recursion, grid) -> torch.Tensor:
+    """(..., M) largest singular value of F(z_k) B(z_k)."""
+    fb = matmul(recursion.forward_path.freq_response(grid),
+                recursion.feedback_path.freq_response(grid))
+    if fb.diagonal:  # the singular values of a diagonal matrix are its magnitudes
+        gain = fb.data.abs().amax(dim=-1)
+    else:
+        gain = torch.linalg.matrix_norm(fb.data, ord=2)
+    return gain.expand(*gain.shape[:-1], grid.M)  # M = 1 for frequency-independent loops
+
+
+def loop_gain(system_or_recursion, grid, per_frequency=False):
+    """Loop gain max_k ||F(z_k) B(z_k)||_2 on the unit circle.
+
+    Parameters
+    ----------
+    system_or_recursion : DSPModule
+        A :class:`flamo.Recursion`, or any system containing one or more (then the largest
+        loop gain over them is returned).
+    grid : flamo.Grid
+        Frequencies to check. The loop is evaluated on the unit circle, |z| = 1: a grid
+        with alias_decay_db > 0 is replaced by the same grid with alias_decay_db = 0.
+    per_frequency : bool, default False
+        Return the (M,) loop gain at every grid frequency instead of its maximum (maximum
+        over the recursions and any batch dims).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar (or (M,)) real tensor, no autograd history.
+
+    Raises
+    ------
+    ValueError
+        If the system contains no Recursion.
+    """
+    loops = find_recursions(system_or_recursion)
+    if not loops:
+        raise ValueError(f"loop_gain: {type(system_or_recursion).__name__} contains no "
+                         f"Recursion (feedback loop)")
+    circle = _unit_circle(grid)
+    with torch.no_grad():
+        gains = torch.stack([_loop_gain_per_frequency(r, circle).reshape(-1, circle.M).amax(0)
+                             for r in loops]).amax(0)
+    return gains if per_frequency else gains.max()
+
+
+@dataclass
+class StabilityCertificate:
+    """Result of :func:`certify_stable`.
+
+    Attributes
+    ----------
+    max_loop_gain : float
+        Largest spectral norm of F B over the grid frequencies.
+    frequency_hz : float
+        Grid frequency where it occurs, in Hz.
+    margin : float
+        The margin asked for.
+    stable : bool
+        max_loop_gain < 1 - margin: sufficient for stability at the grid frequencies.
+    """
+
+    max_loop_gain: float
+    frequency_hz: float
+    margin: float
+    stable: bool
+
+    def __bool__(self):
+        return self.stable
+
+
+def certify_stable(system, grid, margin=0.0) -> StabilityCertificate:
+    """Check the small-gain condition ||F B||_2 < 1 - margin at every grid frequency.
+
+    A True result is a sufficient condition for stability at the sampled frequencies only
+    (see the module notes: between grid points the loop gain is not checked, and a False
+    result does not prove instability).
+
+    Parameters
+    ----------
+    system : DSPModule
+        A Recursion or a system containing Recursions.
+    grid : flamo.Grid
+        Evaluated on the unit circle (alias_decay_db forced to 0).
+    margin : float, default 0
+        Required distance below 1, in [0, 1).
+    """
+    if not 0 <= margin < 1:
+        raise ValueError(f"certify_stable: margin must lie in [0, 1), got {margin!r}")
+    gains = loop_gain(system, grid, per_frequency=True)
+    k = int(torch.argmax(gains))
+    peak = float(gains[k])
+    return StabilityCertificate(max_loop_gain=peak, frequency_hz=k * grid.fs / grid.nfft,
+                                margin=float(margin), stable=peak < 1 - margin)
+
+
+class StabilityCallback:
+    """Trainer callback that stops an optimization whose loop gain approaches 1.
+
+    Protocol: the trainer calls ``callback(state)`` after each step with an object that has
+    an int attribute ``step``. Every ``every`` steps the callback certifies the system; when
+    the maximum loop gain reaches ``1 - margin`` it sets ``state.stop = True`` and
+    ``state.stop_reason`` (a message with the gain and its frequency), which the trainer
+    honours by stopping. It returns the :class:`StabilityCertificate` when it checked, None
+    otherwise, and keeps every check in ``history`` as (step, max loop gain).
+
+    Parameters
+    ----------
+    system : DSPModule
+        The system being optimized (containing the Recursion to watch).
+    grid : flamo.Grid
+        Frequencies to check (on the unit circle).
+    every : int, default 1
+        Check every this many steps.
+    margin : float, default 1e-3
+        Stop when the loop gain is >= 1 - margin.
+    """
+
+    def __init__(self, system, grid, every=1, margin=1e-3):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"StabilityCallback: every must be an int >= 1, got {every!r}")
+        if not 0 <= margin < 1:
+            raise ValueError(f"StabilityCallback: margin must lie in [0, 1), got {margin!r}")
+        if not find_recursions(system):
+            raise ValueError(f"StabilityCallback: {type(system).__name__} contains no Recursion")
+        self.system, self.grid, self.every, self.margin = system, grid, every, margin
+        self.history = []
+
+    def __call__(self, state) -> Optional[StabilityCertificate]:
+        step = int(getattr(state, "step", 0))
+        if step % self.every:
+            return None
+        cert = certify_stable(self.system, self.grid, margin=self.margin)
+        self.history.append((step, cert.max_loop_gain))
+        if not cert.stable:
+            state.stop = True
+            state.stop_reason = (f"StabilityCallback: loop gain {cert.max_loop_gain:.6f} >= "
+                                 f"1 - margin ({1 - self.margin:g}) at {cert.frequency_hz:.1f} Hz, "
+                                 f"step {step}")
+        return cert

@@ -8,12 +8,15 @@ frequency-domain differentiable audio processing", ICASSP 2025.
 
 from . import functional, signal
 from .grid import Grid
-from .modules import SOS, Delay, DSPModule, Gain, Matrix, from_config
+from .modules import (GEQ, PEQ, SOS, SVF, Biquad, Delay, DSPModule, Gain, GEQAttenuation,
+                      HomogeneousAttenuation, Matrix, OnePoleAttenuation, ShelfAttenuation,
+                      from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
 
 __version__ = "0.1.0"
 
 __all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
-           "Recursion", "from_config", "save_preset", "load_preset", "functional", "signal",
+           "Recursion", "Biquad", "SVF", "PEQ", "GEQ", "HomogeneousAttenuation",
+           "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation", "from_config", "save_preset", "load_preset", "functional", "signal",
            "__version__"]

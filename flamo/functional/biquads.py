@@ -28,14 +28,16 @@ __all__ = ["BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpas
 
 
 def _tensors(*values):
-    """Tensors of one floating dtype (the promoted one), so float64 stays float64."""
-    ts = [torch.as_tensor(v) for v in values]
-    dtype = ts[0].dtype
-    for t in ts[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    if not dtype.is_floating_point:
+    """Tensors of one floating dtype: the promoted dtype of the tensor arguments (Python
+    numbers are converted exactly to it), so float64 inputs stay float64."""
+    dtype = None
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            dtype = v.dtype if dtype is None else torch.promote_types(dtype, v.dtype)
+    if dtype is None or not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
-    return [t.to(dtype) for t in ts]
+    return [torch.as_tensor(v, dtype=dtype) if not isinstance(v, torch.Tensor) else v.to(dtype)
+            for v in values]
 
 
 def _prepare(freq, q, fs):
@@ -188,13 +190,8 @@ def biquad(kind: str, freq, q, gain_db, fs: float) -> torch.Tensor:
     if kind not in _DESIGNS:
         raise ValueError(f"biquad: kind must be one of {BIQUAD_KINDS}, got {kind!r}")
     fn, uses_q, uses_gain = _DESIGNS[kind]
-    freq = torch.as_tensor(freq)
-    shape = torch.broadcast_shapes(freq.shape, torch.as_tensor(q).shape, torch.as_tensor(gain_db).shape)
-    args = [freq.expand(shape)]
-    if uses_q:
-        args.append(torch.as_tensor(q).expand(shape))
-    if uses_gain:
-        args.append(torch.as_tensor(gain_db).expand(shape))
+    freq, q, gain_db = torch.broadcast_tensors(*_tensors(freq, q, gain_db))
+    args = [freq] + [q] * uses_q + [gain_db] * uses_gain
     return fn(*args, fs)
 
 

@@ -41,6 +41,12 @@ def t60_to_gain(t60, delays, fs: float) -> torch.Tensor:
     return torch.pow(10.0, -3.0 * delays / (fs * t60))
 
 
+def _soft_limit(x, limit):
+    """x / (1 + (x / limit)^4)^(1/4): smooth, odd, monotone, |.| < limit, and equal to x up to
+    a relative (x / limit)^4 / 4."""
+    return x / (1 + (x / limit) ** 4) ** 0.25
+
+
 def _first_order(b0, b1, a0, a1):
     zero = torch.zeros_like(b0)
     return torch.stack([b0, b1, zero, a0, a1, zero], dim=-1)
@@ -52,7 +58,8 @@ def onepole_attenuation(delays, t60_dc, t60_nyquist, fs: float) -> torch.Tensor:
     The DC gain g_0 = 10^(-3 m / (fs T60_dc)) and Nyquist gain g_pi = 10^(-3 m / (fs
     T60_nyquist)) are met exactly: p = (g_0 - g_pi) / (g_0 + g_pi), b = g_0 (1 - p) (Jot &
     Chaigne's closed form is a first-order approximation of this pole for long T60).
-    |p| < 1 because both gains are positive, and the magnitude
+    |p| < 1 because both gains are positive (soft-limited, see the code, so that float64
+    still resolves it for ratios beyond 170 dB per pass), and the magnitude
     is monotone in frequency, so max |H| = max(g_0, g_pi) < 1.
 
     Returns
@@ -60,8 +67,13 @@ def onepole_attenuation(delays, t60_dc, t60_nyquist, fs: float) -> torch.Tensor:
     torch.Tensor
         (..., N, 6) first-order sections (b2 = a2 = 0).
     """
-    g0, gpi = t60_to_gain(t60_dc, delays, fs), t60_to_gain(t60_nyquist, delays, fs)
-    p = (g0 - gpi) / (g0 + gpi)
+    g0 = t60_to_gain(t60_dc, delays, fs)
+    # p = tanh(s), s = (ln g0 - ln g_pi) / 2, soft-limited to |s| < 10 so that |p| <= 1 - 4e-9
+    # stays representable: the Nyquist gain g0 e^(-2 s) then lies between g0 and g_pi (< 1);
+    # the limit changes s by a relative (s / 10)^4 / 4, i.e. < 1e-4 below 40 dB per pass.
+    half_log_ratio = (math.log(10) / 40) * (t60_to_gain_db(t60_dc, delays, fs)
+                                             - t60_to_gain_db(t60_nyquist, delays, fs))
+    p = torch.tanh(_soft_limit(half_log_ratio, 10.0))
     return _first_order(g0 * (1 - p), torch.zeros_like(p), torch.ones_like(p), -p)
 
 
@@ -70,7 +82,8 @@ def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torc
     g_0 / g_pi at ``crossover`` Hz (:func:`flamo.functional.first_order_lowshelf`).
 
     DC gain g_0, Nyquist gain g_pi (see :func:`onepole_attenuation`), their geometric mean
-    at the crossover; monotone, so max |H| = max(g_0, g_pi) < 1.
+    at the crossover; monotone, so max |H| = max(g_0, g_pi) < 1. The shelf's dB gain is
+    soft-limited to +/-120 dB (beyond that the DC gain lies between g_pi and g_0).
 
     Returns
     -------
@@ -79,7 +92,9 @@ def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torc
     """
     g0_db = t60_to_gain_db(t60_dc, delays, fs)
     gpi_db = t60_to_gain_db(t60_nyquist, delays, fs)
-    sos = first_order_lowshelf(crossover, g0_db - gpi_db, fs)
+    # soft limit of the shelf's dB gain to +/-120 dB keeps its pole resolvable in float64;
+    # exact to a relative (x / 120)^4 / 4, and the DC gain stays between g_pi and g_0
+    sos = first_order_lowshelf(crossover, _soft_limit(g0_db - gpi_db, 120.0), fs)
     scale = torch.pow(10.0, gpi_db / 20.0)
     return torch.cat([sos[..., :3] * scale.unsqueeze(-1), sos[..., 3:]], dim=-1)
 
@@ -92,10 +107,13 @@ def _check_omegas(design: AccurateGEQ, dtype, device):
 
 
 def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0.05,
-                    sharpness: float = 10.0) -> torch.Tensor:
+                    sharpness: float = 10.0, max_attenuation_db: float = 24.0) -> torch.Tensor:
     """Per-line graphic-EQ attenuation filters from band T60s.
 
-    Line i gets command gains -60 m_i / (fs T60_b) dB (all < 0), realized by the accurate
+    Line i gets command gains -60 m_i / (fs T60_b) dB (all < 0), soft-limited to
+    (-``max_attenuation_db``, 0) (x / (1 + (x / 24)^4)^(1/4): 1e-4 relative at -6 dB; the
+    design is accurate for spans of about 24 dB, and a faster decay than 24 dB per pass, a
+    T60 below 2.5 m / fs, is rarely wanted), realized by the accurate
     cascade GEQ (``design``, which should use ``offset=True`` so that the gain at DC and
     Nyquist is the mean command gain, below 0 dB). The accurate GEQ can overshoot its
     targets between bands by up to about 1 dB, which would break a loop gain < 1 when
@@ -114,7 +132,7 @@ def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0
         Delay lengths in samples.
     t60_bands : tensor (..., B) or (..., N, B)
         T60 per band in seconds (> 0).
-    margin_db, sharpness : float
+    margin_db, sharpness, max_attenuation_db : float
 
     Returns
     -------
@@ -122,6 +140,7 @@ def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0
         (..., N, B, 6) sections.
     """
     command = t60_to_gain_db(t60_bands, delays.unsqueeze(-1), design.fs)  # (..., N, B)
+    command = _soft_limit(command, max_attenuation_db)
     sos = design.sections(command)
     omega = _check_omegas(design, command.dtype, command.device)
     peak = _magnitude_db(sos, omega).sum(-2).amax(-1)  # (..., N) dB

@@ -84,6 +84,19 @@ def _float64_twin(grid):
 class _FilterModule(DSPModule):
     """Shared plumbing: float64 mapped parameters, fs check, response of (..., [N,] K, 6)."""
 
+    #: config keys holding parameter values: scalars among them become 0-d tensors of the
+    #: preset's dtype in from_config (a bare float would otherwise be rebuilt in float32).
+    _value_keys = ("freq", "q", "gain_db", "resonance", "t60", "t60_dc", "t60_nyquist", "crossover")
+
+    @classmethod
+    def from_config(cls, cfg):
+        cfg = dict(cfg)
+        dtype = getattr(torch, cfg.get("dtype", "float32"))
+        for key in cls._value_keys:
+            if isinstance(cfg.get(key), (int, float)):
+                cfg[key] = torch.tensor(cfg[key], dtype=dtype)
+        return super().from_config(cfg)
+
     def _param(self, name, mapping):
         return mapping(getattr(self, name).to(torch.float64))
 

@@ -1,7 +1,5 @@
 """Attenuation for reverberation: T60 formulas, designs, and FDN loops that never gain."""
 
-import math
-
 import numpy as np
 import pytest
 import torch

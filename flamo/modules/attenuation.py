@@ -20,7 +20,7 @@ from ..functional.biquads import LogSigmoid
 from ..functional.decay import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
 from ..functional.geq import AccurateGEQ
 from ..response import Response
-from .base import DSPModule, as_real_tensor
+from .base import as_real_tensor
 from .eq import resolve_centres
 from .filters import _FilterModule, as_range, broadcast_param, check_fs, check_fs_arg, check_range
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..functional.biquads import rbj_highshelf, rbj_lowshelf, rbj_peak
 from ..functional.geq import AccurateGEQ, octave_bands, third_octave_bands
 from .base import as_real_tensor
-from .filters import (Biquad, _FilterModule, as_range, broadcast_param, check_fs_arg, check_range,
-                      default_freq_range)
+from .filters import Biquad, _FilterModule, check_fs_arg
 
 __all__ = ["PEQ", "GEQ"]
 

@@ -8,14 +8,17 @@ frequency-domain differentiable audio processing", ICASSP 2025.
 
 from . import functional, signal
 from .grid import Grid
-from .modules import (FIR, SOS, Delay, DelayMatrix, DSPModule, FractionalDelay, Gain, Matrix,
-                      Paraunitary, describe, from_config)
+from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
+                      FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
+                      OnePoleAttenuation, Paraunitary, ShelfAttenuation, describe, from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
 
 __version__ = "0.1.0"
 
 __all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
-           "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "describe",
-           "from_config", "save_preset", "load_preset", "functional", "signal",
+           "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
+           "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
+           "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",
+           "functional", "signal",
            "__version__"]

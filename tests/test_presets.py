@@ -34,6 +34,17 @@ def _modules():
         "delay-matrix": flamo.DelayMatrix(np.array([[1.0, 2.5], [3.0, 4.0]]), np.array([[0.5, -0.8], [0.2, 0.9]]),
                                           learnable_delays=True, gain_mapping=Sigmoid(-1, 1)),
         "paraunitary": flamo.Paraunitary.velvet(3, stages=2, spread=20, seed=0).double(),
+        # mapped physical values round-trip exactly only in float64 (float32: to rounding)
+        "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
+        "biquad-diag": flamo.Biquad("lowshelf1", [100.0, 300.0], gain_db=[3.0, -2.0]).double(),
+        "svf": flamo.SVF([500.0, 2000.0], resonance=[0.3, 1.2], mix=[[1.0, 0.5, -0.2], [0.0, 1.0, 1.0]]).double(),
+        "peq": flamo.PEQ([[80.0, 1000.0, 9000.0]] * 2, gain_db=[3.0, -5.0, 2.0], q=[0.7, 2.0, 0.7]).double(),
+        "geq": flamo.GEQ(torch.linspace(-6, 6, 10)).double(),
+        "geq-third": flamo.GEQ(torch.linspace(-3, 3, 56).reshape(2, 28), centres="third_octave").double(),
+        "homogeneous": flamo.HomogeneousAttenuation([100.0, 200.0], [1.5, 2.0]).double(),
+        "onepole": flamo.OnePoleAttenuation([100.0, 200.0], 2.0, 0.5).double(),
+        "shelf": flamo.ShelfAttenuation([100.0, 200.0], 2.0, 0.5, crossover=[800.0, 1200.0]).double(),
+        "geq-attenuation": flamo.GEQAttenuation([100.0, 200.0], torch.linspace(3.0, 0.5, 10)).double(),
         "fdn": flamo.Parallel(
             flamo.Series({"b": flamo.Gain(np.ones((3, 1))),
                           "loop": flamo.Recursion(flamo.Series(flamo.Delay([5.0, 7.0, 9.0]), flamo.SOS(sos_bank)),

@@ -1,8 +1,11 @@
 """nn.Module wrappers: learnable parameters + mapping -> a functional response."""
 
+from .attenuation import GEQAttenuation, HomogeneousAttenuation, OnePoleAttenuation, ShelfAttenuation
 from .base import DSPModule, from_config
 from .delay import Delay
 from .delay_matrix import DelayMatrix
+from .eq import GEQ, PEQ
+from .filters import SVF, Biquad
 from .fir import FIR
 from .fractional_delay import FractionalDelay
 from .gain import Gain, Matrix
@@ -10,5 +13,6 @@ from .paraunitary import Paraunitary
 from .sos import SOS, insert_a0
 from .summary import describe
 
-__all__ = ["DSPModule", "from_config", "Gain", "Matrix", "Delay", "SOS", "insert_a0", "FIR",
-           "FractionalDelay", "DelayMatrix", "Paraunitary", "describe"]
+__all__ = ["DSPModule", "from_config", "describe", "Gain", "Matrix", "Delay", "SOS", "insert_a0",
+           "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF", "PEQ", "GEQ",
+           "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]

@@ -1,0 +1,151 @@
+"""Attenuation for reverberation: delay-line gains and filters from a T60(f) curve.
+
+A recirculating delay line of m samples decays by 60 dB in T60 seconds when its loop gain
+is g = 10^(-3 m / (fs T60)) per pass (-60 m / (fs T60) dB). Frequency-dependent decay puts
+a filter in each line whose magnitude follows that formula at every frequency (Jot &
+Chaigne, "Digital delay networks for designing artificial reverberators", AES 1991).
+Every design here has magnitude < 1 at every frequency when every T60 is finite and > 0,
+so an FDN with an orthogonal (lossless) feedback matrix stays stable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .biquads import first_order_lowshelf
+from .geq import AccurateGEQ, _magnitude_db
+
+__all__ = ["t60_to_gain", "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation",
+           "geq_attenuation"]
+
+
+def t60_to_gain_db(t60, delays, fs: float) -> torch.Tensor:
+    """Per-pass gain in dB, -60 m / (fs T60), broadcast over (t60, delays)."""
+    return -60.0 * delays / (fs * t60)
+
+
+def t60_to_gain(t60, delays, fs: float) -> torch.Tensor:
+    """Per-pass linear gain g = 10^(-3 m / (fs T60)) of a delay line of m samples.
+
+    Parameters
+    ----------
+    t60 : tensor
+        Reverberation time in seconds (> 0), broadcast with ``delays``.
+    delays : tensor
+        Delay lengths m in samples.
+    fs : float
+        Sample rate in Hz.
+    """
+    return torch.pow(10.0, -3.0 * delays / (fs * t60))
+
+
+def _soft_limit(x, limit):
+    """x / (1 + (x / limit)^4)^(1/4): smooth, odd, monotone, |.| < limit, and equal to x up to
+    a relative (x / limit)^4 / 4."""
+    return x / (1 + (x / limit) ** 4) ** 0.25
+
+
+def _first_order(b0, b1, a0, a1):
+    zero = torch.zeros_like(b0)
+    return torch.stack([b0, b1, zero, a0, a1, zero], dim=-1)
+
+
+def onepole_attenuation(delays, t60_dc, t60_nyquist, fs: float) -> torch.Tensor:
+    """One-pole attenuation filters H_i(z) = b_i / (1 - p_i z^-1) (Jot & Chaigne 1991).
+
+    The DC gain g_0 = 10^(-3 m / (fs T60_dc)) and Nyquist gain g_pi = 10^(-3 m / (fs
+    T60_nyquist)) are met exactly: p = (g_0 - g_pi) / (g_0 + g_pi), b = g_0 (1 - p) (Jot &
+    Chaigne's closed form is a first-order approximation of this pole for long T60).
+    |p| < 1 because both gains are positive (soft-limited, see the code, so that float64
+    still resolves it for ratios beyond 170 dB per pass), and the magnitude
+    is monotone in frequency, so max |H| = max(g_0, g_pi) < 1.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N, 6) first-order sections (b2 = a2 = 0).
+    """
+    g0 = t60_to_gain(t60_dc, delays, fs)
+    # p = tanh(s), s = (ln g0 - ln g_pi) / 2, soft-limited to |s| < 10 so that |p| <= 1 - 4e-9
+    # stays representable: the Nyquist gain g0 e^(-2 s) then lies between g0 and g_pi (< 1);
+    # the limit changes s by a relative (s / 10)^4 / 4, i.e. < 1e-4 below 40 dB per pass.
+    half_log_ratio = (math.log(10) / 40) * (t60_to_gain_db(t60_dc, delays, fs)
+                                             - t60_to_gain_db(t60_nyquist, delays, fs))
+    p = torch.tanh(_soft_limit(half_log_ratio, 10.0))
+    return _first_order(g0 * (1 - p), torch.zeros_like(p), torch.ones_like(p), -p)
+
+
+def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torch.Tensor:
+    """First-order shelf attenuation: gain g_pi times a first-order low shelf of gain
+    g_0 / g_pi at ``crossover`` Hz (:func:`flamo.functional.first_order_lowshelf`).
+
+    DC gain g_0, Nyquist gain g_pi (see :func:`onepole_attenuation`), their geometric mean
+    at the crossover; monotone, so max |H| = max(g_0, g_pi) < 1. The shelf's dB gain is
+    soft-limited to +/-120 dB (beyond that the DC gain lies between g_pi and g_0).
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N, 6) first-order sections.
+    """
+    g0_db = t60_to_gain_db(t60_dc, delays, fs)
+    gpi_db = t60_to_gain_db(t60_nyquist, delays, fs)
+    # soft limit of the shelf's dB gain to +/-120 dB keeps its pole resolvable in float64;
+    # exact to a relative (x / 120)^4 / 4, and the DC gain stays between g_pi and g_0
+    sos = first_order_lowshelf(crossover, _soft_limit(g0_db - gpi_db, 120.0), fs)
+    scale = torch.pow(10.0, gpi_db / 20.0)
+    return torch.cat([sos[..., :3] * scale.unsqueeze(-1), sos[..., 3:]], dim=-1)
+
+
+def _check_omegas(design: AccurateGEQ, dtype, device):
+    """DC, Nyquist and 1024 log-spaced frequencies from centre_1 / 16 to Nyquist (rad)."""
+    low = math.log10(design.omega[0].item() / 16)
+    return torch.cat([torch.zeros(1), torch.logspace(low, math.log10(math.pi), 1024,
+                                                     dtype=torch.float64)]).to(dtype).to(device)
+
+
+def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0.05,
+                    sharpness: float = 10.0, max_attenuation_db: float = 24.0) -> torch.Tensor:
+    """Per-line graphic-EQ attenuation filters from band T60s.
+
+    Line i gets command gains -60 m_i / (fs T60_b) dB (all < 0), soft-limited to
+    (-``max_attenuation_db``, 0) (x / (1 + (x / 24)^4)^(1/4): 1e-4 relative at -6 dB; the
+    design is accurate for spans of about 24 dB, and a faster decay than 24 dB per pass, a
+    T60 below 2.5 m / fs, is rarely wanted), realized by the accurate
+    cascade GEQ (``design``, which should use ``offset=True`` so that the gain at DC and
+    Nyquist is the mean command gain, below 0 dB). The accurate GEQ can overshoot its
+    targets between bands by up to about 1 dB, which would break a loop gain < 1 when
+    T60 is long. Each line's cascade is therefore sampled at 1026 check frequencies (DC,
+    Nyquist and a log grid 1/100 octave fine from centre_1 / 16); with e its maximum in dB
+    and L = -margin_db, the broadband gain is lowered by softplus(s (e - L)) / s dB
+    (s = ``sharpness`` per dB), which is >= e - L. The maximum over the check grid is
+    thus at most L < 0 dB, and the correction is negligible (< 1e-3 dB) when e is more
+    than 1 dB below L. Between check points a cascade of B biquads cannot rise measurably
+    (tested on fine grids).
+
+    Parameters
+    ----------
+    design : AccurateGEQ
+    delays : tensor (..., N)
+        Delay lengths in samples.
+    t60_bands : tensor (..., B) or (..., N, B)
+        T60 per band in seconds (> 0).
+    margin_db, sharpness, max_attenuation_db : float
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N, B, 6) sections.
+    """
+    command = t60_to_gain_db(t60_bands, delays.unsqueeze(-1), design.fs)  # (..., N, B)
+    command = _soft_limit(command, max_attenuation_db)
+    sos = design.sections(command)
+    omega = _check_omegas(design, command.dtype, command.device)
+    peak = _magnitude_db(sos, omega).sum(-2).amax(-1)  # (..., N) dB
+    excess = peak + margin_db
+    correction = torch.nn.functional.softplus(sharpness * excess) / sharpness  # dB, >= excess
+    scale = torch.pow(10.0, -correction / 20.0)[..., None, None]
+    first = torch.cat([sos[..., :1, :3] * scale, sos[..., :1, 3:]], dim=-1)
+    return torch.cat([first, sos[..., 1:, :]], dim=-2)

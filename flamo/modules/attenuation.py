@@ -1,0 +1,234 @@
+"""Attenuation modules for reverberators: loop gain < 1 for every parameter value.
+
+Each module is diagonal N x N (one gain or filter per delay line), takes the delay lengths
+(samples, fixed) and reverberation times (seconds, learnable) and maps raw parameters by
+:class:`~flamo.functional.LogSigmoid` onto ``t60_range`` (default (0.01, 60) s): T60 is
+finite and > 0, so every per-line magnitude is < 1 at every frequency by design (see
+:mod:`flamo.functional.decay`); with an orthogonal feedback matrix the FDN is stable.
+The upper bound keeps 1 - g well above float32 resolution (g = 1 - 2.4e-6 at m = 1 sample,
+T60 = 60 s, 48 kHz), so a float32 evaluation cannot round the loop gain up to 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..functional.biquads import LogSigmoid
+from ..functional.decay import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
+from ..functional.geq import AccurateGEQ
+from ..response import Response
+from .base import as_real_tensor
+from .eq import resolve_centres
+from .filters import _FilterModule, as_range, broadcast_param, check_fs, check_fs_arg, check_range
+
+__all__ = ["HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]
+
+
+class _Attenuation(_FilterModule):
+    diagonal = True
+
+    def _setup(self, delays, fs, t60_range):
+        owner = type(self).__name__
+        self.fs = check_fs_arg(owner, fs)
+        delays = as_real_tensor(delays, "delays", owner, ndim=1)
+        if (delays <= 0).any():
+            raise ValueError(f"{owner}: delays must be > 0 samples, got min {delays.min().item():g}")
+        self.register_buffer("delays", delays)
+        self.t60_range = as_range(owner, "t60_range", t60_range, (0.01, 60.0))
+        return delays
+
+    def _t60_param(self, name, value, extra, learnable):
+        owner = type(self).__name__
+        t = broadcast_param(owner, name, value, tuple(self.delays.shape), extra).to(self.delays.dtype)
+        check_range(owner, name, t, 0.0, math.inf, " s")
+        check_range(owner, name, t, *self.t60_range, " s (t60_range)")
+        self._init_parameter("raw_" + name, t, self.t60_mapping, learnable)
+
+    @property
+    def t60_mapping(self):
+        return LogSigmoid(*self.t60_range)
+
+    def _t60(self, name):
+        return self._param("raw_" + name, self.t60_mapping)
+
+    @property
+    def shape(self):
+        n = self.delays.shape[-1]
+        return (n, n)
+
+    def _base_config(self, **values):
+        learnable = any(isinstance(p, nn.Parameter) for p in self.parameters())
+        return {"type": type(self).__name__, "delays": self.delays.tolist(),
+                **{k: v.tolist() for k, v in values.items()}, "fs": self.fs,
+                "dtype": str(self.delays.dtype).removeprefix("torch."), "learnable": learnable,
+                "t60_range": list(self.t60_range)}
+
+
+class HomogeneousAttenuation(_Attenuation):
+    """Frequency-independent per-line gains g_i = 10^(-3 m_i / (fs T60)).
+
+    Parameters
+    ----------
+    delays : array_like
+        (N,) delay lengths in samples (> 0), not learnable.
+    t60 : float or array_like
+        Reverberation time in seconds, one per line (N,) or shared (broadcast).
+    fs : float, default 48000
+    learnable : bool, default True
+    t60_range : (float, float), optional
+    """
+
+    def __init__(self, delays, t60, fs=48000.0, learnable=True, t60_range=None):
+        super().__init__()
+        self._setup(delays, fs, t60_range)
+        self._t60_param("t60", t60, (), learnable)
+
+    @property
+    def t60(self):
+        return self._t60("t60")
+
+    @property
+    def gains(self):
+        return t60_to_gain(self.t60, self.delays.to(torch.float64), self.fs)
+
+    def freq_response(self, grid):
+        check_fs(type(self).__name__, self.fs, grid)
+        return Response(self.gains.to(grid.complex_dtype).unsqueeze(-2), True)
+
+    def config(self):
+        """{"delays" (samples), "t60" (s), "fs" (Hz), "t60_range", "learnable"}."""
+        return self._base_config(t60=self.t60)
+
+
+class OnePoleAttenuation(_Attenuation):
+    """One-pole lowpass (or highpass) per line from T60 at DC and at Nyquist.
+
+    See :func:`flamo.functional.onepole_attenuation` (Jot & Chaigne 1991, exact at DC and
+    Nyquist). Parameters as :class:`HomogeneousAttenuation` with ``t60_dc`` and
+    ``t60_nyquist`` in seconds.
+    """
+
+    def __init__(self, delays, t60_dc, t60_nyquist, fs=48000.0, learnable=True, t60_range=None):
+        super().__init__()
+        self._setup(delays, fs, t60_range)
+        self._t60_param("t60_dc", t60_dc, (), learnable)
+        self._t60_param("t60_nyquist", t60_nyquist, (), learnable)
+
+    @property
+    def sos(self):
+        """(..., N, 6) first-order sections, float64."""
+        return onepole_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
+                                   self._t60("t60_nyquist"), self.fs)
+
+    def freq_response(self, grid):
+        return self._sos_response(self.sos.unsqueeze(-2), grid)
+
+    def config(self):
+        """{"delays", "t60_dc", "t60_nyquist" (s), "fs", "t60_range", "learnable"}."""
+        return self._base_config(t60_dc=self._t60("t60_dc"), t60_nyquist=self._t60("t60_nyquist"))
+
+
+class ShelfAttenuation(_Attenuation):
+    """First-order shelf per line: T60 at DC and at Nyquist, crossover frequency in Hz.
+
+    See :func:`flamo.functional.shelf_attenuation`. The crossover is mapped by LogSigmoid
+    onto ``crossover_range`` (default (1e-5 fs, (1 - 1e-5) fs / 2) Hz) and may be (N,) or
+    shared.
+    """
+
+    def __init__(self, delays, t60_dc, t60_nyquist, crossover=1000.0, fs=48000.0, learnable=True,
+                 t60_range=None, crossover_range=None):
+        super().__init__()
+        self._setup(delays, fs, t60_range)
+        self._t60_param("t60_dc", t60_dc, (), learnable)
+        self._t60_param("t60_nyquist", t60_nyquist, (), learnable)
+        self.crossover_range = as_range("ShelfAttenuation", "crossover_range", crossover_range,
+                                        (1e-5 * self.fs, (1 - 1e-5) * self.fs / 2))
+        x = broadcast_param("ShelfAttenuation", "crossover", crossover, tuple(self.delays.shape)).to(self.delays.dtype)
+        check_range("ShelfAttenuation", "crossover", x, 0.0, self.fs / 2, " Hz")
+        check_range("ShelfAttenuation", "crossover", x, *self.crossover_range, " Hz (crossover_range)")
+        self._init_parameter("raw_crossover", x, LogSigmoid(*self.crossover_range), learnable)
+
+    @property
+    def crossover(self):
+        return self._param("raw_crossover", LogSigmoid(*self.crossover_range))
+
+    @property
+    def sos(self):
+        return shelf_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
+                                 self._t60("t60_nyquist"), self.crossover, self.fs)
+
+    def freq_response(self, grid):
+        return self._sos_response(self.sos.unsqueeze(-2), grid)
+
+    def config(self):
+        """{"delays", "t60_dc", "t60_nyquist" (s), "crossover" (Hz), "fs", ranges, "learnable"}."""
+        cfg = self._base_config(t60_dc=self._t60("t60_dc"), t60_nyquist=self._t60("t60_nyquist"),
+                                crossover=self.crossover)
+        cfg["crossover_range"] = list(self.crossover_range)
+        return cfg
+
+
+class GEQAttenuation(_Attenuation):
+    """Graphic-EQ attenuation per line from T60 per band (accurate cascade GEQ).
+
+    Line i's command gains are -60 m_i / (fs T60_b) dB; a smooth broadband correction keeps
+    every line's magnitude <= -``margin_db`` dB on a dense check grid although the GEQ may
+    overshoot between bands (:func:`flamo.functional.geq_attenuation`).
+
+    Parameters
+    ----------
+    delays : array_like
+        (N,) delay lengths in samples.
+    t60 : array_like
+        (B,) T60 per band in seconds (shared by all lines) or (N, B) per line.
+    centres : "octave" | "third_octave" | array_like, default "octave"
+    fs : float, default 48000
+    learnable : bool, default True
+    t60_range : (float, float), optional
+    margin_db : float, default 0.05
+    """
+
+    def __init__(self, delays, t60, centres="octave", fs=48000.0, learnable=True, t60_range=None,
+                 margin_db=0.05):
+        super().__init__()
+        self._setup(delays, fs, t60_range)
+        self.centres = resolve_centres("GEQAttenuation", centres)
+        if not margin_db > 0:
+            raise ValueError(f"GEQAttenuation: margin_db must be > 0 dB, got {margin_db}")
+        self.margin_db = float(margin_db)
+        t = as_real_tensor(t60, "t60", "GEQAttenuation", ndim=(1, 2))
+        if t.shape[-1] != len(self.centres):
+            raise ValueError(f"GEQAttenuation: t60 has {t.shape[-1]} bands but there are "
+                             f"{len(self.centres)} centre frequencies")
+        self.per_line = t.ndim == 2
+        if self.per_line and t.shape[0] != self.delays.shape[0]:
+            raise ValueError(f"GEQAttenuation: t60 of shape {tuple(t.shape)} needs "
+                             f"{self.delays.shape[0]} rows, one per delay line")
+        t = t.to(self.delays.dtype)
+        check_range("GEQAttenuation", "t60", t, 0.0, math.inf, " s")
+        check_range("GEQAttenuation", "t60", t, *self.t60_range, " s (t60_range)")
+        self._init_parameter("raw_t60", t, self.t60_mapping, learnable)
+        self.design = AccurateGEQ(self.centres, self.fs, offset=True)
+
+    @property
+    def t60(self):
+        return self._t60("t60")
+
+    @property
+    def sos(self):
+        """(..., N, B, 6) sections, float64."""
+        t60 = self.t60 if self.per_line else self.t60.unsqueeze(-2)
+        return geq_attenuation(self.design, self.delays.to(torch.float64), t60, self.margin_db)
+
+    def freq_response(self, grid):
+        return self._sos_response(self.sos, grid)
+
+    def config(self):
+        """{"delays", "t60" (s per band), "centres" (Hz), "fs", "margin_db", "t60_range", "learnable"}."""
+        cfg = self._base_config(t60=self.t60)
+        cfg.update(centres=list(self.centres), margin_db=self.margin_db)
+        return cfg

@@ -88,24 +88,30 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor, di
 # -- time-domain spectral losses ---------------------------------------------------------
 
 def stft_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int | None = None,
-              mel_fb: torch.Tensor | None = None, eps: float = 1e-7) -> torch.Tensor:
+              mel_fb: torch.Tensor | None = None, eps: float = 1e-7,
+              per_item: bool = False) -> torch.Tensor:
     """Single-resolution STFT loss: spectral convergence + mean |log S_t - log S_p|.
 
     Spectral convergence ||S_t - S_p||_F / ||S_t||_F plus the log-magnitude L1 distance
     (Yamamoto, Song, Kim, "Parallel WaveGAN", ICASSP 2020). Time is last, (..., T).
     With ``mel_fb`` (n_mels, n_fft // 2 + 1) the magnitudes are first mapped to mel bands.
+    ``per_item=True`` returns one value per leading index (...,) instead of a scalar (the
+    norms are then taken per signal).
     """
     sp, st = stft(pred, n_fft, hop).abs(), stft(target, n_fft, hop).abs()
     if mel_fb is not None:
         sp, st = mel_fb @ sp, mel_fb @ st
-    conv = torch.linalg.vector_norm(st - sp) / torch.linalg.vector_norm(st).clamp_min(eps)
-    log_l1 = (torch.log(sp + eps) - torch.log(st + eps)).abs().mean()
-    return conv + log_l1
+    dims = (-2, -1) if per_item else None
+    conv = (torch.linalg.vector_norm(st - sp, dim=dims)
+            / torch.linalg.vector_norm(st, dim=dims).clamp_min(eps))
+    log_diff = (torch.log(sp + eps) - torch.log(st + eps)).abs()
+    return conv + (log_diff.mean(dims) if per_item else log_diff.mean())
 
 
 def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
                                fft_sizes=(512, 1024, 2048), dim: int = -1,
-                               mel_bands: int | None = None, fs: float | None = None) -> torch.Tensor:
+                               mel_bands: int | None = None, fs: float | None = None,
+                               per_item: bool = False) -> torch.Tensor:
     """Mean of :func:`stft_loss` over several frame lengths (hop = n_fft / 4, Hann windows).
 
     Parameters
@@ -116,8 +122,11 @@ def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
         Frame lengths [samples].
     mel_bands, fs : int, float, optional
         Use a mel filterbank with this many bands (needs the sample rate ``fs`` [Hz]).
+    per_item : bool
+        Return (...,) losses, one per signal, instead of a scalar.
     """
-    _check_pair(pred, target, "multi_resolution_stft_loss")
+    if not per_item:
+        _check_pair(pred, target, "multi_resolution_stft_loss")
     pred, target = _time_last(pred, dim), _time_last(target, dim)
     total = 0.0
     for n_fft in fft_sizes:
@@ -126,7 +135,7 @@ def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
             if fs is None:
                 raise ValueError("multi_resolution_stft_loss: mel_bands needs fs")
             fb = mel_filterbank(n_fft // 2 + 1, mel_bands, fs, dtype=pred.dtype, device=pred.device)
-        total = total + stft_loss(pred, target, n_fft, mel_fb=fb)
+        total = total + stft_loss(pred, target, n_fft, mel_fb=fb, per_item=per_item)
     return total / len(fft_sizes)
 
 

@@ -124,7 +124,7 @@ def local_minima(profile: np.ndarray) -> np.ndarray:
 
 
 def sweep(system: torch.nn.Module, output: Callable, loss_fn: Callable, target, axes,
-          batch_size: int = 64, name: str = "loss") -> SweepResult:
+          batch_size: int = 64, name: str = "loss", batched_loss: bool = False) -> SweepResult:
     """Evaluate ``loss_fn(output(system'), target)`` for every sweep point system'.
 
     Parameters
@@ -143,6 +143,9 @@ def sweep(system: torch.nn.Module, output: Callable, loss_fn: Callable, target, 
         system response).
     name : str
         Name of the loss (column and plot label).
+    batched_loss : bool
+        ``loss_fn(pred_batch, target)`` takes the whole (B, ...) batch and returns (B,)
+        losses (faster than one call per point).
 
     Returns
     -------
@@ -174,7 +177,14 @@ def sweep(system: torch.nn.Module, output: Callable, loss_fn: Callable, target, 
                     base[(slice(None), *a.index)] = raw
                 params[a.name] = base
             out = batched_call(system, params, output)
-            for b in range(len(chunk)):
-                losses[start + b] = float(loss_fn(out[b], target))
+            if batched_loss:
+                values = torch.as_tensor(loss_fn(out, target)).reshape(-1)
+                if values.numel() != len(chunk):
+                    raise ValueError(f"sweep: batched loss_fn returned {values.numel()} values "
+                                     f"for a batch of {len(chunk)}")
+                losses[start:start + len(chunk)] = values.cpu().numpy()
+            else:
+                for b in range(len(chunk)):
+                    losses[start + b] = float(loss_fn(out[b], target))
     shape = tuple(len(a.values) for a in axes)
     return SweepResult(axes, losses.reshape(shape), name)

@@ -132,10 +132,10 @@ def run(cfg: Config, ctx) -> None:
     for ax, results, log_x, target_value in ((axs[0], res_d, False, cfg.delay_target),
                                              (axs[1], res_f, True, cfg.peak_f0)):
         for name, res in results.items():
-            z = res.loss / max(np.abs(res.loss).max(), 1e-30)
-            count = next(r["local_minima"] for r in minima if r["loss"] == name
-                         and r["case"] == ("delay" if results is res_d else "peak frequency"))
-            flat = " (flat)" if count == 0 and np.ptp(res.loss) < 1e-9 else ""
+            row = next(r for r in minima if r["loss"] == name
+                       and r["case"] == ("delay" if results is res_d else "peak frequency"))
+            count, flat = row["local_minima"], " (flat: rounding noise only, drawn at 0)" if row["flat"] else ""
+            z = np.zeros_like(res.loss) if row["flat"] else res.loss / max(np.abs(res.loss).max(), 1e-30)
             ax.plot(res.axes[0].values, z, label=f"{name}: {count} local minima{flat}")
         ax.axvline(target_value, color="k", ls=":", lw=1, label="target")
         ax.set_xlabel(results[next(iter(results))].axes[0].label)

@@ -25,6 +25,8 @@ from types import ModuleType
 # Registry order is the order of ``run all`` and ``list``.
 EXPERIMENTS: list[str] = [
     "smoke",
+    "loss_surface",
+    "hyperconditioning",
     "speed_comparison",
 ]
 

@@ -1,0 +1,200 @@
+"""Energy decay analysis: Schroeder integration, octave bands, EDR and T60.
+
+Shared by the decay losses of :mod:`flamo.optim.losses` and by reverberation code that needs
+an energy decay curve (EDC) or a reverberation time. Everything is plain torch, differentiable
+and batched over leading dimensions; time is the last dimension.
+
+References
+----------
+M. R. Schroeder, "New method of measuring reverberation time", JASA 37(3), 1965
+(backward integration of the squared impulse response).
+J.-M. Jot, "An analysis/synthesis approach to real-time artificial reverberation", ICASSP 1992
+(energy decay relief: Schroeder integration per time-frequency bin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["schroeder_edc", "to_db", "octave_band_masks", "octave_filterbank", "edr",
+           "t60_from_edc", "OCTAVE_CENTERS"]
+
+#: Nominal octave-band centre frequencies [Hz] (IEC 61260 base-2 series).
+OCTAVE_CENTERS = (31.25, 62.5, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+
+
+def to_db(power: torch.Tensor, floor_db: float = -200.0) -> torch.Tensor:
+    """10 log10(power), clamped below at ``floor_db`` dB so that zeros stay finite."""
+    return 10 * torch.log10(power.clamp_min(10 ** (floor_db / 10)))
+
+
+def schroeder_edc(h: torch.Tensor, normalize: bool = True, db: bool = False) -> torch.Tensor:
+    """Energy decay curve by Schroeder backward integration, EDC[n] = sum_{k >= n} h[k]^2.
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        (..., T) real impulse responses, time last.
+    normalize : bool, default True
+        Divide by EDC[0] (the total energy) so the curve starts at 1 (0 dB).
+    db : bool, default False
+        Return 10 log10(EDC) in dB instead of linear energy.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., T) decay curve, non-increasing in n.
+    """
+    if h.is_complex():
+        raise TypeError("schroeder_edc: h must be real, got a complex tensor")
+    energy = torch.flip(torch.cumsum(torch.flip(h * h, (-1,)), dim=-1), (-1,))
+    if normalize:
+        energy = energy / energy[..., :1].clamp_min(torch.finfo(energy.dtype).tiny)
+    return to_db(energy) if db else energy
+
+
+def octave_band_masks(n_freqs: int, fs: float, centers=OCTAVE_CENTERS, fraction: int = 1,
+                      dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """Complementary zero-phase band masks on the rfft bins 0..fs/2.
+
+    Adjacent bands cross over between their centres with cos^2 / sin^2 in log-frequency, so
+    the masks sum to 1 at every frequency (the lowest band extends to DC, the highest to
+    Nyquist). A signal split with them is reconstructed exactly
+    by summing the bands, and each band is a linear-phase (zero-phase) filter, so EDCs per band
+    are free of filter phase distortion. Band edges follow from the centres, not from
+    ``fraction``; ``fraction`` only labels the spacing for error messages.
+
+    Parameters
+    ----------
+    n_freqs : int
+        Number of rfft bins, nfft // 2 + 1.
+    fs : float
+        Sample rate [Hz].
+    centers : sequence of float
+        Increasing band centre frequencies [Hz], below fs / 2.
+    fraction : int, default 1
+        1 for octaves, 3 for third octaves (informational).
+
+    Returns
+    -------
+    torch.Tensor
+        (bands, n_freqs) real masks in [0, 1].
+    """
+    centers = [float(c) for c in centers]
+    if not centers or any(b <= a for a, b in zip(centers, centers[1:])) or centers[0] <= 0:
+        raise ValueError(f"octave_band_masks: centers must be positive and increasing, got {centers}")
+    if centers[-1] >= fs / 2:
+        raise ValueError(f"octave_band_masks: highest centre {centers[-1]} Hz must be below "
+                         f"fs/2 = {fs / 2} Hz (1/{fraction}-octave bands)")
+    f = torch.linspace(0, fs / 2, n_freqs, dtype=torch.float64)
+    logf = torch.log2(f.clamp_min(1e-6))
+    logc = torch.log2(torch.tensor(centers, dtype=torch.float64))
+    masks = []
+    for i in range(len(centers)):
+        m = torch.ones_like(f)
+        if i > 0:  # rising raised cosine from the previous centre to this one
+            t = ((logf - logc[i - 1]) / (logc[i] - logc[i - 1])).clamp(0, 1)
+            m = m * torch.sin(0.5 * math.pi * t) ** 2
+        if i < len(centers) - 1:  # falling cosine to the next centre
+            t = ((logf - logc[i]) / (logc[i + 1] - logc[i])).clamp(0, 1)
+            m = m * torch.cos(0.5 * math.pi * t) ** 2
+        masks.append(m)
+    return torch.stack(masks).to(dtype=dtype, device=device)
+
+
+def octave_filterbank(x: torch.Tensor, fs: float, centers=OCTAVE_CENTERS) -> torch.Tensor:
+    """Split signals into bands with :func:`octave_band_masks` (applied in the frequency domain).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (..., T) real signals, time last.
+    fs : float
+        Sample rate [Hz].
+    centers : sequence of float
+        Band centres [Hz].
+
+    Returns
+    -------
+    torch.Tensor
+        (..., bands, T) band signals; their sum over bands equals ``x`` (up to rounding).
+        The FFT length is 2T, so the zero-phase band filters wrap around less.
+    """
+    n = x.shape[-1]
+    spectrum = torch.fft.rfft(x, n=2 * n, dim=-1)
+    masks = octave_band_masks(n + 1, fs, centers, dtype=x.dtype, device=x.device)
+    bands = torch.fft.irfft(spectrum.unsqueeze(-2) * masks, n=2 * n, dim=-1)
+    return bands[..., :n]
+
+
+def edr(x: torch.Tensor, n_fft: int = 1024, hop: int | None = None, normalize: bool = True,
+        db: bool = True) -> torch.Tensor:
+    """Energy decay relief: Schroeder integration of the STFT power in every frequency bin.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (..., T) real signals, time last.
+    n_fft : int
+        STFT frame length [samples] (Hann window).
+    hop : int, optional
+        Hop size [samples], default n_fft // 4.
+    normalize : bool
+        Normalize each bin by its total energy (the EDR then starts at 0 dB in every bin).
+    db : bool
+        Return dB.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., n_fft // 2 + 1, frames) decay relief.
+    """
+    magnitude = stft(x, n_fft, hop).abs()  # schroeder_edc squares it
+    return schroeder_edc(magnitude, normalize=normalize, db=db)
+
+
+def stft(x: torch.Tensor, n_fft: int, hop: int | None = None) -> torch.Tensor:
+    """Complex STFT (..., n_fft // 2 + 1, frames) of real (..., T) signals, Hann window,
+    centred frames with zero padding."""
+    hop = n_fft // 4 if hop is None else hop
+    if n_fft < 2 or hop < 1:
+        raise ValueError(f"stft: need n_fft >= 2 and hop >= 1, got n_fft={n_fft}, hop={hop}")
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
+    spec = torch.stft(flat, n_fft, hop_length=hop, window=window, center=True,
+                      pad_mode="constant", return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def t60_from_edc(edc_db: torch.Tensor, fs: float, start_db: float = -5.0,
+                 stop_db: float = -35.0) -> torch.Tensor:
+    """Reverberation time from an EDC in dB by a least-squares line between two levels.
+
+    The slope of the EDC between ``start_db`` and ``stop_db`` (default: T30 range) is
+    extrapolated to a 60 dB decay (ISO 3382-1).
+
+    Parameters
+    ----------
+    edc_db : torch.Tensor
+        (..., T) normalized EDC in dB (starting at 0 dB).
+    fs : float
+        Sample rate [Hz].
+
+    Returns
+    -------
+    torch.Tensor
+        (...,) T60 in seconds. Not differentiable with respect to the level crossings.
+    """
+    if not stop_db < start_db <= 0:
+        raise ValueError(f"t60_from_edc: need stop_db < start_db <= 0, got {stop_db}, {start_db}")
+    t = torch.arange(edc_db.shape[-1], dtype=edc_db.dtype, device=edc_db.device) / fs
+    mask = ((edc_db <= start_db) & (edc_db >= stop_db)).to(edc_db.dtype)
+    count = mask.sum(-1).clamp_min(2)
+    t_mean = (mask * t).sum(-1) / count
+    e_mean = (mask * edc_db).sum(-1) / count
+    dt = (t - t_mean[..., None]) * mask
+    slope = (dt * (edc_db - e_mean[..., None])).sum(-1) / (dt * dt).sum(-1).clamp_min(1e-30)
+    return -60.0 / slope

@@ -1,0 +1,145 @@
+"""Trainer: exact resume, NaN detection, LBFGS, callbacks, early stopping, logging."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+import flamo
+from flamo.optim import MaskedMSE, NonFiniteError, Trainer
+from flamo.optim.datasets import RandomSOSTargets, SingleTarget
+
+GRID = flamo.Grid(nfft=64)
+
+
+def _target():
+    rng = np.random.default_rng(0)
+    return flamo.SOS(np.array([[1.0, 0.5, 0.2, 1.0, -0.5, 0.3]])).response(GRID).detach() \
+        + 0.01 * torch.as_tensor(rng.normal(size=(GRID.M, 1, 1)), dtype=torch.complex64)
+
+
+def _make(tmp, **kw):
+    torch.manual_seed(123)
+    model = flamo.SOS(np.array([[0.9, 0.1, 0.0, 1.0, -0.1, 0.1], [1.0, 0.0, 0.1, 1.0, 0.1, 0.2]]))
+    crit = {"masked": (MaskedMSE(0.5, seed=1), 1.0), "mse": (flamo.optim.ComplexMSE(), 0.5)}
+    sched = lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.9)
+    # data: a dataset of noisy copies, so the epoch order matters for exactness
+    target = _target()
+    data = [(torch.randn(1), target + 0.01 * i) for i in range(3)]
+    return Trainer(model, crit, data=data, forward=_batched_forward, lr=1e-2,
+                   scheduler=sched, steps_per_epoch=4, batch_size=1, grad_clip=1.0, progress=False,
+                   checkpoint_dir=tmp, log_dir=tmp, seed=7, **kw)
+
+
+def _batched_forward(m, x):
+    return m.response(GRID).expand(len(x), GRID.M, 1, 1)  # x: (B, 1) batch of inputs
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    straight = _make(tmp_path / "a")
+    straight.fit(max_steps=20)
+    first = _make(tmp_path / "b")
+    first.fit(max_steps=10)
+    torch.manual_seed(999)  # a fresh process: any other RNG state
+    np.random.seed(999)
+    resumed = _make(tmp_path / "b").load_checkpoint(tmp_path / "b" / "last.pt")
+    assert resumed.step == 10
+    resumed.fit(max_steps=20)
+    for (n, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.equal(p, q), n
+    assert straight.optimizer.param_groups[0]["lr"] == resumed.optimizer.param_groups[0]["lr"]
+    # the resumed run continued the step log
+    with open(tmp_path / "b" / "steps.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    with open(tmp_path / "a" / "epochs.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 5
+    assert straight.history[-1]["total"] < straight.history[0]["total"]
+
+
+def test_nan_detection_names_step_and_term():
+    model = flamo.Gain([[1.0]])
+    calls = {"n": 0}
+
+    def bad(out, target):
+        calls["n"] += 1
+        return out.sum() * (float("nan") if calls["n"] == 3 else 1.0)
+
+    tr = Trainer(model, {"good": (lambda o, t: (o ** 2).sum(), 1.0), "exploder": (bad, 1.0)},
+                 data=(torch.ones(1), torch.zeros(1)), forward=lambda m, x: m.gains.sum() * x,
+                 steps_per_epoch=10, progress=False)
+    with pytest.raises(NonFiniteError, match=r"'exploder'.*step 3"):
+        tr.fit(max_steps=10)
+
+
+def test_lbfgs_fits_a_gain():
+    model = flamo.Gain([[0.1]])
+    tr = Trainer(model, {"mse": (lambda o, t: ((o - t) ** 2).sum(), 1.0)},
+                 data=(None, torch.tensor(0.7)), forward=lambda m, _: m.gains.sum(),
+                 optimizer=lambda p: torch.optim.LBFGS(p, lr=1, max_iter=20), steps_per_epoch=2,
+                 progress=False)
+    tr.fit(epochs=1)
+    assert model.gains.item() == pytest.approx(0.7, abs=1e-5)
+    assert tr.history[0]["total"] == pytest.approx(0.36, rel=1e-5)
+
+
+def test_callback_stop_and_early_stopping():
+    model = flamo.Gain([[0.0]])
+    seen = []
+
+    def cb(state):
+        seen.append(state.step)
+        if state.step == 5:
+            state.request_stop("enough")
+
+    tr = Trainer(model, {"c": (lambda o, t: o * 0 + 1.0, 1.0)}, data=(None, None),
+                 forward=lambda m, _: m.gains.sum(), steps_per_epoch=2, callbacks=[cb], progress=False)
+    tr.fit(max_steps=100)
+    assert seen == [1, 2, 3, 4, 5] and tr.stop_reason == "enough"
+    tr2 = Trainer(flamo.Gain([[0.0]]), {"c": (lambda o, t: o * 0 + 1.0, 1.0)}, data=(None, None),
+                  forward=lambda m, _: m.gains.sum(), steps_per_epoch=2, early_stopping=3,
+                  progress=False)
+    tr2.fit(epochs=50)
+    assert tr2.step == 8 and "early stopping" in tr2.stop_reason  # epoch 1 best, then 3 bad
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="criteria"):
+        Trainer(flamo.Gain([[1.0]]), {"a": lambda o, t: o})
+    with pytest.raises(ValueError, match="reserved"):
+        Trainer(flamo.Gain([[1.0]]), {"total": (lambda o, t: o, 1.0)})
+    with pytest.raises(ValueError, match="exactly one"):
+        Trainer(flamo.Gain([[1.0]]), {"a": (lambda o, t: o, 1.0)}, progress=False).fit()
+
+
+def test_datasets():
+    ds = RandomSOSTargets(5, sections=2, grid=GRID, seed=3)
+    sos, mag = ds[2]
+    assert sos.shape == (2, 6) and mag.shape == (GRID.M,)
+    assert torch.equal(ds[2][1], RandomSOSTargets(5, 2, GRID, seed=3)[2][1])
+    assert flamo.functional.sos_poles(sos).abs().max() < 1
+    assert abs(mag.mean().item()) < 1e-3
+    x, t = SingleTarget(torch.ones(8), length=8)[0]
+    assert x.shape == (8, 1) and x[0, 0] == 1 and x[1:].abs().sum() == 0
+    centers, t60 = flamo.optim.datasets.RandomT60Targets(4, seed=1)[0]
+    assert t60.shape == centers.shape and (t60 >= 0.2 - 1e-6).all() and (t60 <= 3.0 + 1e-6).all()
+
+
+def test_response_files_onset(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    from flamo.optim.datasets import ResponseFiles
+
+    x = np.zeros((100, 1))
+    x[30] = 1.0
+    x[31:60, 0] = 0.01
+    sf.write(tmp_path / "a.wav", x, 8000, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", np.roll(x, 10, axis=0), 8000, subtype="FLOAT")
+    ds = ResponseFiles([tmp_path / "a.wav", tmp_path / "b.wav"], length=40, pre_onset=2)
+    assert len(ds) == 2 and ds.fs == 8000
+    for i in range(2):
+        _, t = ds[i]
+        assert t.shape == (40, 1) and t[2, 0] == 1.0
+    sf.write(tmp_path / "c.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="sample rate"):
+        ResponseFiles([tmp_path / "a.wav", tmp_path / "c.wav"])

@@ -6,7 +6,8 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import functional, signal
+from . import aliasing, functional, signal
+from .aliasing import recommend_alias_decay_db
 from .grid import Grid
 from .modules import SOS, Delay, DSPModule, Gain, Matrix
 from .system import Parallel, Recursion, Series
@@ -14,4 +15,5 @@ from .system import Parallel, Recursion, Series
 __version__ = "0.1.0"
 
 __all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
-           "Recursion", "functional", "signal", "__version__"]
+           "Recursion", "functional", "signal", "aliasing", "recommend_alias_decay_db",
+           "__version__"]

@@ -33,11 +33,21 @@ where, for h[n] = rho^n over the window,
 
 The amplification grows as 10^(alias_decay_db / 20) divided by a slowly growing factor; the
 second ratio (< 1) says that a slowly decaying response loses more of its energy to the
-envelope, so the noise is relatively larger. The constant C (:data:`ROUNDING_CONSTANT`) collects
-what the model does not resolve: the error of the loop solve (condition number of I - F B) and
-of the FFT (~log nfft). It was fitted to float32 measurements of FDNs (N = 6, T60 = 0.5, 2, 9 s)
-and one-pole filters in ``experiments/aliasing_sweep.py`` (where the refit is recorded next to
-the value used here) and validated there on held-out FDNs with other delays, N and T60.
+envelope, so the noise is relatively larger. The factor
+C (nfft / 2^15)^alpha (:data:`ROUNDING_CONSTANT`, :data:`ROUNDING_NFFT_EXPONENT`) collects what
+the model does not resolve: the error of the loop solve, which grows with the condition number
+of I - F B (larger when gamma^m rho^m of a delay line m is closer to 1, i.e. for larger nfft at
+the same alias_decay_db), and of the FFT. Both were fitted (least squares in log C) to float32
+measurements of FDNs (N = 6, T60 = 0.5, 2, 9 s, points where rounding dominates aliasing by
+12 dB) in ``experiments/aliasing_sweep.py``, where the refit is recorded next to the values
+used here, and validated there on held-out FDNs with other delays, N, T60 and matrices.
+
+The model is meant for reverberators, whose loops hold delays of hundreds of samples. A
+low-order filter with a pole p close to the unit circle is worse conditioned (1 - |gamma p|
+is tiny): in float32 its rounding error is about two orders of magnitude above this model
+(the sweep records the constant that fits one-pole filters); pass a larger ``constant`` there.
+Note also that float32 *stores* such a pole with a relative error of 6e-8, which moves a decay
+1 - |p| ~ 1e-5 by about 1 %: no evaluation scheme can undo that.
 
 **Total.** :func:`predicted_error` returns e_alias + e_round (an upper estimate: the two are
 uncorrelated, so the measured error lies between their root-sum-square and their sum), and
@@ -55,9 +65,11 @@ import torch
 __all__ = ["ROUNDING_CONSTANT", "decay_rate", "aliased_one_pole", "aliasing_error",
            "rounding_error", "predicted_error", "recommend_alias_decay_db"]
 
-#: Fitted constant C of the rounding term (see the module docstring and
+#: Fitted constant C of the rounding term at nfft = 2^15 (see the module docstring and
 #: ``experiments/aliasing_sweep.py``, file ``rounding_fit.csv``).
 ROUNDING_CONSTANT = 1.0
+#: Fitted exponent alpha of the growth of the rounding term with nfft, (nfft / 2^15)^alpha.
+ROUNDING_NFFT_EXPONENT = 0.0
 
 _EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float64: torch.finfo(torch.float64).eps}
 
@@ -139,18 +151,20 @@ def aliasing_error(nfft, t60, fs=48000.0, alias_decay_db=0.0):
 
 
 def rounding_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32,
-                   constant=None):
-    """Predicted relative L2 rounding error C eps A(gamma) E(gamma, rho) (linear).
+                   constant=None, nfft_exponent=None):
+    """Predicted relative L2 rounding error C (nfft / 2^15)^alpha eps A(gamma) E(gamma, rho).
 
     A is the RMS of the compensation gamma^-n over the window and E = ||h gamma^n|| / ||h||
-    for h = rho^n (see the module docstring). ``constant`` defaults to
-    :data:`ROUNDING_CONSTANT`.
+    for h = rho^n (see the module docstring). ``constant`` (C) and ``nfft_exponent`` (alpha)
+    default to :data:`ROUNDING_CONSTANT` and :data:`ROUNDING_NFFT_EXPONENT`.
     """
     nfft = _check_nfft(nfft, "rounding_error")
     rho = decay_rate(t60, fs)
     db = _check_db(alias_decay_db, "rounding_error")
     eps = _check_dtype(dtype, "rounding_error")
     c = ROUNDING_CONSTANT if constant is None else _check_positive(constant, "constant", "rounding_error")
+    alpha = ROUNDING_NFFT_EXPONENT if nfft_exponent is None else float(nfft_exponent)
+    c = c * (nfft / 2.0**15) ** alpha
     log_gamma = -db / (20.0 * nfft) * math.log(10.0)  # <= 0
     # mean of gamma^(-2n), n < nfft: (gamma^(-2 nfft) - 1) / (nfft (gamma^-2 - 1)); 1 at gamma = 1
     with np.errstate(divide="ignore", invalid="ignore"):

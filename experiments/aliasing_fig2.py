@@ -32,6 +32,7 @@ class Config:
     nfft: int = 2**15  # FFT length = IR length [samples]
     fixed_alias_decay_db: tuple[float, ...] = (0.0, 40.0)  # settings besides the recommended [dB]
     matrix_seed: int = 0  # seed of the orthogonal feedback matrix
+    stage_alias_decay_db: tuple[float, ...] = (40.0, 60.0, 80.0, 100.0, 120.0)  # precision stages [dB]
 
     @classmethod
     def quick(cls) -> "Config":
@@ -72,6 +73,8 @@ def run(cfg: Config, ctx) -> None:
         ctx.log(f"{DTYPE_NAMES[dtype]} {label}: {err_db:.1f} dB")
     errors = pd.DataFrame(rows)
     ctx.write_csv(errors, "errors.csv")
+    stages = _precision_stages(cfg, fdn, truth)
+    ctx.write_csv(stages, "precision_stages.csv")
     ctx.save_figure(_figure(cfg, truth, irs, errors), "impulse_responses.png")
 
     f32 = errors[errors.dtype == "float32"]
@@ -81,6 +84,43 @@ def run(cfg: Config, ctx) -> None:
                  float32_best_alias_decay_db=float(f32.loc[f32.rel_l2_error_db.idxmin(), "alias_decay_db"]),
                  float64_best_error_db=float(f64.rel_l2_error_db.min()),
                  float64_best_alias_decay_db=float(f64.loc[f64.rel_l2_error_db.idxmin(), "alias_decay_db"]))
+
+
+def _naive_fdn_response(fdn, grid):
+    """c^T (I - D A)^-1 D b with z^-m = gamma^m exp(-1j omega m) formed in the grid's dtype
+    (omega m rounded in float32 for a float32 grid), as a naive implementation would."""
+    rdt, cdt = grid.dtype, grid.complex_dtype
+    omega = grid.omega.to(rdt)[:, None]
+    m = torch.tensor(fdn.delays, dtype=rdt)[None, :]
+    gamma = torch.tensor(grid.gamma, dtype=rdt)
+    d = torch.polar(gamma**m * fdn.g.to(rdt), -omega * m).to(cdt)  # (M, N)
+    A, b, c = fdn.A.to(cdt), fdn.b.to(cdt), fdn.c.to(cdt)
+    loop = torch.eye(len(fdn.delays), dtype=cdt) - d[:, :, None] * A
+    x = torch.linalg.solve(loop, (d * b)[:, :, None])[..., 0]
+    return x @ c
+
+
+def _precision_stages(cfg, fdn, truth):
+    """Where float32 loses precision: each stage in float32, the rest in float64."""
+    rows = []
+    for db in cfg.stage_alias_decay_db:
+        g64 = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=torch.float64)
+        g32 = g64.with_(dtype=torch.float32)
+        h64, h32 = fdn.response(g64), fdn.response(g32)
+        irfft = flamo.signal.irfft
+        variants = {
+            "float64 everywhere": irfft(h64, g64, dim=-1),
+            "float64 response stored as complex64, rest float64": irfft(h64.to(torch.complex64).to(torch.complex128), g64, dim=-1),
+            "float64 response (loop solve), float32 irfft + envelope": irfft(h64.to(torch.complex64), g32, dim=-1),
+            "float32 response (loop solve), float64 irfft + envelope (mixed)": irfft(h32.to(torch.complex128), g64, dim=-1),
+            "float32 everywhere (library)": irfft(h32, g32, dim=-1),
+            "float32, naive delay phase omega*m in float32": irfft(_naive_fdn_response(fdn, g32), g32, dim=-1),
+            "float64, naive delay phase omega*m in float64": irfft(_naive_fdn_response(fdn, g64), g64, dim=-1),
+        }
+        for name, h in variants.items():
+            rows.append({"alias_decay_db": db, "nfft": cfg.nfft, "stages": name,
+                         "rel_l2_error_db": relative_l2_db(h.double().numpy(), truth)})
+    return pd.DataFrame(rows)
 
 
 def _smoothed_db(x, win=256):

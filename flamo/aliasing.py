@@ -49,6 +49,17 @@ is tiny): in float32 its rounding error is about two orders of magnitude above t
 Note also that float32 *stores* such a pole with a relative error of 6e-8, which moves a decay
 1 - |p| ~ 1e-5 by about 1 %: no evaluation scheme can undo that.
 
+**Where float32 loses precision** (measured stage by stage in ``experiments/aliasing_fig2.py``,
+file ``precision_stages.csv``). Forming the delay phase omega_k m in float32 rounds it by up to
+pi m eps radians, a relative error of the response that the compensation amplifies like any other
+rounding: this alone caps a naive float32 evaluation near the errors reported for the reference
+library. :func:`flamo.functional.delay_response` forms it exactly, as 2 pi ((k m) mod nfft) / nfft
+in float64, so what remains is the unavoidable part: storing H(z_k) in complex64 at all
+(relative error ~eps per bin), plus the float32 loop solve and inverse FFT, which add a few eps
+each. Computing only the inverse FFT and envelope in float64 (``flamo.signal.irfft`` on a
+float64 grid applied to the float32 response) recovers only that last part (a few dB), since
+the complex64 response itself already carries the floor this model describes.
+
 **Total.** :func:`predicted_error` returns e_alias + e_round (an upper estimate: the two are
 uncorrelated, so the measured error lies between their root-sum-square and their sum), and
 :func:`recommend_alias_decay_db` the setting that minimizes it.

@@ -189,7 +189,7 @@ def _figure(cfg, truth, irs, errors):
     ax_err.set(xlabel="time [s]", ylabel="error, RMS over 256 samples [dB]",
                ylim=(-220, 5),
                title="Error vs time: aliasing (flat) and rounding noise amplified by gamma^-n (rising)")
-    ax_err.legend(fontsize=8, ncol=3, loc="center right")
+    ax_err.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 0.22))
     ax_err.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -25,6 +25,9 @@ from types import ModuleType
 # Registry order is the order of ``run all`` and ``list``.
 EXPERIMENTS: list[str] = [
     "smoke",
+    "chaining",
+    "aliasing_fig2",
+    "aliasing_sweep",
     "loss_surface",
     "hyperconditioning",
     "speed_comparison",

@@ -6,7 +6,8 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import functional, signal
+from . import aliasing, functional, signal
+from .aliasing import recommend_alias_decay_db
 from .grid import Grid
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
                       FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
@@ -20,5 +21,5 @@ __all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Par
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
            "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",
-           "functional", "signal",
+           "functional", "signal", "aliasing", "recommend_alias_decay_db",
            "__version__"]

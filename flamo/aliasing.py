@@ -1,0 +1,261 @@
+r"""Error model of frequency sampling: time aliasing against rounding noise.
+
+A system sampled at the M = nfft // 2 + 1 points z_k = exp(1j omega_k) / gamma returns, after
+the inverse FFT and the gamma^-n compensation (see :mod:`flamo.grid`),
+
+    h_hat[n] = h[n] + sum_{k >= 1} gamma^(k nfft) h[n + k nfft],   n = 0 .. nfft - 1,
+
+plus the rounding noise of the computation (Dal Santo et al., "FLAMO", ICASSP 2025). Two
+error terms compete as ``alias_decay_db`` grows:
+
+**Aliasing.** For an impulse response decaying as rho^n, rho = 10^(-3 / (fs T60)) per sample,
+each wrap is attenuated by q = (gamma rho)^nfft, and the relative L2 error over the window is
+
+    e_alias = q / (1 - q),     20 log10 q = -(alias_decay_db + 60 nfft / (fs T60)).
+
+For a single pole p this is exact sample by sample: h_hat[n] = p^n / (1 - (gamma p)^nfft)
+(:func:`aliased_one_pole`). For a system whose modes all decay at rate rho (an FDN with
+per-line gains g_i = rho^(m_i)) it is the expected size of the error.
+
+**Rounding.** A float computation of H(z_k) and of the inverse FFT leaves a relative error of
+a few eps per frequency bin (eps = ``torch.finfo(dtype).eps``). By Parseval this is a white
+noise floor in the gamma-weighted signal h[n] gamma^n with energy (C eps)^2 ||h gamma^n||^2,
+spread evenly over the nfft samples. The compensation multiplies sample n by gamma^-n, so
+
+    e_round = C eps * sqrt( (1 / nfft) sum_{n < nfft} gamma^(-2n) ) * ||h gamma^n|| / ||h||,
+
+where, for h[n] = rho^n over the window,
+
+    (1 / nfft) sum gamma^(-2n) = (10^(alias_decay_db / 10) - 1) / (nfft (gamma^-2 - 1))
+                                ~ (10^(alias_decay_db / 10) - 1) / (alias_decay_db ln(10) / 10),
+    ||h gamma^n||^2 / ||h||^2   = [(1 - (gamma rho)^(2 nfft)) / (1 - (gamma rho)^2)]
+                                  / [(1 - rho^(2 nfft)) / (1 - rho^2)].
+
+The amplification grows as 10^(alias_decay_db / 20) divided by a slowly growing factor; the
+second ratio (< 1) says that a slowly decaying response loses more of its energy to the
+envelope, so the noise is relatively larger. The factor
+C (nfft / 2^15)^alpha (:data:`ROUNDING_CONSTANT`, :data:`ROUNDING_NFFT_EXPONENT`) collects what
+the model does not resolve: the error of the loop solve, which grows with the condition number
+of I - F B (larger when gamma^m rho^m of a delay line m is closer to 1, i.e. for larger nfft at
+the same alias_decay_db), and of the FFT. Both were fitted (least squares in log C) to float32
+measurements of FDNs (N = 6, T60 = 0.5, 2, 9 s, points where rounding dominates aliasing by
+12 dB) in ``experiments/aliasing_sweep.py``, where the refit is recorded next to the values
+used here, and validated there on held-out FDNs with other delays, N, T60 and matrices.
+
+The model is meant for reverberators, whose loops hold delays of hundreds of samples. A
+low-order filter with a pole p close to the unit circle is worse conditioned (1 - |gamma p|
+is tiny): in float32 its rounding error is about two orders of magnitude above this model
+(the sweep records the constant that fits one-pole filters); pass a larger ``constant`` there.
+Note also that float32 *stores* such a pole with a relative error of 6e-8, which moves a decay
+1 - |p| ~ 1e-5 by about 1 %: no evaluation scheme can undo that.
+
+**Where float32 loses precision** (measured stage by stage in ``experiments/aliasing_fig2.py``,
+file ``precision_stages.csv``). Forming the delay phase omega_k m in float32 rounds it by up to
+pi m eps radians, a relative error of the response that the compensation amplifies like any other
+rounding: this alone caps a naive float32 evaluation near the errors reported for the reference
+library. :func:`flamo.functional.delay_response` forms it exactly, as 2 pi ((k m) mod nfft) / nfft
+in float64, so what remains is the unavoidable part: storing H(z_k) in complex64 at all
+(relative error ~eps per bin), plus the float32 loop solve and inverse FFT, which add a few eps
+each. Computing only the inverse FFT and envelope in float64 (``flamo.signal.irfft`` on a
+float64 grid applied to the float32 response) recovers only that last part (a few dB), since
+the complex64 response itself already carries the floor this model describes.
+
+**Total.** :func:`predicted_error` returns e_alias + e_round (an upper estimate: the two are
+uncorrelated, so the measured error lies between their root-sum-square and their sum), and
+:func:`recommend_alias_decay_db` the setting that minimizes it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["ROUNDING_CONSTANT", "decay_rate", "aliased_one_pole", "aliasing_error",
+           "rounding_error", "predicted_error", "recommend_alias_decay_db"]
+
+#: Fitted constant C of the rounding term at nfft = 2^15 (see the module docstring and
+#: ``experiments/aliasing_sweep.py``, file ``rounding_fit.csv``).
+ROUNDING_CONSTANT = 1.0  # fitted 0.98
+#: Fitted exponent alpha of the growth of the rounding term with nfft, (nfft / 2^15)^alpha.
+ROUNDING_NFFT_EXPONENT = 0.5  # fitted 0.50
+
+_EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float64: torch.finfo(torch.float64).eps}
+
+
+def _check_nfft(nfft, owner):
+    if isinstance(nfft, bool) or not isinstance(nfft, numbers.Integral) or nfft < 2:
+        raise ValueError(f"{owner}: nfft must be an int >= 2, got {nfft!r}")
+    return int(nfft)
+
+
+def _check_positive(value, name, owner):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_db(alias_decay_db, owner):
+    db = np.asarray(alias_decay_db, dtype=float)
+    if not np.all(np.isfinite(db)) or np.any(db < 0):
+        raise ValueError(f"{owner}: alias_decay_db must be finite and >= 0 dB, got {alias_decay_db!r}")
+    return db
+
+
+def _check_dtype(dtype, owner):
+    if dtype not in _EPS:
+        raise TypeError(f"{owner}: dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return _EPS[dtype]
+
+
+def decay_rate(t60, fs=48000.0):
+    """Per-sample amplitude decay rho = 10^(-3 / (fs T60)) of a response with reverberation
+    time ``t60`` seconds (60 dB of decay) at sample rate ``fs`` Hz."""
+    t60 = _check_positive(t60, "t60", "decay_rate")
+    fs = _check_positive(fs, "fs", "decay_rate")
+    return 10.0 ** (-3.0 / (fs * t60))
+
+
+def aliased_one_pole(pole, nfft, alias_decay_db=0.0):
+    """Closed-form frequency-sampled impulse response of H(z) = 1 / (1 - p z^-1).
+
+    Parameters
+    ----------
+    pole : complex or float
+        Pole p, |p| < 1 (or |gamma p| < 1).
+    nfft : int
+        Window length in samples.
+    alias_decay_db : float
+        Attenuation per wrap in dB (gamma = 10^(-alias_decay_db / (20 nfft))).
+
+    Returns
+    -------
+    numpy.ndarray
+        (nfft,) float64 (complex128 for a complex pole): h_hat[n] = p^n / (1 - (gamma p)^nfft),
+        the geometric sum of the wrapped copies gamma^(k nfft) p^(n + k nfft).
+    """
+    nfft = _check_nfft(nfft, "aliased_one_pole")
+    db = float(_check_db(alias_decay_db, "aliased_one_pole"))
+    gamma = 10.0 ** (-db / (20.0 * nfft))
+    p = complex(pole) if isinstance(pole, complex) else float(pole)
+    if abs(gamma * p) >= 1:
+        raise ValueError(f"aliased_one_pole: need |gamma * pole| < 1, got |{gamma:.6g} * {pole!r}| >= 1")
+    n = np.arange(nfft)
+    return p ** n / (1.0 - (gamma * p) ** nfft)
+
+
+def aliasing_error(nfft, t60, fs=48000.0, alias_decay_db=0.0):
+    """Relative L2 aliasing error q / (1 - q), q = (gamma rho)^nfft (linear, not dB).
+
+    Exact for a one-pole response p^n with p = rho; the expected error of responses whose
+    modes all decay at rate rho. ``alias_decay_db`` may be an array (the result then is one).
+    """
+    nfft = _check_nfft(nfft, "aliasing_error")
+    rho = decay_rate(t60, fs)
+    db = _check_db(alias_decay_db, "aliasing_error")
+    log10_q = -db / 20.0 + nfft * math.log10(rho)
+    q = 10.0 ** log10_q
+    return q / (1.0 - q)
+
+
+def rounding_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32,
+                   constant=None, nfft_exponent=None):
+    """Predicted relative L2 rounding error C (nfft / 2^15)^alpha eps A(gamma) E(gamma, rho).
+
+    A is the RMS of the compensation gamma^-n over the window and E = ||h gamma^n|| / ||h||
+    for h = rho^n (see the module docstring). ``constant`` (C) and ``nfft_exponent`` (alpha)
+    default to :data:`ROUNDING_CONSTANT` and :data:`ROUNDING_NFFT_EXPONENT`.
+    """
+    nfft = _check_nfft(nfft, "rounding_error")
+    rho = decay_rate(t60, fs)
+    db = _check_db(alias_decay_db, "rounding_error")
+    eps = _check_dtype(dtype, "rounding_error")
+    c = ROUNDING_CONSTANT if constant is None else _check_positive(constant, "constant", "rounding_error")
+    alpha = ROUNDING_NFFT_EXPONENT if nfft_exponent is None else float(nfft_exponent)
+    c = c * (nfft / 2.0**15) ** alpha
+    log_gamma = -db / (20.0 * nfft) * math.log(10.0)  # <= 0
+    # mean of gamma^(-2n), n < nfft: (gamma^(-2 nfft) - 1) / (nfft (gamma^-2 - 1)); 1 at gamma = 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_amp = np.where(db > 0, np.expm1(-2 * nfft * log_gamma) / (nfft * np.expm1(-2 * log_gamma)), 1.0)
+    log_rho = math.log(rho)
+
+    def energy(log_r):  # sum_{n < nfft} r^(2n)
+        return -np.expm1(2 * nfft * log_r) / -np.expm1(2 * log_r)
+
+    ratio = energy(log_gamma + log_rho) / energy(log_rho)
+    return c * eps * np.sqrt(mean_amp * ratio)
+
+
+def predicted_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32,
+                    constant=None):
+    """Predicted total relative L2 error = aliasing_error + rounding_error (linear).
+
+    Parameters
+    ----------
+    nfft : int
+        FFT length (samples).
+    t60 : float
+        Reverberation time of the response (seconds), i.e. its decay rate.
+    fs : float
+        Sample rate (Hz).
+    alias_decay_db : float or array_like
+        Attenuation per wrap (dB, >= 0).
+    dtype : torch.float32 or torch.float64
+        Precision of the evaluation.
+    constant : float, optional
+        Rounding constant C (default :data:`ROUNDING_CONSTANT`).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Relative L2 error of the impulse response over the nfft-sample window (linear; use
+        20 log10 for dB), same shape as ``alias_decay_db``.
+    """
+    return (aliasing_error(nfft, t60, fs, alias_decay_db)
+            + rounding_error(nfft, t60, fs, alias_decay_db, dtype, constant))
+
+
+def recommend_alias_decay_db(nfft, t60, fs=48000.0, dtype=torch.float32, max_db=400.0,
+                             resolution_db=0.1, constant=None):
+    """The alias_decay_db that minimizes :func:`predicted_error`.
+
+    The aliasing term falls by 20 dB per 20 dB of alias_decay_db while the rounding term
+    rises by slightly less, so the total has one minimum, near the point where they cross:
+    alias_decay_db ~ (-20 log10(C eps) - 60 nfft / (fs T60)) / 2 plus a small correction.
+    It is found by a dense search over [0, ``max_db``] in steps of ``resolution_db``.
+
+    Parameters
+    ----------
+    nfft : int
+        FFT length (samples).
+    t60 : float
+        Reverberation time (seconds) of the system to evaluate; use the longest one when
+        it varies with frequency.
+    fs : float
+        Sample rate (Hz).
+    dtype : torch.float32 or torch.float64
+    max_db, resolution_db : float
+        Search range and step (dB).
+    constant : float, optional
+        Rounding constant C (default :data:`ROUNDING_CONSTANT`).
+
+    Returns
+    -------
+    float
+        Recommended alias_decay_db in dB (0 when the response decays enough by itself).
+
+    Examples
+    --------
+    >>> db = recommend_alias_decay_db(2**15, t60=9.0, fs=48000, dtype=torch.float32)
+    >>> grid = flamo.Grid(2**15, fs=48000, alias_decay_db=db)  # doctest: +SKIP
+    """
+    _check_nfft(nfft, "recommend_alias_decay_db")
+    max_db = _check_positive(max_db, "max_db", "recommend_alias_decay_db")
+    resolution_db = _check_positive(resolution_db, "resolution_db", "recommend_alias_decay_db")
+    _check_dtype(dtype, "recommend_alias_decay_db")
+    candidates = np.arange(0.0, max_db + resolution_db / 2, resolution_db)
+    err = predicted_error(nfft, t60, fs, candidates, dtype, constant)
+    return float(candidates[int(np.argmin(err))])

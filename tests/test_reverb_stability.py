@@ -1,11 +1,12 @@
 """Tests of flamo.reverb.stability: loop gain, certificate, trainer callback."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.signal
 import torch
+
+from flamo.optim.trainer import TrainState
 
 import flamo
 from conftest import random_stable_sos
@@ -69,8 +70,8 @@ def test_certify_stable_margin_and_lossless():
 def test_stability_callback_stops_when_gain_approaches_one():
     fdn = build_fdn(delays=DELAYS, line_gains=[0.9] * 4, seed=0, learnable_attenuation=True)
     callback = StabilityCallback(fdn, flamo.Grid(64), every=2, margin=1e-3)
-    state = SimpleNamespace(step=0, stop=False, stop_reason=None)
-    assert callback(state).stable and not state.stop
+    state = TrainState(step=0, epoch=0, losses={}, model=fdn, optimizer=None, trainer=None)
+    assert callback(state).stable and state.stop_reason is None
     state.step = 1
     assert callback(state) is None  # not a checking step
     att = fdn_parts(fdn)["attenuation"]
@@ -78,7 +79,22 @@ def test_stability_callback_stops_when_gain_approaches_one():
         att.raw.fill_(12.0)
     state.step = 2
     cert = callback(state)
-    assert not cert.stable and state.stop and "loop gain" in state.stop_reason
+    assert not cert.stable and "loop gain" in state.stop_reason
     assert [s for s, _ in callback.history] == [0, 2]
     with pytest.raises(ValueError, match="every must be an int >= 1"):
         StabilityCallback(fdn, flamo.Grid(64), every=0)
+
+
+def test_trainer_stops_on_the_stability_callback():
+    """End to end: an optimizer that pushes the loop gains up is stopped by the callback."""
+    from flamo.optim import Trainer
+
+    fdn = build_fdn(delays=DELAYS, line_gains=[0.9] * 4, seed=0, learnable_attenuation=True)
+    att = fdn_parts(fdn)["attenuation"]
+    callback = StabilityCallback(fdn, flamo.Grid(64), every=1, margin=0.05)
+    push_up = lambda model, _x: -att.gains.sum()  # noqa: E731  (loss falls as the gains rise)
+    trainer = Trainer(fdn, {"gain": (lambda out, _t: out, 1.0)}, data=(None, None), forward=push_up,
+                      lr=0.5, steps_per_epoch=200, callbacks=[callback], progress=False)
+    trainer.fit(epochs=1)
+    assert trainer.stop_reason is not None and "StabilityCallback" in trainer.stop_reason
+    assert trainer.step < 200 and callback.history[-1][1] >= 0.95

@@ -136,11 +136,11 @@ def certify_stable(system, grid, margin=0.0) -> StabilityCertificate:
 class StabilityCallback:
     """Trainer callback that stops an optimization whose loop gain approaches 1.
 
-    Protocol: the trainer calls ``callback(state)`` after each step with an object that has
-    an int attribute ``step``. Every ``every`` steps the callback certifies the system; when
-    the maximum loop gain reaches ``1 - margin`` it sets ``state.stop = True`` and
-    ``state.stop_reason`` (a message with the gain and its frequency), which the trainer
-    honours by stopping. It returns the :class:`StabilityCertificate` when it checked, None
+    Protocol: :class:`flamo.optim.Trainer` calls ``callback(state)`` after each step with a
+    :class:`flamo.optim.trainer.TrainState`. Every ``every`` steps the callback certifies
+    the system; when the maximum loop gain reaches ``1 - margin`` it calls
+    ``state.request_stop(message)`` (the message names the gain and its frequency), and the
+    trainer stops after that step. It returns the :class:`StabilityCertificate` when it checked, None
     otherwise, and keeps every check in ``history`` as (step, max loop gain).
 
     Parameters
@@ -172,8 +172,7 @@ class StabilityCallback:
         cert = certify_stable(self.system, self.grid, margin=self.margin)
         self.history.append((step, cert.max_loop_gain))
         if not cert.stable:
-            state.stop = True
-            state.stop_reason = (f"StabilityCallback: loop gain {cert.max_loop_gain:.6f} >= "
+            state.request_stop(f"StabilityCallback: loop gain {cert.max_loop_gain:.6f} >= "
                                  f"1 - margin ({1 - self.margin:g}) at {cert.frequency_hz:.1f} Hz, "
                                  f"step {step}")
         return cert

@@ -14,10 +14,10 @@ DELAYS = [887.0, 911.0, 941.0, 1699.0, 1951.0, 2053.0]
 
 def test_t60_to_gain_decays_60_db_in_t60():
     m, t60 = torch.tensor([1000.0, 1500.0], dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
-    g = t60_to_gain(t60, m, FS)
+    g = t60_to_gain(m, t60, FS)
     passes = FS * t60 / m  # passes through the line in T60 seconds
     torch.testing.assert_close(20 * torch.log10(g) * passes, torch.full_like(m, -60.0))
-    torch.testing.assert_close(t60_to_gain_db(t60, m, FS), 20 * torch.log10(g))
+    torch.testing.assert_close(t60_to_gain_db(m, t60, FS), 20 * torch.log10(g))
 
 
 def _db(sos, f):

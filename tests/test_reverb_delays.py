@@ -1,4 +1,4 @@
-"""Tests of flamo.reverb.delays and flamo.reverb.decay."""
+"""Tests of flamo.reverb.delays and of the T60 <-> gain conversions (flamo.functional.decay)."""
 
 import itertools
 import math

@@ -3,8 +3,8 @@
 from .biquads import (BIQUAD_KINDS, LogSigmoid, biquad, first_order_highshelf, first_order_lowshelf,
                       rbj_allpass, rbj_bandpass, rbj_highpass, rbj_highshelf, rbj_lowpass,
                       rbj_lowshelf, rbj_notch, rbj_peak, svf, svf_mixing)
-from .decay import (geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain,
-                    t60_to_gain_db)
+from .decay import (gain_to_t60, geq_attenuation, onepole_attenuation, shelf_attenuation,
+                    t60_to_gain, t60_to_gain_db)
 from .delays import delay_response
 from .fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands
@@ -19,6 +19,6 @@ __all__ = [
     "BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
     "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",
     "first_order_highshelf", "svf", "svf_mixing", "LogSigmoid", "AccurateGEQ", "octave_bands",
-    "third_octave_bands", "orfanidis_peak", "t60_to_gain", "t60_to_gain_db",
+    "third_octave_bands", "orfanidis_peak", "t60_to_gain", "gain_to_t60", "t60_to_gain_db",
     "onepole_attenuation", "shelf_attenuation", "geq_attenuation",
 ]

@@ -17,28 +17,80 @@ import torch
 from .biquads import first_order_lowshelf
 from .geq import AccurateGEQ, _magnitude_db
 
-__all__ = ["t60_to_gain", "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation",
+__all__ = ["t60_to_gain", "gain_to_t60", "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation",
            "geq_attenuation"]
 
 
-def t60_to_gain_db(t60, delays, fs: float) -> torch.Tensor:
-    """Per-pass gain in dB, -60 m / (fs T60), broadcast over (t60, delays)."""
+def t60_to_gain_db(delays, t60, fs: float) -> torch.Tensor:
+    """Per-pass gain in dB, -60 m / (fs T60), broadcast over (delays, t60); no validation
+    (the designs below call it on values their mappings keep valid)."""
     return -60.0 * delays / (fs * t60)
 
 
-def t60_to_gain(t60, delays, fs: float) -> torch.Tensor:
-    """Per-pass linear gain g = 10^(-3 m / (fs T60)) of a delay line of m samples.
+def _as_tensor(value, name, owner):
+    # Python numbers and arrays become float64, never the float32 default dtype.
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{owner}: {name} must be finite")
+    return t
+
+
+def t60_to_gain(delays, t60, fs) -> torch.Tensor:
+    """Per-line gains g = 10^(-3 m / (fs T60)) that give the reverberation time T60.
 
     Parameters
     ----------
-    t60 : tensor
-        Reverberation time in seconds (> 0), broadcast with ``delays``.
-    delays : tensor
-        Delay lengths m in samples.
+    delays : array_like
+        (N,) delay lengths m in samples, >= 0.
+    t60 : float or array_like
+        Reverberation time in seconds, > 0; broadcast against ``delays`` (a (K, 1) array
+        gives (K, N) gains, e.g. one row per frequency band).
     fs : float
-        Sample rate in Hz.
+        Sample rate in Hz, > 0.
+
+    Returns
+    -------
+    torch.Tensor
+        Linear gains in (0, 1], shape of ``delays`` broadcast with ``t60``; the dtype of a
+        tensor ``delays``, else float64.
     """
-    return torch.pow(10.0, -3.0 * delays / (fs * t60))
+    m = _as_tensor(delays, "delays", "t60_to_gain")
+    t = _as_tensor(t60, "t60", "t60_to_gain").to(m.dtype)
+    if (m < 0).any():
+        raise ValueError(f"t60_to_gain: delays must be >= 0 samples, got min {m.min().item():g}")
+    if (t <= 0).any():
+        raise ValueError(f"t60_to_gain: t60 must be > 0 seconds, got min {t.min().item():g}")
+    if not fs > 0:
+        raise ValueError(f"t60_to_gain: fs must be > 0 Hz, got {fs!r}")
+    return torch.pow(torch.tensor(10.0, dtype=m.dtype), -3.0 * m / (float(fs) * t))
+
+
+def gain_to_t60(delays, gain, fs) -> torch.Tensor:
+    """Inverse of :func:`t60_to_gain`: T60 = -3 m / (fs log10 g) in seconds.
+
+    Parameters
+    ----------
+    delays : array_like
+        (N,) delay lengths in samples, > 0.
+    gain : float or array_like
+        Linear gains in (0, 1); broadcast against ``delays``.
+    fs : float
+        Sample rate in Hz, > 0.
+    """
+    m = _as_tensor(delays, "delays", "gain_to_t60")
+    g = _as_tensor(gain, "gain", "gain_to_t60").to(m.dtype)
+    if (m <= 0).any():
+        raise ValueError(f"gain_to_t60: delays must be > 0 samples, got min {m.min().item():g}")
+    if ((g <= 0) | (g >= 1)).any():
+        raise ValueError(f"gain_to_t60: gain must lie in (0, 1) (a decaying line), got range "
+                         f"[{g.min().item():g}, {g.max().item():g}]")
+    if not fs > 0:
+        raise ValueError(f"gain_to_t60: fs must be > 0 Hz, got {fs!r}")
+    return -3.0 * m / (float(fs) * torch.log10(g))
 
 
 def _soft_limit(x, limit):
@@ -67,12 +119,12 @@ def onepole_attenuation(delays, t60_dc, t60_nyquist, fs: float) -> torch.Tensor:
     torch.Tensor
         (..., N, 6) first-order sections (b2 = a2 = 0).
     """
-    g0 = t60_to_gain(t60_dc, delays, fs)
+    g0 = t60_to_gain(delays, t60_dc, fs)
     # p = tanh(s), s = (ln g0 - ln g_pi) / 2, soft-limited to |s| < 10 so that |p| <= 1 - 4e-9
     # stays representable: the Nyquist gain g0 e^(-2 s) then lies between g0 and g_pi (< 1);
     # the limit changes s by a relative (s / 10)^4 / 4, i.e. < 1e-4 below 40 dB per pass.
-    half_log_ratio = (math.log(10) / 40) * (t60_to_gain_db(t60_dc, delays, fs)
-                                             - t60_to_gain_db(t60_nyquist, delays, fs))
+    half_log_ratio = (math.log(10) / 40) * (t60_to_gain_db(delays, t60_dc, fs)
+                                             - t60_to_gain_db(delays, t60_nyquist, fs))
     p = torch.tanh(_soft_limit(half_log_ratio, 10.0))
     return _first_order(g0 * (1 - p), torch.zeros_like(p), torch.ones_like(p), -p)
 
@@ -90,8 +142,8 @@ def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torc
     torch.Tensor
         (..., N, 6) first-order sections.
     """
-    g0_db = t60_to_gain_db(t60_dc, delays, fs)
-    gpi_db = t60_to_gain_db(t60_nyquist, delays, fs)
+    g0_db = t60_to_gain_db(delays, t60_dc, fs)
+    gpi_db = t60_to_gain_db(delays, t60_nyquist, fs)
     # soft limit of the shelf's dB gain to +/-120 dB keeps its pole resolvable in float64;
     # exact to a relative (x / 120)^4 / 4, and the DC gain stays between g_pi and g_0
     sos = first_order_lowshelf(crossover, _soft_limit(g0_db - gpi_db, 120.0), fs)
@@ -139,7 +191,7 @@ def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0
     torch.Tensor
         (..., N, B, 6) sections.
     """
-    command = t60_to_gain_db(t60_bands, delays.unsqueeze(-1), design.fs)  # (..., N, B)
+    command = t60_to_gain_db(delays.unsqueeze(-1), t60_bands, design.fs)  # (..., N, B)
     command = _soft_limit(command, max_attenuation_db)
     sos = design.sections(command)
     omega = _check_omegas(design, command.dtype, command.device)

@@ -92,7 +92,7 @@ class HomogeneousAttenuation(_Attenuation):
 
     @property
     def gains(self):
-        return t60_to_gain(self.t60, self.delays.to(torch.float64), self.fs)
+        return t60_to_gain(self.delays.to(torch.float64), self.t60, self.fs)
 
     def freq_response(self, grid):
         check_fs(type(self).__name__, self.fs, grid)

@@ -5,7 +5,7 @@ Import it explicitly (``import flamo.reverb``); ``import flamo`` does not load i
 """
 
 from .analysis import ModalDecomposition, echo_density, fdn_modes, modal_decomposition
-from .decay import gain_to_t60, t60_to_gain
+from ..functional.decay import gain_to_t60, t60_to_gain
 from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays
 from .fdn import FDNConfig, build_fdn, fdn_arrays, fdn_parts, normalize_energy
 from .stability import (StabilityCallback, StabilityCertificate, certify_stable, find_recursions,

@@ -34,7 +34,7 @@ from ..functional.mappings import Sigmoid, unmap_value
 from ..modules import Delay, DSPModule, Gain, Matrix
 from ..modules.base import as_real_tensor
 from ..system import Parallel, Recursion, Series
-from .decay import t60_to_gain
+from ..functional.decay import t60_to_gain
 from .delays import COLORLESS_FDN_DELAYS
 
 __all__ = ["FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import flamo
+from flamo.optim.decay import schroeder_edc
 from baselines import fdn_impulse_response
 
 __all__ = ["FDN", "make_fdn", "relative_l2_db", "edc_db", "DTYPE_NAMES"]
@@ -90,10 +91,5 @@ def relative_l2_db(estimate, truth) -> float:
 
 
 def edc_db(h) -> np.ndarray:
-    """Energy decay curve by Schroeder backward integration, normalized to 0 dB at n = 0.
-
-    EDC[n] = 10 log10( sum_{k >= n} h[k]^2 / sum_k h[k]^2 ) (Schroeder, JASA 1965).
-    """
-    energy = np.cumsum(np.asarray(h, dtype=np.float64)[::-1] ** 2)[::-1]
-    with np.errstate(divide="ignore"):
-        return 10 * np.log10(energy / energy[0])
+    """Schroeder energy decay curve in dB (0 dB at n = 0) of a numpy IR, float64."""
+    return schroeder_edc(torch.as_tensor(np.asarray(h, dtype=np.float64)), db=True).numpy()

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the project with its experiment extras and run every experiment into results/.
-# Quick sizes by default; pass --full for the sizes committed under results/.
+# Install the project with its experiment extras and run every experiment.
+# Quick sizes by default, into results/quick/ (git-ignored, so the committed full results
+# stay untouched); pass --full for the full sizes, written into results/ itself.
+# Other arguments go to the runner, e.g. --device cuda or --threads 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_env.sh experiments
-quick="--quick"
-if [ "${1:-}" = "--full" ]; then quick=""; shift; fi
-exec "${FLAMO_VENV:-.venv}/bin/python" -m experiments run all $quick "$@"
+mode=(--quick --out results/quick)
+if [ "${1:-}" = "--full" ]; then mode=(--out results); shift; fi
+exec "${FLAMO_VENV:-.venv}/bin/python" -m experiments run all "${mode[@]}" "$@"

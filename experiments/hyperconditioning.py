@@ -1,18 +1,19 @@
-"""Hyperconditioning: an MLP predicts the parameters of a peak-filter cascade.
+"""Hyperconditioning: an MLP predicts the parameters of a parametric EQ.
 
-An MLP maps a target's 1/3-octave band levels (dB) to the raw parameters of a cascade of
-K peak filters (flamo.SOS with the private stable peak parametrization flamo.optim._peak,
-pending the module-catalogue PEQ); the whole batch of predicted cascades is evaluated in one
-call with flamo.optim.hyper.batched_response (FLAMO paper, Fig. 3; Nercessian et al., ICASSP
-2021). Training targets are random cascades of the same family (seeded); held-out targets
-are fitted both by the network (one forward pass, amortized) and by per-target direct
-optimization (Adam on the same parametrization). Reported: RMS error in dB over the grid
-bins between 20 Hz and 20 kHz, and wall time per target.
+An MLP maps a target's 1/3-octave band levels (dB) to the raw parameters of a flamo.PEQ
+(low shelf, K peaks, high shelf: RBJ cookbook sections whose frequency, Q and gain are
+mapped smoothly into their ranges, so every predicted filter is stable); the whole batch of
+predicted EQs is evaluated in one call with flamo.optim.hyper.batched_response (FLAMO paper,
+Fig. 3; Nercessian et al., "Neural parametric equalizer matching using differentiable
+biquads", ICASSP 2021). Training targets are random PEQs of the same family (seeded), drawn
+in physical units; held-out targets are fitted both by the network (one forward pass,
+amortized) and by per-target direct optimization (Adam on the same raw parameters, from the
+template EQ). Reported: RMS error in dB over the grid bins between 20 Hz and 20 kHz, and
+wall time per target.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -23,80 +24,118 @@ import torch
 from torch import nn
 
 import flamo
+from flamo.functional import third_octave_bands
 from flamo.optim import hyper
-from flamo.optim._peak import peak_cascade
 from flamo.optim.decay import octave_band_masks
 
-DESCRIPTION = "hyperconditioning: MLP -> peak-EQ parameters vs per-target Adam (dB error, time per target)"
+DESCRIPTION = "hyperconditioning: MLP -> PEQ parameters (shelves + peaks) vs per-target Adam (dB error, time per target)"
 
 
 @dataclass
 class Config:
-    """Defaults = full run."""
+    """Defaults = full run. Frequencies in Hz, gains in dB."""
 
     fs: int = 48000  # sample rate [Hz]
     nfft: int = 2**11  # grid size [samples]
-    sections: int = 4  # peak filters in the cascade
+    peaks: int = 4  # K peak filters between the two shelves
+    # ranges of the PEQ's smooth parameter mappings (every raw value maps inside them)
+    freq_range: tuple = (20.0, 20000.0)
+    q_range: tuple = (0.3, 10.0)
+    gain_range_db: tuple = (-18.0, 18.0)
+    # random targets, drawn in physical units (frequencies and Q log-uniform, gains uniform)
+    target_gain_db: float = 12.0  # gains uniform in +- this
+    target_low_shelf_hz: tuple = (30.0, 500.0)
+    target_peak_hz: tuple = (40.0, 16000.0)
+    target_high_shelf_hz: tuple = (2000.0, 16000.0)
+    target_peak_q: tuple = (0.4, 6.0)
+    target_shelf_q: tuple = (0.5, 1.0)  # RBJ shelf Q above ~0.7 overshoots; keep it mild
+    # template (MLP bias at init and start of direct optimization): 0 dB everywhere
+    init_low_shelf_hz: float = 150.0
+    init_peak_hz: tuple = (100.0, 8000.0)  # K peaks geometrically spaced over this
+    init_high_shelf_hz: float = 6000.0
+    init_peak_q: float = 1.0
+    init_shelf_q: float = 2 ** -0.5
+    # network and its training
     hidden: int = 256  # MLP width
+    feature_scale_db: float = 12.0  # band levels are divided by this before the MLP
     train_steps: int = 1200
     batch: int = 128
     lr: float = 1e-3
+    # evaluation
     n_test: int = 40  # held-out targets
     direct_steps: int = 500  # Adam steps per target for direct optimization
     direct_lr: float = 5e-2
+    refine_steps: int = 100  # Adam steps refining the MLP prediction
     n_timed: int = 10  # direct optimizations timed one by one
 
     @classmethod
     def quick(cls) -> "Config":
-        return cls(nfft=2**10, train_steps=150, batch=64, n_test=8, direct_steps=60, n_timed=2,
-                   hidden=128)
+        return cls(nfft=2**10, train_steps=150, batch=64, n_test=8, direct_steps=60, refine_steps=12,
+                   n_timed=2, hidden=128)
 
 
-def third_octave_centers(low=25.0, high=16000.0):
-    """Nominal base-2 1/3-octave centres 1000 * 2^(k/3) between low and high [Hz]."""
-    ks = range(math.ceil(3 * math.log2(low / 1000)), math.floor(3 * math.log2(high / 1000)) + 1)
-    return [1000 * 2 ** (k / 3) for k in ks]
+def make_template(cfg: Config) -> flamo.PEQ:
+    """The PEQ whose raw parameters the network predicts: 0 dB, shelves and K spread peaks."""
+    freq = [cfg.init_low_shelf_hz, *np.geomspace(*cfg.init_peak_hz, cfg.peaks), cfg.init_high_shelf_hz]
+    q = [cfg.init_shelf_q] + [cfg.init_peak_q] * cfg.peaks + [cfg.init_shelf_q]
+    return flamo.PEQ(freq, gain_db=0.0, q=q, fs=cfg.fs, freq_range=cfg.freq_range,
+                     q_range=cfg.q_range, gain_range_db=cfg.gain_range_db)
 
 
-def random_raw(n, sections, gen):
-    """Raw peak parameters covering the mapping's range: f log-uniform over 20 Hz..0.45 fs,
-    gains mostly within +-12 dB, Q over 0.3..10."""
-    u = torch.rand(n, sections, 3, generator=gen)
-    raw = torch.empty(n, sections, 3)
-    raw[..., 0] = torch.logit(0.05 + 0.9 * u[..., 0])
-    raw[..., 1] = torch.atanh((2 * u[..., 1] - 1) * (12 / 18))
-    raw[..., 2] = torch.logit(0.1 + 0.8 * u[..., 2])
-    return raw
+def _per_band(shelf_low, peak, shelf_high, k):
+    """(low, high) bounds per band, each (K + 2,): [low shelf, K peaks, high shelf]."""
+    lows = torch.tensor([shelf_low[0]] + [peak[0]] * k + [shelf_high[0]], dtype=torch.float64)
+    highs = torch.tensor([shelf_low[1]] + [peak[1]] * k + [shelf_high[1]], dtype=torch.float64)
+    return lows, highs
+
+
+def random_params(n, cfg: Config, template: flamo.PEQ, gen) -> dict:
+    """Raw parameters {name: (n, K + 2)} of n random PEQs drawn in physical units:
+    frequencies and Q log-uniform in their per-band ranges, gains uniform in +-target_gain_db."""
+    k = cfg.peaks
+    u = torch.rand(3, n, k + 2, generator=gen, dtype=torch.float64)
+    f_lo, f_hi = _per_band(cfg.target_low_shelf_hz, cfg.target_peak_hz, cfg.target_high_shelf_hz, k)
+    q_lo, q_hi = _per_band(cfg.target_shelf_q, cfg.target_peak_q, cfg.target_shelf_q, k)
+    freq = f_lo * (f_hi / f_lo) ** u[0]
+    q = q_lo * (q_hi / q_lo) ** u[1]
+    gain = (2 * u[2] - 1) * cfg.target_gain_db
+    dtype = template.raw_freq.dtype
+    return {"raw_freq": template.freq_mapping.inverse(freq).to(dtype),
+            "raw_q": template.q_mapping.inverse(q).to(dtype),
+            "raw_gain": template.gain_mapping.inverse(gain).to(dtype)}
 
 
 class Net(nn.Module):
-    """Band levels (B, bands) -> raw peak parameters {name: (B, K, 3)}."""
+    """Band levels (B, bands) [dB] -> raw PEQ parameters {name: (B, K + 2)}."""
 
-    def __init__(self, bands, system, hidden):
+    def __init__(self, bands, system, hidden, feature_scale_db):
         super().__init__()
+        self.feature_scale_db = feature_scale_db
         self.body = nn.Sequential(nn.Linear(bands, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                   nn.GELU())
         self.head = hyper.ParameterHead(hidden, system)
 
     def forward(self, features):
-        return self.head(self.body(features / 12.0))  # dB features scaled to ~unit range
+        return self.head(self.body(features / self.feature_scale_db))  # to ~unit range
+
+
+def _index(params, i):
+    return {n: v[i] for n, v in params.items()}
 
 
 def run(cfg: Config, ctx) -> None:
     torch.set_num_threads(1)
     grid = flamo.Grid(cfg.nfft, fs=cfg.fs)
-    # template: K peaks spread over the spectrum at 0 dB, Q = 1
-    f_init = np.geomspace(100, 8000, cfg.sections)
-    template = peak_cascade(f_init, np.zeros(cfg.sections), np.ones(cfg.sections), cfg.fs)
-    name = next(iter(hyper.parameter_shapes(template)))  # "raw"
-    centers = third_octave_centers()
+    template = make_template(cfg)
+    names = list(hyper.parameter_shapes(template))  # raw_freq, raw_q, raw_gain
+    centers = third_octave_bands()
     masks = octave_band_masks(grid.M, cfg.fs, centers, fraction=3)  # (bands, M)
     masks = masks / masks.sum(-1, keepdim=True)
     freqs = grid.freqs
     in_band = (freqs >= 20) & (freqs <= 20000)
 
-    def level_db(raw):  # (B, K, 3) -> (B, M) magnitude in dB
-        h = hyper.batched_response(template, {name: raw}, grid)[..., 0, 0]
+    def level_db(params):  # {name: (B, K + 2)} -> (B, M) magnitude in dB
+        h = hyper.batched_response(template, params, grid)[..., 0, 0]
         return 20 * torch.log10(h.abs() + 1e-6)
 
     def features(mag_db):  # band energies in dB, (B, bands)
@@ -107,21 +146,21 @@ def run(cfg: Config, ctx) -> None:
         return ((pred_db - target_db)[..., in_band] ** 2).mean(-1).sqrt()
 
     gen = torch.Generator().manual_seed(ctx.seed)
-    test_raw = random_raw(cfg.n_test, cfg.sections, gen)
+    test_params = random_params(cfg.n_test, cfg, template, gen)
     with torch.no_grad():
-        test_db = level_db(test_raw)
+        test_db = level_db(test_params)
         test_feat = features(test_db)
 
     # -- train the MLP on fresh random targets every step --------------------------------------
-    net = Net(len(centers), template, cfg.hidden)
+    net = Net(len(centers), template, cfg.hidden, cfg.feature_scale_db)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.train_steps)
     curve = []
     t0 = time.perf_counter()
     for step in ctx.progress(range(cfg.train_steps), desc="train MLP", total=cfg.train_steps):
         with torch.no_grad():
-            target_db = level_db(random_raw(cfg.batch, cfg.sections, gen))
-        pred_db = level_db(net(features(target_db))[name])
+            target_db = level_db(random_params(cfg.batch, cfg, template, gen))
+        pred_db = level_db(net(features(target_db)))
         loss = ((pred_db - target_db)[..., in_band] ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -129,7 +168,7 @@ def run(cfg: Config, ctx) -> None:
         sched.step()
         if step % max(1, cfg.train_steps // 100) == 0 or step == cfg.train_steps - 1:
             with torch.no_grad():
-                test_err = err_db(level_db(net(test_feat)[name]), test_db).mean().item()
+                test_err = err_db(level_db(net(test_feat)), test_db).mean().item()
             curve.append({"step": step + 1, "train_mse_db2": loss.item(), "test_rms_db": test_err})
     train_time = time.perf_counter() - t0
     ctx.write_csv(pd.DataFrame(curve), "training_curve.csv")
@@ -142,41 +181,42 @@ def run(cfg: Config, ctx) -> None:
         for i in range(cfg.n_test):  # one target at a time, as a user would
             net(test_feat[i:i + 1])
         mlp_time = (time.perf_counter() - t0) / cfg.n_test
-        mlp_db = level_db(net(test_feat)[name])
+        mlp_params = net(test_feat)
+        mlp_db = level_db(mlp_params)
         mlp_err = err_db(mlp_db, test_db)
 
     # -- direct optimization: Adam on the same raw parameters, all targets batched ------------
     # (each target's parameters are independent, so a batched run equals per-target runs;
     #  the per-target time is measured separately on n_timed targets, one at a time)
-    def direct(raw0, target_db, steps):
-        raw = raw0.clone().requires_grad_(True)
-        opt_d = torch.optim.Adam([raw], lr=cfg.direct_lr)
+    def direct(params0, target_db, steps):
+        params = {n: v.detach().clone().requires_grad_(True) for n, v in params0.items()}
+        opt_d = torch.optim.Adam(params.values(), lr=cfg.direct_lr)
         for _ in range(steps):
-            loss_d = ((level_db(raw) - target_db)[..., in_band] ** 2).mean(-1).sum()
+            loss_d = ((level_db(params) - target_db)[..., in_band] ** 2).mean(-1).sum()
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
-        return raw.detach()
+        return {n: v.detach() for n, v in params.items()}
 
-    init = template.raw.detach().expand(cfg.n_test, -1, -1)
-    direct_raw = direct(init, test_db, cfg.direct_steps)
+    init = {n: getattr(template, n).detach().expand(cfg.n_test, -1) for n in names}
+    direct_params = direct(init, test_db, cfg.direct_steps)
     with torch.no_grad():
-        direct_db = level_db(direct_raw)
+        direct_db = level_db(direct_params)
         direct_err = err_db(direct_db, test_db)
     t0 = time.perf_counter()
     for i in range(cfg.n_timed):
-        direct(init[i:i + 1], test_db[i:i + 1], cfg.direct_steps)
+        direct(_index(init, slice(i, i + 1)), test_db[i:i + 1], cfg.direct_steps)
     direct_time = (time.perf_counter() - t0) / cfg.n_timed
     # MLP prediction refined by direct optimization (a common combination)
+    refined_params = direct(mlp_params, test_db, cfg.refine_steps)
     with torch.no_grad():
-        mlp_raw = net(test_feat)[name]
-    refined_err = err_db(level_db(direct(mlp_raw, test_db, cfg.direct_steps // 5)), test_db).detach()
+        refined_err = err_db(level_db(refined_params), test_db)
 
     rows = []
     for i in range(cfg.n_test):
         rows.append({"target": i, "method": "MLP (amortized)", "rms_error_db": mlp_err[i].item()})
         rows.append({"target": i, "method": f"Adam x{cfg.direct_steps}", "rms_error_db": direct_err[i].item()})
-        rows.append({"target": i, "method": f"MLP + Adam x{cfg.direct_steps // 5}",
+        rows.append({"target": i, "method": f"MLP + Adam x{cfg.refine_steps}",
                      "rms_error_db": refined_err[i].item()})
     per_target = pd.DataFrame(rows)
     ctx.write_csv(per_target, "errors.csv")

@@ -4,13 +4,13 @@ Frequency-sampled losses (complex MSE, magnitude MSE in dB on the grid) versus t
 losses (MSE of the impulse response, multi-resolution STFT) as one parameter sweeps around
 its target value, plus a 2-D surface (centre frequency x gain). Counts the local minima of
 every 1-D profile. The sweeps use flamo.optim.surface (batched functional_call).
-The peak filter is the private stable parametrization flamo.optim._peak (RBJ cookbook peak
-filter with sigmoid-mapped frequency and Q), pending the module-catalogue PEQ.
+The peak filter is flamo.Biquad("peak"): an RBJ cookbook peak whose centre frequency
+(LogSigmoid) and gain (Sigmoid) are swept through their raw parameters ``raw_freq`` and
+``raw_gain``, converted from Hz and dB by the module's own mappings.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -21,7 +21,6 @@ import torch
 
 import flamo
 from flamo.optim import losses
-from flamo.optim._peak import peak_cascade
 from flamo.optim.surface import Axis, local_minima, sweep
 
 DESCRIPTION = "loss landscapes: delay length and biquad centre frequency, frequency-sampled vs time-domain losses"
@@ -35,11 +34,15 @@ class Config:
     nfft: int = 2**12  # grid size (also the impulse-response length) [samples]
     delay_target: float = 200.0  # target delay [samples]
     delay_span: float = 60.0  # sweep +- span around the target [samples]
+    lowpass_hz: float = 4000.0  # cutoff of the 2nd-order Butterworth lowpass after the delay [Hz]
     delay_points: int = 1201
     peak_f0: float = 1000.0  # target centre frequency [Hz]
-    peak_gain_db: float = 12.0
-    peak_q: float = 4.0
+    peak_gain_db: float = 12.0  # target gain [dB]
+    peak_q: float = 4.0  # target quality factor
+    freq_sweep_hz: tuple = (50.0, 16000.0)  # 1-D sweep range, log-spaced [Hz]
     freq_points: int = 600
+    surface_freq_hz: tuple = (100.0, 10000.0)  # 2-D surface frequency axis, log-spaced [Hz]
+    surface_gain_db: tuple = (-15.0, 15.0)  # 2-D surface gain axis [dB]
     surface_points: int = 80  # per axis of the 2-D surface
     stft_sizes: tuple = (128, 256, 512)
     batch_size: int = 128
@@ -89,7 +92,7 @@ def _profiles(system, target_system, axes, grid, cfg, ctx, case):
 
 def run(cfg: Config, ctx) -> None:
     grid = flamo.Grid(cfg.nfft, fs=cfg.fs, dtype=torch.float64)
-    lowpass = scipy.signal.butter(2, 4000, fs=cfg.fs, output="sos")
+    lowpass = scipy.signal.butter(2, cfg.lowpass_hz, fs=cfg.fs, output="sos")
     # -- 1. delay length ---------------------------------------------------------------------
     target_d = flamo.Series({"delay": flamo.Delay([cfg.delay_target]), "lp": flamo.SOS(lowpass)}).double()
     model_d = flamo.Series({"delay": flamo.Delay([cfg.delay_target], learnable=True),
@@ -98,18 +101,18 @@ def run(cfg: Config, ctx) -> None:
                   label="delay length [samples]")
     res_d, rows_d = _profiles(model_d, target_d, d_axis, grid, cfg, ctx, "delay")
     # -- 2. peak-filter centre frequency -------------------------------------------------------
-    target_p = peak_cascade([cfg.peak_f0], [cfg.peak_gain_db], [cfg.peak_q], cfg.fs).double()
-    model_p = peak_cascade([cfg.peak_f0], [cfg.peak_gain_db], [cfg.peak_q], cfg.fs).double()
-    mapping = model_p.mapping
-    f_to_raw = lambda f: mapping.inverse(f, torch.zeros_like(f), torch.ones_like(f))[..., 0]
-    g_to_raw = lambda g: torch.atanh(g / mapping.g_max)
-    f_axis = Axis("raw[0, 0]", np.geomspace(50, 16000, cfg.freq_points), to_raw=f_to_raw,
+    def peak():
+        return flamo.Biquad("peak", cfg.peak_f0, q=cfg.peak_q, gain_db=cfg.peak_gain_db, fs=cfg.fs).double()
+
+    target_p, model_p = peak(), peak()
+    f_to_raw, g_to_raw = model_p.freq_mapping.inverse, model_p.gain_mapping.inverse
+    f_axis = Axis("raw_freq", np.geomspace(*cfg.freq_sweep_hz, cfg.freq_points), to_raw=f_to_raw,
                   label="centre frequency [Hz]")
     res_f, rows_f = _profiles(model_p, target_p, f_axis, grid, cfg, ctx, "peak frequency")
     # -- 3. 2-D surface: centre frequency x gain ---------------------------------------------
-    surf_axes = [Axis("raw[0, 0]", np.geomspace(100, 10000, cfg.surface_points), to_raw=f_to_raw,
+    surf_axes = [Axis("raw_freq", np.geomspace(*cfg.surface_freq_hz, cfg.surface_points), to_raw=f_to_raw,
                       label="centre frequency [Hz]"),
-                 Axis("raw[0, 1]", np.linspace(-15, 15, cfg.surface_points), to_raw=g_to_raw,
+                 Axis("raw_gain", np.linspace(*cfg.surface_gain_db, cfg.surface_points), to_raw=g_to_raw,
                       label="gain [dB]")]
     res_s, rows_s = _profiles(model_p, target_p, surf_axes, grid, cfg, ctx, "peak frequency x gain")
 
@@ -144,7 +147,7 @@ def run(cfg: Config, ctx) -> None:
             ax.set_xscale("log")
         ax.legend(fontsize=7)
         ax.grid(True, alpha=0.3)
-    axs[0].set_title(f"Delay length sweep (target {cfg.delay_target:g} samples, 2nd-order lowpass after it)")
+    axs[0].set_title(f"Delay length sweep (target {cfg.delay_target:g} samples, 2nd-order lowpass at {cfg.lowpass_hz:g} Hz after it)")
     axs[1].set_title(f"Peak filter centre frequency sweep (target {cfg.peak_f0:g} Hz, "
                      f"{cfg.peak_gain_db:g} dB, Q {cfg.peak_q:g})")
     fig.tight_layout()

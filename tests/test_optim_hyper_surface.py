@@ -7,6 +7,7 @@ import torch
 import flamo
 from flamo.optim import hyper
 from flamo.optim.surface import Axis, local_minima, sweep
+from conftest import sosfreqz_on
 
 GRID = flamo.Grid(nfft=64, alias_decay_db=20, dtype=torch.float64)
 
@@ -88,3 +89,32 @@ def test_sweep_finds_known_minimum_and_matches_loop():
 
 def test_local_minima():
     assert local_minima(np.array([3, 1, 2, 0, 5, 5, 4])).tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("freq", [[100.0, 1000.0, 9000.0], [[80.0, 2000.0, 6000.0], [300.0, 700.0, 12000.0]]],
+                         ids=["1x1", "diagonal"])
+def test_batched_peq_equals_per_item_design(freq):
+    """PEQ raw parameters with two leading batch dims (as a network predicts them): each item
+    equals a PEQ built from that item's physical values (mapped here in numpy), sampled by scipy."""
+    fs, ranges = 48000.0, {"freq_range": (20.0, 20000.0), "q_range": (0.3, 10.0), "gain_range_db": (-18.0, 18.0)}
+    template = flamo.PEQ(freq, fs=fs, **ranges).double()
+    grid = flamo.Grid(nfft=256, fs=fs, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    params = {n: torch.randn(3, 2, *s, generator=gen, dtype=torch.float64)
+              for n, s in hyper.parameter_shapes(template).items()}
+    out = hyper.batched_response(template, params, grid)
+    n = template.shape[0]
+    assert out.shape == (3, 2, grid.M, n, n)
+    sig = lambda x: 1 / (1 + np.exp(-x.numpy()))
+    for i, j in [(0, 0), (1, 1), (2, 0)]:
+        f_lo, f_hi = ranges["freq_range"]
+        f = f_lo * (f_hi / f_lo) ** sig(params["raw_freq"][i, j])
+        q = 0.3 * (10.0 / 0.3) ** sig(params["raw_q"][i, j])
+        g = -18.0 + 36.0 * sig(params["raw_gain"][i, j])
+        item = flamo.PEQ(torch.as_tensor(f), gain_db=torch.as_tensor(g), q=torch.as_tensor(q), fs=fs,
+                         **ranges).double()
+        sos = item.sos.detach().reshape(n, -1, 6).numpy()
+        expected = np.stack([sosfreqz_on(sos[c] / sos[c, :, 3:4], grid) for c in range(n)], -1)
+        got = out[i, j].detach().numpy()
+        np.testing.assert_allclose(np.diagonal(got, axis1=-2, axis2=-1), expected, rtol=1e-9, atol=1e-12)
+        assert np.count_nonzero(got * (1 - np.eye(n))) == 0

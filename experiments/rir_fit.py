@@ -4,7 +4,8 @@ Targets: (a) shoebox rooms simulated by the image source method (pyroomacoustics
 frequency-independent wall absorption ``absorptions`` plus air absorption), (b) measured RIRs
 copied into ``data/rirs/`` (from the FLAMO repository's example data; MIT license in
 ``data/rirs/LICENSE-FLAMO.txt``), resampled to ``fs``. Every target starts at its onset
-(:func:`flamo.optim.datasets.onset_index`).
+(:func:`flamo.optim.datasets.onset_index`) and ends where its energy envelope reaches the
+noise floor (``_noise_onset``) or after ``max_seconds``.
 
 Model (:func:`flamo.reverb.build_fdn`): N co-prime delay lines
 (:func:`flamo.reverb.coprime_delays`), a random orthogonal feedback matrix, per-line octave
@@ -113,9 +114,27 @@ def _targets(cfg):
     trimmed = []
     for name, kind, h in out:
         h = h[onset_index(h):]
-        h = h[:min(h.size, int(cfg.max_seconds * cfg.fs), cfg.nfft)]
+        h = h[:min(h.size, int(cfg.max_seconds * cfg.fs), cfg.nfft, _noise_onset(h, cfg.fs))]
         trimmed.append((name, kind, h / np.abs(h).max()))
     return trimmed
+
+
+def _noise_onset(h, fs, window_ms=10.0, margin_db=3.0, tail=0.1):
+    """First sample where the smoothed energy envelope falls to the noise floor + margin.
+
+    The noise floor is the mean power of the last ``tail`` share of the IR. A measured RIR's
+    EDC flattens once the noise dominates; fitting that plateau would ask the FDN for a far
+    too long decay, so the target is cut there (a simple version of the truncation point of
+    Lundeby et al., Acustica 81, 1995). Returns h.size when the IR never reaches it (e.g. a
+    simulated, noise-free IR).
+    """
+    power = np.convolve(h**2, np.ones(max(1, int(window_ms * 1e-3 * fs))), mode="same")
+    noise = power[-max(1, int(tail * h.size)):].mean()
+    if noise <= 0 or power.max() < noise * 10 ** (20 / 10):  # no noise floor, or no decay to find
+        return h.size
+    below = np.flatnonzero(power <= noise * 10 ** (margin_db / 10))
+    below = below[below > np.argmax(power)]
+    return int(below[0]) if below.size else h.size
 
 
 # -- measurements ------------------------------------------------------------------------
@@ -282,6 +301,7 @@ def _t60_figure(cfg, bands):
                 label="FDN fit (pyroomacoustics)")
         ax.set_xscale("log")
         ax.set_xticks(list(cfg.centres), [f"{c:g}" for c in cfg.centres])
+        ax.minorticks_off()  # the log axis would label its minor ticks over the band labels
         ax.set_xlabel("octave band (Hz)")
         ax.set_ylabel("T60 (s)")
         ax.set_title(name, fontsize=10)

@@ -30,6 +30,8 @@ EXPERIMENTS: list[str] = [
     "aliasing_sweep",
     "loss_surface",
     "hyperconditioning",
+    "colorless_fdn",
+    "rir_fit",
     "speed_comparison",
 ]
 

@@ -6,6 +6,8 @@ Import it explicitly (``import flamo.reverb``); ``import flamo`` does not load i
 
 from .analysis import ModalDecomposition, echo_density, fdn_modes, modal_decomposition
 from ..functional.decay import gain_to_t60, t60_to_gain
+from .colorless import (COLORLESS_GAIN_PER_SAMPLE, colorless_criteria, colorless_fdn,
+                        line_outputs)
 from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays
 from .fdn import FDNConfig, build_fdn, fdn_arrays, fdn_parts, normalize_energy
 from .stability import (StabilityCallback, StabilityCertificate, certify_stable, find_recursions,
@@ -16,5 +18,6 @@ __all__ = [
     "t60_to_gain", "gain_to_t60",
     "FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy",
     "ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density",
+    "COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria",
     "find_recursions", "loop_gain", "certify_stable", "StabilityCertificate", "StabilityCallback",
 ]

@@ -1,0 +1,104 @@
+r"""Colorless FDN: optimize the feedback matrix and the input/output gains for a flat response.
+
+Dal Santo, Prawda, Schlecht, Valimaki, "Differentiable feedback delay network for colorless
+reverberation", DAFx 2023, extended in "Efficient optimization of feedback delay networks for
+smooth reverberation" (arXiv 2402.11216). The FDN is lossless up to a per-sample gain
+(0.9999 in the published code), so every line gain is ``gain_per_sample ** m_i`` and all
+modes decay alike; the orthogonal matrix A = expm(skew(W)), b and c are learned so that the
+magnitude of each line output c_i x_i(z) and of their sum H(z) is close to 1
+(:func:`flamo.optim.losses.colorless_spectral_loss`), with a sparsity penalty on A
+(:func:`flamo.optim.losses.feedback_sparsity`) that keeps the mixing dense.
+
+This module only assembles library parts: :func:`colorless_fdn` builds the system with
+:func:`flamo.reverb.build_fdn`, :func:`line_outputs` gives the per-line responses the
+spectral loss needs, :func:`colorless_criteria` gives the Trainer criteria.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..optim.losses import ColorlessSpectralLoss, FeedbackSparsity
+from ..system import Series
+from .fdn import build_fdn, fdn_parts
+
+__all__ = ["COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria"]
+
+#: Per-sample gain of the nearly lossless FDN of the published colorless-FDN code.
+COLORLESS_GAIN_PER_SAMPLE = 0.9999
+
+
+def colorless_fdn(delays, seed=None, gain_per_sample=COLORLESS_GAIN_PER_SAMPLE,
+                  dtype=torch.float32):
+    """The colorless-FDN system: orthogonal A, learnable b (N, 1) and c (1, N), fixed lines.
+
+    Parameters
+    ----------
+    delays : sequence of int
+        (N,) delay lengths in samples (e.g. :data:`flamo.reverb.COLORLESS_FDN_DELAYS` ["N6"]).
+    seed : int, optional
+        Seed of the random initial A, b and c (see :class:`flamo.reverb.FDNConfig`).
+    gain_per_sample : float, default 0.9999
+        Per-sample gain in (0, 1]; line i gets ``gain_per_sample ** m_i`` (1 gives a lossless
+        loop, whose response is infinite at its modes on the unit circle).
+    dtype : torch.dtype, default torch.float32
+
+    Returns
+    -------
+    flamo.Series
+        A :func:`flamo.reverb.build_fdn` system of shape (1, 1) without direct path.
+    """
+    if not 0 < gain_per_sample <= 1:
+        raise ValueError(f"colorless_fdn: gain_per_sample must be in (0, 1], got {gain_per_sample!r}")
+    m = [int(v) for v in delays]
+    return build_fdn(delays=m, line_gains=[gain_per_sample ** v for v in m], matrix="orthogonal",
+                     seed=seed, learnable_matrix=True, learnable_gains=True, dtype=dtype)
+
+
+def line_outputs(system, grid) -> torch.Tensor:
+    """Per-line outputs c_i x_i(z) of a single-input FDN, (M, N); their sum over N is H(z).
+
+    x(z) = (I - D(z) A)^-1 D(z) b is the vector of delay-line outputs (the loop is solved
+    for the single input column only).
+
+    Parameters
+    ----------
+    system : flamo.Series or flamo.Parallel
+        Built by :func:`flamo.reverb.build_fdn` with one input, one output and no tone
+        module (a direct path, if any, is not included).
+    grid : flamo.Grid
+
+    Returns
+    -------
+    torch.Tensor
+        (M, N) complex responses, differentiable with respect to b, A and c.
+    """
+    parts = fdn_parts(system)
+    if parts["tone"] is not None or parts["core"].shape != (1, 1):
+        raise ValueError(f"line_outputs: expected a single-input single-output FDN without tone "
+                         f"module, got shape {parts['core'].shape} and tone {parts['tone']!r}")
+    lines = Series({"input": parts["input"], "loop": parts["loop"]}).response(grid)  # (M, N, 1)
+    return lines[..., 0] * parts["output"].gains  # c is (1, N): broadcast over M
+
+
+def colorless_criteria(system, sparsity_weight=1.0, p_below=2.0, p_above=2.0) -> dict:
+    """Trainer criteria ``{"spectral": (loss, 1), "sparsity": (loss, sparsity_weight)}``.
+
+    The spectral term expects :func:`line_outputs` as the model output (it adds the sum over
+    lines itself); the sparsity term reads the system's feedback matrix.
+
+    Parameters
+    ----------
+    system : flamo.Series or flamo.Parallel
+        Built by :func:`colorless_fdn` or :func:`flamo.reverb.build_fdn`.
+    sparsity_weight : float, default 1
+        Weight of :func:`flamo.optim.losses.feedback_sparsity`, >= 0.
+    p_below, p_above : float, default 2
+        Exponents of the spectral term below and above |H| = 1 (the paper's squared error
+        by default).
+    """
+    if not sparsity_weight >= 0:
+        raise ValueError(f"colorless_criteria: sparsity_weight must be >= 0, got {sparsity_weight!r}")
+    feedback = fdn_parts(system)["feedback"]
+    return {"spectral": (ColorlessSpectralLoss(with_total=True, p_below=p_below, p_above=p_above), 1.0),
+            "sparsity": (FeedbackSparsity(feedback), float(sparsity_weight))}

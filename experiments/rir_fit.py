@@ -226,12 +226,6 @@ def _fit_one(cfg, name, h, ctx):
     return system, h_fit, rows, curves, history, fit_s, delays
 
 
-def _keep(ctx, path):
-    """Record a file written by another writer (preset, WAV) in meta.json."""
-    record = getattr(ctx, "_record", None)
-    return record(path) if record is not None else path
-
-
 def run(cfg: Config, ctx) -> None:
     """Fit every target; write per-band metrics, presets, WAVs, figures and headline."""
     targets = _targets(cfg)
@@ -241,7 +235,7 @@ def run(cfg: Config, ctx) -> None:
         rows += [{**x, "kind": kind} for x in r]
         curves[name] = c
         histories.append(hist)
-        preset = _keep(ctx, flamo.save_preset(system, ctx.path(f"preset_{name}.json")))
+        preset = ctx.record(flamo.save_preset(system, ctx.path(f"preset_{name}.json")))
         reloaded = flamo.load_preset(preset)
         with torch.no_grad():
             grid = flamo.Grid(cfg.nfft, fs=cfg.fs, alias_decay_db=0, dtype=ctx.dtype)
@@ -252,7 +246,7 @@ def run(cfg: Config, ctx) -> None:
         for label, sig in (("target", h), ("fdn", h_fit)):
             path = ctx.path(f"{name}_{label}.wav")
             sf.write(path, (0.9 * sig[:n] / peak).astype(np.float32), cfg.fs, subtype="PCM_16")
-            _keep(ctx, path)
+            ctx.record(path)
         overview.append({"target": name, "kind": kind, "seconds": h.size / cfg.fs, "fit_s": fit_s,
                          "delays": " ".join(map(str, delays)), "preset_rel_err": preset_err})
         ctx.log(f"{name}: fit {fit_s:.1f} s")

@@ -70,26 +70,28 @@ class RunContext:
         """Return ``out_dir / name`` (for files written by other means)."""
         return self.out_dir / name
 
-    def _record(self, path: Path) -> Path:
+    def record(self, path: Path) -> Path:
+        """List a file written by another writer (a preset, a WAV) in meta.json; returns it."""
+        path = Path(path)
         if path not in self._files:
             self._files.append(path)
         return path
 
     def write_csv(self, df, name: str) -> Path:
         """Atomically write DataFrame ``df`` as ``out_dir/name`` (no index)."""
-        return self._record(io.write_csv(self.path(name), df))
+        return self.record(io.write_csv(self.path(name), df))
 
     def save_figure(self, fig, name: str, dpi: int = 120) -> Path:
         """Atomically save ``fig`` as PNG ``out_dir/name`` and close it."""
-        return self._record(io.save_figure(self.path(name), fig, dpi=dpi))
+        return self.record(io.save_figure(self.path(name), fig, dpi=dpi))
 
     def write_json(self, obj: Any, name: str) -> Path:
         """Atomically write ``obj`` as JSON ``out_dir/name``."""
-        return self._record(io.write_json(self.path(name), obj))
+        return self.record(io.write_json(self.path(name), obj))
 
     def write_text(self, text: str, name: str) -> Path:
         """Atomically write ``text`` to ``out_dir/name``."""
-        return self._record(io.write_text(self.path(name), text))
+        return self.record(io.write_text(self.path(name), text))
 
     def headline(self, **numbers: Any) -> None:
         """Record headline numbers shown in the summary table.

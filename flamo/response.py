@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Response", "matmul", "add", "solve_loop"]
+__all__ = ["Response", "matmul", "add", "solve_loop", "diagonal_loop_solve"]
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,125 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     -------
     Response
         Diagonal when F and B are both diagonal (the solve is then a division).
+
+    Notes
+    -----
+    When one factor is diagonal and the other is a frequency-independent matrix (the loop
+    of a feedback delay network: delays and filters per line, one mixing matrix), the loop
+    matrix is I - diag(d) A or I - A diag(d), and :func:`diagonal_loop_solve` solves it with
+    one LU factorization per frequency that the backward pass reuses. Other loops use
+    ``torch.linalg.solve_ex`` and autograd's generic backward.
     """
     f_rhs = forward if rhs is None else matmul(forward, rhs)
+    if forward.diagonal and feedback.diagonal:  # the solve is a division per line
+        return matmul(Response(1 / (1 - forward.data * feedback.data), True), f_rhs)
+    if forward.diagonal and feedback.data.shape[-3] == 1:
+        return Response(diagonal_loop_solve(forward.data, feedback.data, f_rhs.dense()), False)
+    if feedback.diagonal and forward.data.shape[-3] == 1:
+        return Response(diagonal_loop_solve(feedback.data, forward.data, f_rhs.dense(),
+                                            right=True), False)
     fb = matmul(forward, feedback)
-    if fb.diagonal:  # both factors diagonal: the solve is a division per line
-        return matmul(Response(1 / (1 - fb.data), True), f_rhs)
     n = fb.data.shape[-1]
     loop = torch.eye(n, dtype=fb.data.dtype, device=fb.data.device) - fb.data
     # torch.linalg.solve broadcasts the batch (and frequency) dims of both arguments.
     # solve_ex does not raise on an exactly singular matrix: callers check for inf/NaN.
     return Response(torch.linalg.solve_ex(loop, f_rhs.dense())[0], False)
+
+
+def diagonal_loop_solve(d: torch.Tensor, a: torch.Tensor, rhs: torch.Tensor,
+                        right: bool = False) -> torch.Tensor:
+    """Solve (I - diag(d) A) x = rhs, or (I - A diag(d)) x = rhs with ``right=True``.
+
+    The loop matrix of every frequency is LU-factored once; the backward pass solves the
+    adjoint system with the same factors (``lu_solve(..., adjoint=True)``) and forms the
+    gradients of ``d`` and ``A`` without any (M, N, N) temporary: with y = L^-H g the
+    solved adjoint and x the solution, the left form gives
+
+        grad d = sum_k y * conj(A x),    grad A = sum_{m, k} (conj(d) y) x^H,
+
+    the latter as one (N x MK)(MK x N) product (Giles, "An extended collection of matrix
+    derivative results for forward and reverse mode AD", 2008, for grad L = -y x^H).
+
+    Parameters
+    ----------
+    d : torch.Tensor
+        (..., M, N) complex diagonal (frequency-dependent: delays and filters per line).
+    a : torch.Tensor
+        (..., 1, N, N) complex matrix, frequency-independent (M = 1).
+    rhs : torch.Tensor
+        (..., M or 1, N, K) complex right-hand sides.
+    right : bool, default False
+        Use I - A diag(d) instead of I - diag(d) A.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., M, N, K) solution, batch dims broadcast. A frequency where the loop matrix
+        is exactly singular gives non-finite entries (the factorization does not raise);
+        :class:`flamo.Recursion` checks for them.
+    """
+    return _DiagonalLoopSolve.apply(d, a, rhs, right)[0]
+
+
+class _DiagonalLoopSolve(torch.autograd.Function):
+    """Autograd of :func:`diagonal_loop_solve` with the LU factors kept for backward."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(d, a, rhs, right):
+        # I - diag(d) A scales the rows of A, I - A diag(d) its columns. Its transpose is
+        # written into a fresh row-major buffer, so the loop matrix itself is column-major,
+        # LAPACK's layout: lu_factor_ex overwrites it in place and lu_solve reads it, both
+        # without copies (a row-major matrix costs one in each). No diag_embed.
+        n = a.shape[-1]
+        batch = torch.broadcast_shapes(a.shape[:-2], d.shape[:-1])
+        loop_t = torch.empty(*batch, n, n, dtype=torch.result_type(d, a), device=d.device)
+        if right:  # (A diag(d))^T = diag(d) A^T
+            torch.mul(d.unsqueeze(-1), a.mT, out=loop_t)
+        else:  # (diag(d) A)^T = A^T diag(d)
+            torch.mul(a.mT, d.unsqueeze(-2), out=loop_t)
+        loop = loop_t.mT.neg_()
+        loop.diagonal(dim1=-2, dim2=-1).add_(1)
+        batch = torch.broadcast_shapes(batch, rhs.shape[:-2])
+        pivots = torch.empty(loop.shape[:-1], dtype=torch.int32, device=loop.device)
+        info = torch.empty(loop.shape[:-2], dtype=torch.int32, device=loop.device)
+        lu, pivots, _ = torch.linalg.lu_factor_ex(loop, out=(loop, pivots, info))
+        x = torch.linalg.lu_solve(lu, pivots, rhs.expand(*batch, n, rhs.shape[-1]))
+        return x, lu, pivots
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        d, a, _, right = inputs
+        x, lu, pivots = output
+        ctx.mark_non_differentiable(lu, pivots)
+        ctx.set_materialize_grads(False)  # no zero (M, N, N) gradient for the factors
+        ctx.right = right
+        ctx.rhs_shape = inputs[2].shape
+        ctx.save_for_backward(d, a, x, lu, pivots)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_x, _grad_lu, _grad_pivots):
+        d, a, x, lu, pivots = ctx.saved_tensors
+        if grad_x is None:
+            return None, None, None, None
+        need_d, need_a, need_rhs, _ = ctx.needs_input_grad
+        grad_d = grad_a = grad_rhs = None
+        y = torch.linalg.lu_solve(lu, pivots, grad_x, adjoint=True)  # L^-H grad_x
+        if need_rhs:
+            grad_rhs = y.sum_to_size(ctx.rhs_shape)
+        if need_d:
+            if ctx.right:  # dL_ij / dd_j = -A_ij: grad d_j = sum_k conj(x_jk) (A^H y)_jk
+                grad_d = (x.conj() * (a.mH @ y)).sum(-1)
+            else:  # dL_ij / dd_i = -A_ij: grad d_i = sum_k y_ik conj((A x)_ik)
+                grad_d = (y * (a @ x).conj()).sum(-1)
+            grad_d = grad_d.sum_to_size(d.shape)
+        if need_a:
+            if ctx.right:  # grad A = sum_{m,k} y (d x)^H
+                left, right_ = y, d.unsqueeze(-1) * x
+            else:  # grad A = sum_{m,k} (conj(d) y) x^H
+                left, right_ = d.conj().unsqueeze(-1) * y, x
+            grad_a = torch.einsum("...mik,...mjk->...ij", left, right_.conj())
+            grad_a = grad_a.unsqueeze(-3).sum_to_size(a.shape)
+        return grad_d, grad_a, grad_rhs, None

@@ -1,0 +1,146 @@
+"""Feedback delay network evaluated by frequency sampling: the library against its floor.
+
+Workload: H(z) = c^T (I - D(z) A)^-1 D(z) b, N lines, D(z) = diag(g_i z^-m_i), A orthogonal
+(learnable through expm of a skew matrix), evaluated at nfft // 2 + 1 frequencies. "forward"
+is the response under ``torch.no_grad``; "forward_backward" adds a spectral loss and its
+backward pass to the learnable W, g, b, c.
+"""
+
+import torch
+
+from .workloads import (FDNParams, SkipNotImplemented, cuda_peak_bytes, floor_fdn_response,
+                        host_peak_bytes, median_time, prepare, spectral_loss, sync)
+
+DEVICES = ["cpu", "cuda"]
+SIZES = [6, 16, 64]
+NFFTS = [2 ** 15, 2 ** 17]
+#: The floor at N = 64, nfft = 2^17 needs ~9 GB and about a minute per step on one CPU
+#: thread; it is skipped on CPU to keep a full `asv run --quick` within minutes (the
+#: library case still runs there, and the floor runs on CUDA).
+FLOOR_SKIP = [("cpu", 64, 2 ** 17)]
+
+
+class _Library:
+    """Builds the library FDN in setup; shared by the time/memory classes below."""
+
+    def setup(self, device, n, nfft):
+        import flamo
+
+        self.device = prepare(device)
+        params = FDNParams(n, self.device)
+        self.system = params.library_system()
+        self.grid = flamo.Grid(nfft, device=self.device)
+
+    def forward(self):
+        with torch.no_grad():
+            self.system.response(self.grid)
+        sync(self.device)
+
+    def step(self):
+        self.system.zero_grad(set_to_none=True)
+        spectral_loss(self.system.response(self.grid)).backward()
+        sync(self.device)
+
+
+class _Floor:
+    """The same FDN in plain torch (see workloads.floor_fdn_response)."""
+
+    def setup(self, device, n, nfft):
+        self.device = prepare(device)
+        self.params = FDNParams(n, self.device)
+        self.leaves = self.params.leaves()
+        self.nfft = nfft
+
+    def forward(self):
+        with torch.no_grad():
+            floor_fdn_response(self.params.m, *self.leaves, self.nfft)
+        sync(self.device)
+
+    def step(self):
+        for t in self.leaves:
+            t.grad = None
+        spectral_loss(floor_fdn_response(self.params.m, *self.leaves, self.nfft)).backward()
+        sync(self.device)
+
+
+class _Timing:
+    params = (DEVICES, SIZES, NFFTS)
+    param_names = ["device", "N", "nfft"]
+    timeout = 600
+
+    def time_forward(self, device, n, nfft):
+        self.forward()
+
+    def time_forward_backward(self, device, n, nfft):
+        self.step()
+
+
+class _Memory:
+    """Peak host memory (CPU) and peak CUDA memory (GPU) of one forward + backward step."""
+
+    params = (DEVICES, SIZES, NFFTS)
+    param_names = ["device", "N", "nfft"]
+    timeout = 600
+
+    def peakmem_forward_backward(self, device, n, nfft):
+        if device != "cpu":  # process RSS says nothing about GPU memory: see track_cuda_peak
+            raise SkipNotImplemented
+        self.step()
+
+    def track_cuda_peak_forward_backward(self, device, n, nfft):
+        if device != "cuda":
+            raise SkipNotImplemented
+        return cuda_peak_bytes(self.step, self.device)
+
+    track_cuda_peak_forward_backward.unit = "bytes"
+
+
+class FDNTime(_Library, _Timing):
+    """Library FDN: time of the response, and of response + spectral loss + backward."""
+
+
+class FDNFloorTime(_Floor, _Timing):
+    """Plain-torch floor of the same FDN."""
+
+    skip_params = FLOOR_SKIP
+
+
+class FDNMemory(_Library, _Memory):
+    """Library FDN: peak memory of one forward + backward step."""
+
+
+class FDNFloorMemory(_Floor, _Memory):
+    """Plain-torch floor: peak memory of one forward + backward step."""
+
+    skip_params = FLOOR_SKIP
+
+
+class FDNOverFloor:
+    """Library / floor ratios of one forward + backward step, both measured in this process
+    (median of 3 timed calls each, interleaved; peak memory above the resident memory before
+    the call). Below 1 means the library beats the plain-torch formulation."""
+
+    params = (DEVICES, [16], NFFTS)
+    param_names = ["device", "N", "nfft"]
+    timeout = 600
+
+    def setup(self, device, n, nfft):
+        self.library, self.floor = _Library(), _Floor()
+        self.library.setup(device, n, nfft)
+        self.floor.setup(device, n, nfft)
+        self.device = self.library.device
+
+    def track_time_ratio(self, device, n, nfft):
+        lib = median_time(self.library.step, self.device, repeat=3)
+        ref = median_time(self.floor.step, self.device, repeat=3)
+        return lib / ref
+
+    track_time_ratio.unit = "library/floor"
+
+    def track_peakmem_ratio(self, device, n, nfft):
+        if self.device.type == "cuda":
+            return (cuda_peak_bytes(self.library.step, self.device)
+                    / cuda_peak_bytes(self.floor.step, self.device))
+        return host_peak_bytes(self.library.step) / host_peak_bytes(self.floor.step)
+
+    track_peakmem_ratio.unit = "library/floor"

@@ -1,0 +1,211 @@
+"""Workloads shared by the asv benchmarks: seeded systems, their plain-torch floors, and
+device helpers.
+
+Every workload exists twice: through the library (``flamo`` modules) and as a *floor*, the
+same math written directly in torch with no library code, so the library's overhead can be
+tracked as a ratio. The time-domain baselines (``baselines``) are imported lazily by the
+benchmarks that need them, to keep this module's import light.
+
+All parameters are drawn from a seeded generator, so every process builds the same systems.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+FS = 48000
+#: T60 of the benchmark FDN (s); sets the per-line attenuation gains g_i = 10^(-3 m_i / (fs T60)).
+T60 = 1.5
+#: Range of the FDN delay lengths in samples, [low, high).
+DELAY_RANGE = (500, 3000)
+SOS_SECTIONS = 8
+SOS_NFFT = 2 ** 16
+
+
+try:  # asv's "skipped" inside a benchmark body (NotImplementedError only works in setup)
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+except ImportError:  # run without asv (e.g. by a plain script on a device machine)
+    SkipNotImplemented = NotImplementedError
+
+
+# -- devices ------------------------------------------------------------------------------
+def prepare(device: str, seed: int = 0) -> torch.device:
+    """Common setup of every benchmark: one thread, seeded RNGs, the device checked.
+
+    Raises
+    ------
+    NotImplementedError
+        For ``device="cuda"`` without a CUDA device (asv then reports the case as skipped).
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("CUDA is not available")
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    if device == "cuda":
+        torch.cuda.manual_seed_all(seed)
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a timed body measures the computation, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_cuda_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def cuda_peak_bytes(fn, device: torch.device) -> float:
+    """Peak CUDA memory allocated (bytes) while running ``fn()``, above what was live before."""
+    reset_cuda_peak(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    sync(device)
+    return float(torch.cuda.max_memory_allocated(device) - before)
+
+
+def median_time(fn, device: torch.device, repeat: int = 5) -> float:
+    """Median wall time (s) of ``fn()`` over ``repeat`` calls after one warm-up call."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+# -- the FDN ------------------------------------------------------------------------------
+class FDNParams:
+    """Seeded FDN parameters as plain tensors (float32 leaves on ``device``).
+
+    H(z) = c^T (I - D(z) A)^-1 D(z) b with D(z) = diag(g_i z^-m_i) and A = expm(W - W^T)
+    orthogonal [Dal Santo et al., "Differentiable feedback delay network for colorless
+    reverberation", DAFx 2023]. ``m`` (integer delays) is fixed; ``W, g, b, c`` are learnable.
+    """
+
+    def __init__(self, n: int, device: torch.device, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        self.n = n
+        self.m = torch.randint(*DELAY_RANGE, (n,), generator=gen).to(torch.float32)
+        self.w = 0.1 * torch.randn(n, n, generator=gen)
+        self.g = 10.0 ** (-3.0 * self.m / (FS * T60))
+        self.b = torch.randn(n, generator=gen) / math.sqrt(n)
+        self.c = torch.randn(n, generator=gen) / math.sqrt(n)
+        for name in ("m", "w", "g", "b", "c"):
+            setattr(self, name, getattr(self, name).to(device))
+
+    def leaves(self):
+        """Fresh learnable copies (W, g, b, c) of the parameters."""
+        return [t.detach().clone().requires_grad_(True) for t in (self.w, self.g, self.b, self.c)]
+
+    def library_system(self):
+        """The FDN built from flamo modules (learnable W, g, b, c; fixed delays)."""
+        import flamo
+
+        n = self.n
+        loop = flamo.Recursion(
+            flamo.Series(flamo.Delay(self.m.cpu()), flamo.Gain(self.g.cpu(), learnable=True)),
+            flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)),
+        )
+        system = flamo.Series(flamo.Gain(self.b.cpu().reshape(n, 1)), loop,
+                              flamo.Gain(self.c.cpu().reshape(1, n)))
+        with torch.no_grad():  # the orthogonal Matrix starts at W = 0; use the seeded W
+            loop.feedback_path.raw.copy_(self.w.cpu())
+        return system.to(self.m.device)
+
+    def baseline_args(self):
+        """(m, A, b, c, d, g) for ``baselines.fdn_impulse_response`` (A already mapped)."""
+        a = torch.linalg.matrix_exp(self.w - self.w.T)
+        return [int(v) for v in self.m.tolist()], a, self.b, self.c, 0.0, self.g
+
+
+def floor_fdn_response(m, w, g, b, c, nfft: int) -> torch.Tensor:
+    """The FDN response written directly in torch, no library code: the floor.
+
+    z^-m per line (phase 2 pi (k m mod nfft) / nfft in float64, then complex64), the loop
+    matrix I - diag(d) A at every frequency, one batched ``torch.linalg.solve`` with the
+    input-gain column as right-hand side, then the output gains.
+
+    Returns
+    -------
+    torch.Tensor
+        (M,) complex64 response, M = nfft // 2 + 1.
+    """
+    n_bins = nfft // 2 + 1
+    k = torch.arange(n_bins, dtype=torch.float64, device=m.device).unsqueeze(-1)
+    phase = (2 * math.pi / nfft) * torch.remainder(k * m.to(torch.float64), nfft)
+    z_m = torch.polar(torch.ones_like(phase), -phase).to(torch.complex64)  # (M, N)
+    a = torch.linalg.matrix_exp(w - w.T).to(torch.complex64)
+    d = z_m * g.to(torch.complex64)  # (M, N) diagonal of D(z)
+    eye = torch.eye(len(g), dtype=torch.complex64, device=m.device)
+    loop = eye - d.unsqueeze(-1) * a  # (M, N, N)
+    x = torch.linalg.solve(loop, (d * b.to(torch.complex64)).unsqueeze(-1))  # (M, N, 1)
+    return (c.to(torch.complex64) @ x).squeeze(-1)
+
+
+def spectral_loss(h: torch.Tensor) -> torch.Tensor:
+    """A colorless-style loss: mean squared deviation of |H| from 1."""
+    return ((h.abs() - 1) ** 2).mean()
+
+
+# -- the biquad cascade -------------------------------------------------------------------
+def random_sos(channels: int, sections: int = SOS_SECTIONS, seed: int = 0,
+               device="cpu") -> torch.Tensor:
+    """(channels, sections, 6) stable biquads (pole radii in [0.5, 0.99)), float32."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (channels, sections)
+    r = 0.5 + 0.49 * torch.rand(shape, generator=gen)
+    theta = math.pi * torch.rand(shape, generator=gen)
+    b = torch.randn(*shape, 3, generator=gen)
+    a = torch.stack([torch.ones(shape), -2 * r * torch.cos(theta), r * r], dim=-1)
+    return torch.cat([b, a], dim=-1).to(device)
+
+
+def floor_sos_response(sos: torch.Tensor, nfft: int) -> torch.Tensor:
+    """Plain complex64 product of section responses, (channels, M): the floor of the cascade."""
+    n_bins = nfft // 2 + 1
+    w = torch.arange(n_bins, dtype=torch.float32, device=sos.device) * (2 * math.pi / nfft)
+    zi = torch.polar(torch.ones_like(w), -w)
+    powers = torch.stack([torch.ones_like(zi), zi, zi * zi])  # (3, M)
+    coeffs = sos.to(torch.complex64)
+    return torch.prod((coeffs[..., :3] @ powers) / (coeffs[..., 3:] @ powers), dim=-2)
+
+
+# -- host memory --------------------------------------------------------------------------
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def host_peak_bytes(fn) -> float:
+    """Peak resident memory (bytes) of this process while running ``fn()``, above the
+    resident memory before it (Linux: resets the high-water mark through
+    /proc/self/clear_refs). Tensors above glibc's mmap threshold return to the OS when
+    freed, so the large buffers of one call do not hide those of the next.
+
+    Raises
+    ------
+    NotImplementedError
+        Where /proc/self/clear_refs is not available (not Linux).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError as err:
+        raise NotImplementedError(f"cannot reset the peak RSS: {err}") from err
+    before = _status_kib("VmRSS")
+    fn()
+    return 1024.0 * (_status_kib("VmHWM") - before)

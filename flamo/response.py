@@ -68,7 +68,8 @@ def add(a: Response, b: Response) -> Response:
     return Response(a.data + b.data, False)
 
 
-def solve_loop(forward: Response, feedback: Response, rhs: Response | None = None) -> Response:
+def solve_loop(forward: Response, feedback: Response, rhs: Response | None = None,
+               structured: bool = True) -> Response:
     """(I - F B)^-1 (F @ rhs) by one batched linear solve per frequency.
 
     Parameters
@@ -78,6 +79,10 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     rhs : Response, optional
         What the loop is applied to; None for the bare loop (rhs = identity). Passing the
         input gains of an FDN here solves for one column instead of n.
+    structured : bool, default True
+        Use :func:`diagonal_loop_solve` for FDN-shaped loops (see Notes). It supports
+        first-order gradients only; False uses the generic solve, whose autograd also
+        gives higher-order gradients (double backward, Hessian-vector products).
 
     Returns
     -------
@@ -95,9 +100,9 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     f_rhs = forward if rhs is None else matmul(forward, rhs)
     if forward.diagonal and feedback.diagonal:  # the solve is a division per line
         return matmul(Response(1 / (1 - forward.data * feedback.data), True), f_rhs)
-    if forward.diagonal and feedback.data.shape[-3] == 1:
+    if structured and forward.diagonal and feedback.data.shape[-3] == 1:
         return Response(diagonal_loop_solve(forward.data, feedback.data, f_rhs.dense()), False)
-    if feedback.diagonal and forward.data.shape[-3] == 1:
+    if structured and feedback.diagonal and forward.data.shape[-3] == 1:
         return Response(diagonal_loop_solve(feedback.data, forward.data, f_rhs.dense(),
                                             right=True), False)
     fb = matmul(forward, feedback)
@@ -181,8 +186,14 @@ class _DiagonalLoopSolve(torch.autograd.Function):
         ctx.save_for_backward(d, a, x, lu, pivots)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_x, _grad_lu, _grad_pivots):
+        if torch.is_grad_enabled():
+            # create_graph=True: the factors are constants here, so a graph of this backward
+            # would give silently wrong second derivatives. Refuse instead.
+            raise RuntimeError(
+                "diagonal_loop_solve supports first-order gradients only (backward was called "
+                "with create_graph=True); build the Recursion with structured_solve=False for "
+                "double backward or Hessian-vector products")
         d, a, x, lu, pivots = ctx.saved_tensors
         if grad_x is None:
             return None, None, None, None

@@ -100,3 +100,45 @@ def test_gradcheck_matrix_forward_diagonal_feedback():
     b = loop.feedback_path.double().response(G)
     ref = torch.linalg.solve(torch.eye(2, dtype=f.dtype) - f @ b, f)
     torch.testing.assert_close(loop.double().response(G), ref)
+
+
+def test_second_order_gradients_need_the_generic_solve():
+    """The structured solve is first-order only (it says so); structured_solve=False gives
+    the generic solve, whose double backward matches finite differences of the gradient."""
+    import flamo
+
+    grid = flamo.Grid(nfft=32, alias_decay_db=10, dtype=torch.float64)
+
+    def fdn(structured):
+        return flamo.Series(
+            flamo.Gain(torch.ones(2, 1, dtype=torch.float64)),
+            flamo.Recursion(flamo.Series(flamo.Delay([3.0, 5.0]), flamo.Gain(torch.tensor([0.8, 0.7], dtype=torch.float64))),
+                            flamo.Matrix(2, seed=0).double(), structured_solve=structured),
+            flamo.Gain(torch.ones(1, 2, dtype=torch.float64)))
+
+    fast, generic = fdn(True), fdn(False)
+    w = generic[1].feedback_path.raw
+
+    def gradient(create_graph=False):
+        loss = generic.response(grid).abs().pow(2).sum()
+        return torch.autograd.grad(loss, w, create_graph=create_graph)[0]
+
+    v = torch.tensor([[0.3, -1.0], [0.7, 0.2]], dtype=torch.float64)
+    g = gradient(create_graph=True)
+    (hv,) = torch.autograd.grad((g * v).sum(), w)  # Hessian-vector product H v
+    eps = 1e-6
+    with torch.no_grad():
+        w += eps * v
+    g_plus = gradient()
+    with torch.no_grad():
+        w -= 2 * eps * v
+    g_minus = gradient()
+    with torch.no_grad():
+        w += eps * v
+    torch.testing.assert_close(hv, (g_plus - g_minus) / (2 * eps), rtol=1e-5, atol=1e-7)
+    assert hv.abs().max() > 1e-3
+    torch.testing.assert_close(torch.autograd.grad(fast.response(grid).abs().pow(2).sum(),
+                                                   fast[1].feedback_path.raw)[0], g.detach())
+    with pytest.raises(RuntimeError, match="first-order gradients only.*structured_solve=False"):
+        loss_fast = fast.response(grid).abs().pow(2).sum()
+        torch.autograd.grad(loss_fast, fast[1].feedback_path.raw, create_graph=True)

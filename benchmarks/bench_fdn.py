@@ -144,3 +144,50 @@ class FDNOverFloor:
         return host_peak_bytes(self.library.step) / host_peak_bytes(self.floor.step)
 
     track_peakmem_ratio.unit = "library/floor"
+
+
+class _WithAttenuation(_Library):
+    """The same FDN with an octave GEQ attenuation filter per line instead of the gains g:
+    the loop matrix is still I - diag(d(z)) A, now with d(z) = z^-m GEQ_i(z)."""
+
+    def setup(self, device, n, nfft):
+        import flamo
+
+        self.device = prepare(device)
+        params = FDNParams(n, self.device)
+        m = params.m.cpu()
+        t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
+        loop = flamo.Recursion(
+            flamo.Series(flamo.Delay(m), flamo.GEQAttenuation(m, t60, fs=self.FS)),
+            flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)),
+        )
+        self.system = flamo.Series(flamo.Gain(params.b.cpu().reshape(n, 1)), loop,
+                                   flamo.Gain(params.c.cpu().reshape(1, n))).to(self.device)
+        self.grid = flamo.Grid(nfft, fs=self.FS, device=self.device)
+
+    FS = 48000.0
+
+
+class FDNAttenuationOverPlain:
+    """FDN with a GEQ attenuation filter per line in the loop against the plain FDN of the
+    same N and nfft (both the library): forward + backward time of the former, and the ratio
+    of the two measured in one process (issue target: <= 1.5)."""
+
+    params = (DEVICES, [16], [2 ** 17])
+    param_names = ["device", "N", "nfft"]
+    timeout = 600
+
+    def setup(self, device, n, nfft):
+        self.filtered, self.plain = _WithAttenuation(), _Library()
+        self.filtered.setup(device, n, nfft)
+        self.plain.setup(device, n, nfft)
+        self.device = self.plain.device
+
+    def time_forward_backward(self, device, n, nfft):
+        self.filtered.step()
+
+    def track_time_ratio(self, device, n, nfft):
+        return (median_time(self.filtered.step, self.device, repeat=3)
+                / median_time(self.plain.step, self.device, repeat=3))
+
+    track_time_ratio.unit = "with GEQ/plain"

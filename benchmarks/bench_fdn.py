@@ -150,6 +150,8 @@ class _WithAttenuation(_Library):
     """The same FDN with an octave GEQ attenuation filter per line instead of the gains g:
     the loop matrix is still I - diag(d(z)) A, now with d(z) = z^-m GEQ_i(z)."""
 
+    FS = 48000.0  # Hz: the GEQ is designed in Hz, so the grid must use the same rate
+
     def setup(self, device, n, nfft):
         import flamo
 
@@ -164,8 +166,6 @@ class _WithAttenuation(_Library):
         self.system = flamo.Series(flamo.Gain(params.b.cpu().reshape(n, 1)), loop,
                                    flamo.Gain(params.c.cpu().reshape(1, n))).to(self.device)
         self.grid = flamo.Grid(nfft, fs=self.FS, device=self.device)
-
-    FS = 48000.0
 
 
 class FDNAttenuationOverPlain:

@@ -29,7 +29,9 @@ def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
     coeffs = sos.to(grid.complex_dtype)
     num = coeffs[..., 0:3] @ powers  # (..., K, M)
     den = coeffs[..., 3:6] @ powers
-    return torch.prod(num / den, dim=-2)
+    # Products first, one division last: the (..., K, M) quotient and its backward were the
+    # largest cost (30 % of a 16-line, 10-band GEQ); the result agrees to ~1e-15 relative.
+    return torch.prod(num, dim=-2) / torch.prod(den, dim=-2)
 
 
 def sos_poles(sos: torch.Tensor) -> torch.Tensor:

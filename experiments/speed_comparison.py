@@ -249,27 +249,37 @@ def run(cfg, ctx):
 
 def _plot(df, ctx):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     ok = df[df.status == "ok"]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    sizes = sorted(ok[ok.system == "fdn"].n.unique())
+    colour = {n: plt.cm.viridis(i / max(1, len(sizes) - 1)) for i, n in enumerate(sizes)}
+    styles = {"frequency_sampling": "-", "time_block": "--", "iir_scipy": ":", "iir_torch": "-."}
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    # FDN panels: colour = N, line style = method (solid: frequency sampling, dashed: block)
     for (n, method), part in ok[ok.system == "fdn"].groupby(["n", "method"]):
-        style = "-" if method == "frequency_sampling" else "--"
-        axes[0].loglog(part.length_s, part.step_time_s, style, marker="o", label=f"{method}, N={n}")
-        axes[1].loglog(part.length_s, part.peak_memory_bytes / 2**20, style, marker="o",
-                       label=f"{method}, N={n}")
+        kw = dict(ls=styles[method], color=colour[n], marker="o", label=f"N={n}, {method}")
+        axes[0].loglog(part.length_s, part.step_time_s, **kw)
+        axes[1].loglog(part.length_s, part.peak_memory_bytes / 2**20, **kw)
+        axes[3].semilogx(part.length_s, part.ir_error_db, **kw)
     for method, part in ok[ok.system == "sos"].groupby("method"):
-        axes[2].loglog(part.length_s, part.step_time_s, marker="o", label=method)
-    for (system, n, method), part in ok.groupby(["system", "n", "method"]):
-        label = f"{system} N={n}, {method}" if system == "fdn" else f"sos, {method}"
-        axes[3].semilogx(part.length_s, part.ir_error_db, marker="o", label=label)
-    axes[0].set(title="FDN: time per gradient step", xlabel="IR length (s)", ylabel="time (s)")
-    axes[1].set(title="FDN: peak memory of a step", xlabel="IR length (s)", ylabel="memory (MiB)")
-    axes[2].set(title="8-biquad cascade: time per gradient step", xlabel="IR length (s)", ylabel="time (s)")
-    axes[3].set(title="float32 IR error vs float64 time-domain truth", xlabel="IR length (s)",
-                ylabel="relative L2 error (dB)")
+        kw = dict(ls=styles[method], color="tab:red", marker="s", label=f"8 biquads, {method}")
+        axes[2].loglog(part.length_s, part.step_time_s, **kw)
+        axes[3].semilogx(part.length_s, part.ir_error_db, **kw)
+    axes[0].set(title="FDN: time per gradient step", ylabel="time (s)")
+    axes[1].set(title="FDN: peak memory of a step", ylabel="memory (MiB)")
+    axes[2].set(title="8-biquad cascade: time per gradient step", ylabel="time (s)")
+    axes[3].set(title="float32 IR error vs float64 time-domain truth", ylabel="relative L2 error (dB)")
+    lengths = sorted(ok.length_s.unique())
     for ax in axes:
+        ax.set_xlabel("IR length (s)")
+        ax.xaxis.set_major_locator(FixedLocator(lengths))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{v:g}" for v in lengths])
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, ncol=2 if ax is not axes[2] else 1)
+    fig.suptitle(f"device: {ctx.device}; solid = frequency sampling, dashed = time-domain block, "
+                 f"dotted / dash-dot = recursive IIR (scipy / torch)", fontsize=9)
     fig.tight_layout()
     ctx.save_figure(fig, "speed_comparison.png")
 

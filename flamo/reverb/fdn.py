@@ -36,6 +36,7 @@ from ..modules.base import as_real_tensor
 from ..system import Parallel, Recursion, Series
 from ..functional.decay import t60_to_gain
 from .delays import COLORLESS_FDN_DELAYS
+from .structure import fdn_parameters
 
 __all__ = ["FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy"]
 
@@ -270,24 +271,16 @@ def fdn_arrays(system) -> dict:
         that is not a diagonal :class:`flamo.Gain` (a frequency-dependent FDN has no such
         arrays).
     """
-    parts = fdn_parts(system)
-    att = parts["attenuation"]
-    if not (isinstance(att, Gain) and att.diagonal):
-        raise ValueError(f"fdn_arrays: the attenuation must be a diagonal Gain, got "
-                         f"{type(att).__name__}")
-    if parts["tone"] is not None:
+    if fdn_parts(system)["tone"] is not None:
         raise ValueError("fdn_arrays: a system with a tone module has no plain FDN arrays")
-    if parts["core"].shape != (1, 1):
-        raise ValueError(f"fdn_arrays: expected one input and one output, got shape {parts['core'].shape}")
+    p = fdn_parameters(system)  # the one structure reader (also used by baselines.render)
+    if p.sos is not None:
+        raise ValueError("fdn_arrays: the attenuation must be a diagonal Gain, got SOS filters "
+                         "(a frequency-dependent FDN has no such arrays)")
+    g = torch.ones_like(p.b) if p.g is None else p.g
     with torch.no_grad():
-        f64 = dict(dtype=torch.float64)
-        d = parts["direct"].gains.reshape(()) if parts["direct"] is not None else torch.zeros(())
-        return {"m": parts["delays"].samples.to(**f64).detach().clone(),
-                "A": parts["feedback"].matrix.to(**f64).detach().clone(),
-                "b": parts["input"].gains.reshape(-1).to(**f64).detach().clone(),
-                "c": parts["output"].gains.reshape(-1).to(**f64).detach().clone(),
-                "d": d.to(**f64).detach().clone(),
-                "g": att.gains.to(**f64).detach().clone()}
+        return {name: value.to(torch.float64).detach().clone()
+                for name, value in dict(m=p.m, A=p.A, b=p.b, c=p.c, d=p.d, g=g).items()}
 
 
 def _set_gains(gain: Gain, value: torch.Tensor):

@@ -117,8 +117,10 @@ class Grid:
 
         Parameters
         ----------
-        name : {"omega", "freqs", "z", "z_inv", "envelope", "inverse_envelope"}
-            ``z_inv`` is 1 / z_k, shape (M,). ``envelope`` is gamma^n and
+        name : {"omega", "freqs", "z", "z_inv", "sos_basis", "envelope", "inverse_envelope"}
+            ``z_inv`` is 1 / z_k, shape (M,). ``sos_basis`` is [1, u, u^2, v, v^2] with
+            u = 1 - z^-1 and v = 1 + z^-1, shape (5, M): the well-conditioned basis of
+            :func:`flamo.functional.sos_response`. ``envelope`` is gamma^n and
             ``inverse_envelope`` gamma^-n for n = 0 .. nfft - 1, shape (nfft,).
         device : torch.device, optional
 
@@ -147,6 +149,10 @@ class Grid:
             phase = torch.polar(torch.ones_like(k), sign * 2 * math.pi / self.nfft * k)
             radius = math.exp(-sign * self.log_gamma)
             return (radius * phase).to(self.complex_dtype)
+        if name == "sos_basis":
+            z_inv = torch.polar(torch.full_like(k, self.gamma), -2 * math.pi / self.nfft * k)
+            u, v = 1 - z_inv, 1 + z_inv
+            return torch.stack([torch.ones_like(u), u, u * u, v, v * v]).to(self.complex_dtype)
         if name == "envelope":
             return torch.exp(self.log_gamma * n).to(self.dtype)
         if name == "inverse_envelope":

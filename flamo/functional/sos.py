@@ -1,4 +1,18 @@
-"""Second-order-section cascades sampled on the grid."""
+"""Second-order-section cascades sampled on the grid.
+
+Each quadratic p(z^-1) = c0 + c1 z^-1 + c2 z^-2 is evaluated in a shifted basis, around the
+point of the unit circle (z = 1 or z = -1) where it is smaller: with u = 1 - z^-1,
+
+    p = p(1) - (c1 + 2 c2) u + c2 u^2,
+
+and with v = 1 + z^-1, p = p(-1) + (c1 - 2 c2) v + c2 v^2. The shifted coefficients are
+formed in float64 from the given ones, and u, v are computed in float64 before the cast to
+the grid's dtype, so no large terms cancel: in the direct form a low-frequency section's
+1 - 2 cos(w0) z^-1 + z^-2 cancels to ~w^2 near DC, which complex64 resolves to ~1e-3 relative;
+in the shifted form complex64 keeps ~1e-6 (the "delta operator" idea of Middleton & Goodwin,
+"Improved finite word length characteristics in digital control using delta operators",
+IEEE Trans. Automatic Control, 1986). So float32 grids need no float64 evaluation.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +21,133 @@ import torch
 __all__ = ["sos_response", "sos_poles"]
 
 
+def _shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
+    """(..., 3) real [c0, c1, c2] -> (..., 5) float64 coefficients of [1, u, u^2, v, v^2]."""
+    c0, c1, c2 = poly.to(torch.float64).unbind(-1)
+    at_dc, at_nyquist = c0 + c1 + c2, c0 - c1 + c2
+    zero = torch.zeros_like(c0)
+    u_form = torch.stack([at_dc, -(c1 + 2 * c2), c2, zero, zero], dim=-1)
+    v_form = torch.stack([at_nyquist, zero, zero, c1 - 2 * c2, c2], dim=-1)
+    use_u = (at_dc.abs() <= at_nyquist.abs()).unsqueeze(-1)
+    return torch.where(use_u, u_form, v_form)
+
+
+# Complex values per (..., K, block) intermediate on a CPU. Working through the frequencies
+# in blocks keeps the section responses in cache: an FDN with a 10-band GEQ in each of 16
+# lines at nfft = 2^17 has (16, 10, 65537) of them, and whole-array passes there cost more in
+# memory traffic and page faults than in arithmetic (forward + backward, 1 thread: 0.58 s with
+# whole-array complex operations, 0.11 s in blocks on real planes). On a GPU one block: there
+# kernel launches, not memory, are the cost.
+_BLOCK_ELEMENTS = 2 ** 18
+
+
+def _blocks(rows: int, m: int, device: torch.device):
+    size = max(64, _BLOCK_ELEMENTS // max(rows, 1)) if device.type == "cpu" else m
+    return [slice(start, min(start + size, m)) for start in range(0, m, size)]
+
+
+class _CascadeResponse(torch.autograd.Function):
+    """h = prod_k N_k / prod_k D_k with N_k, D_k = coefficients @ basis, in frequency blocks.
+
+    The backward uses dh/dN_k = h / N_k and dh/dD_k = -h / D_k with the section responses
+    recomputed block by block (never kept): PyTorch's convention for a real input c is
+    grad_c = Re sum_m grad_h conj(dh/dc), and with dh/dc_kj = (dh/dP_k) B_j that is
+    Re[(grad_h conj(h) / conj(P_k)) @ conj(B)^T]. 1 / conj(P_k) = P_k / |P_k|^2 is formed on
+    real planes: complex division was the largest cost of the generic autograd version.
+    """
+
+    @staticmethod
+    def forward(ctx, num_coef, den_coef, basis):
+        h = basis.new_empty(num_coef.shape[:-2] + basis.shape[-1:])
+        for block in _blocks(num_coef[..., 0].numel(), basis.shape[-1], basis.device):
+            # Real products with interleaved (Re, Im) columns are complex numbers without a copy.
+            pairs = torch.view_as_real(basis[:, block]).flatten(-2)  # (5, 2c)
+            h[..., block] = (torch.prod(_as_complex(num_coef @ pairs), dim=-2)
+                             / torch.prod(_as_complex(den_coef @ pairs), dim=-2))
+        ctx.save_for_backward(num_coef, den_coef, basis, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        num_coef, den_coef, basis, h = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a formula autograd can differentiate
+            return (*_direct_grads(grad_h, num_coef, den_coef, basis), None)
+        weight = grad_h * h.conj()
+        grad_num, grad_den = torch.zeros_like(num_coef), torch.zeros_like(den_coef)
+        for block in _blocks(num_coef[..., 0].numel(), basis.shape[-1], basis.device):
+            part = basis[:, block]
+            planes = _planes(part)
+            # Re(X V) for X = 1 / conj(P) = a + ib and V = weight conj(B): a Re V - b Im V.
+            v = weight[..., None, block] * part.conj()  # (..., 5, c)
+            v_planes = _planes(v, sign=-1.0).transpose(-1, -2)  # (..., 2c, 5)
+            g_num = _reciprocal_conj_(num_coef @ planes) @ v_planes
+            g_den = -(_reciprocal_conj_(den_coef @ planes) @ v_planes)
+            if not (torch.isfinite(g_num).all() and torch.isfinite(g_den).all()):
+                # A numerator vanishes exactly on the grid (e.g. a lowpass at Nyquist, gamma = 1).
+                g_num, g_den = _direct_grads(grad_h[..., block], num_coef, den_coef, part)
+            grad_num += g_num
+            grad_den += g_den
+        return grad_num, grad_den, None
+
+
+def _planes(x: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+    """(..., c) complex -> (..., 2c) real [Re x | sign Im x]."""
+    return torch.cat([x.real, sign * x.imag], dim=-1)
+
+
+def _as_complex(x: torch.Tensor) -> torch.Tensor:
+    """(..., 2c) real with interleaved (Re, Im) pairs -> (..., c) complex view."""
+    return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+
+
+def _reciprocal_conj_(x: torch.Tensor) -> torch.Tensor:
+    """Planes [Re P | Im P] -> planes of 1 / conj(P) = P / |P|^2, in place (inf where P = 0)."""
+    c = x.shape[-1] // 2
+    re, im = x[..., :c], x[..., c:]
+    power = re * re
+    power.addcmul_(im, im)
+    x.view(x.shape[:-1] + (2, c)).mul_(power.reciprocal_().unsqueeze(-2))
+    return x
+
+
+def _direct_grads(grad_h, num_coef, den_coef, basis):
+    """Gradients from dh/dN_k = prod_{i != k} N_i / prod D and dh/dD_k = -h / D_k.
+
+    Zero-safe and built from differentiable operations (second derivatives), but it keeps
+    (..., K, M) tensors: used for create_graph=True and for blocks where a numerator vanishes.
+    """
+    num = num_coef.to(basis.dtype) @ basis
+    den = den_coef.to(basis.dtype) @ basis
+    den_prod = torch.prod(den, dim=-2, keepdim=True)
+    d_num = _product_of_others(num) / den_prod
+    d_den = -torch.prod(num, dim=-2, keepdim=True) / (den_prod * den)
+    basis_h = basis.conj().transpose(0, 1)
+    g = grad_h.unsqueeze(-2)
+    return ((g * d_num.conj()) @ basis_h).real, ((g * d_den.conj()) @ basis_h).real
+
+
+def _product_of_others(poly: torch.Tensor) -> torch.Tensor:
+    """(..., K, M) -> prod_{i != k} poly_i for every k, without division (zero-safe)."""
+    ones = torch.ones_like(poly[..., :1, :])
+    before = torch.cumprod(torch.cat([ones, poly[..., :-1, :]], dim=-2), dim=-2)
+    after = torch.cumprod(torch.cat([ones, poly.flip(-2)[..., :-1, :]], dim=-2), dim=-2)
+    return before * after.flip(-2)
+
+
 def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
     """Sample a cascade of biquads on the grid.
 
     H(z) = prod_k (b0 + b1 z^-1 + b2 z^-2) / (a0 + a1 z^-1 + a2 z^-2), the convention of
-    scipy.signal.sosfreqz.
+    scipy.signal.sosfreqz, evaluated in the well-conditioned shifted basis described in the
+    module docstring. In complex64 the relative error stays ~1e-6 for well-damped sections at
+    any frequency and grows like eps / (1 - r) near a pole of radius r (8 random sections,
+    nfft = 2^16: 6e-6, 2e-5, 1.5e-4, 1.2e-3 at r = 0.9, 0.99, 0.999, 0.9999).
 
     Parameters
     ----------
     sos : torch.Tensor
-        (..., K, 6) real sections in scipy's layout [b0, b1, b2, a0, a1, a2].
+        (..., K, 6) real sections in scipy's layout [b0, b1, b2, a0, a1, a2], any real dtype
+        (the shifted coefficients are formed in float64, then cast to the grid's dtype).
     grid : flamo.Grid
 
     Returns
@@ -24,14 +155,10 @@ def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
     torch.Tensor
         (..., M) complex tensor in ``grid.complex_dtype``.
     """
-    zi = grid.get("z_inv", sos.device)  # (M,)
-    powers = torch.stack([torch.ones_like(zi), zi, zi * zi])  # (3, M)
-    coeffs = sos.to(grid.complex_dtype)
-    num = coeffs[..., 0:3] @ powers  # (..., K, M)
-    den = coeffs[..., 3:6] @ powers
-    # Products first, one division last: the (..., K, M) quotient and its backward were the
-    # largest cost (30 % of a 16-line, 10-band GEQ); the result agrees to ~1e-15 relative.
-    return torch.prod(num, dim=-2) / torch.prod(den, dim=-2)
+    basis = grid.get("sos_basis", sos.device)  # (5, M)
+    num = _shifted_coefficients(sos[..., 0:3]).to(grid.dtype)
+    den = _shifted_coefficients(sos[..., 3:6]).to(grid.dtype)
+    return _CascadeResponse.apply(num, den, basis)
 
 
 def sos_poles(sos: torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,12 @@ valid ranges, so that no optimizer step can make a filter unstable:
 With freq in (0, fs/2) and Q > 0 every RBJ design and every SVF has its poles strictly inside
 the unit circle (proofs in :mod:`flamo.functional.biquads`). Coefficients are designed in
 float64 (a few numbers per filter) so that float32 rounding of cos(w0) near DC or Nyquist
-cannot put a pole on the circle, and sampled in float64 before the cast to the grid's
-complex dtype (low-frequency sections lose ~1e-3 relative accuracy in complex64 otherwise).
+cannot put a pole on the circle; :func:`~flamo.functional.sos_response` samples them in a
+shifted basis that keeps low-frequency sections accurate in complex64.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -75,12 +74,6 @@ def broadcast_param(owner, name, value, shape, extra=()):
                          f"got shape {tuple(t.shape)}") from err
 
 
-@functools.lru_cache(maxsize=16)
-def _float64_twin(grid):
-    """The same grid in float64 (cached: its z^-1 is computed once)."""
-    return grid if grid.dtype == torch.float64 else grid.with_(dtype=torch.float64)
-
-
 class _FilterModule(DSPModule):
     """Shared plumbing: float64 mapped parameters, fs check, response of (..., [N,] K, 6)."""
 
@@ -103,9 +96,7 @@ class _FilterModule(DSPModule):
     def _sos_response(self, sos, grid):
         """sos (..., K, 6) for 1 x 1 or (..., N, K, 6) for diagonal -> Response."""
         check_fs(type(self).__name__, self.fs, grid)
-        # Sampled in float64, then cast: a low-frequency biquad's |1 - 2 cos(w) z^-1 + z^-2|
-        # cancels to ~w^2, which complex64 coefficients resolve to only ~1e-3 relative.
-        h = sos_response(sos.to(torch.float64), _float64_twin(grid)).to(grid.complex_dtype)
+        h = sos_response(sos, grid)
         if self.diagonal:
             return Response(h.transpose(-1, -2), True)
         return Response(h[..., :, None, None], False)

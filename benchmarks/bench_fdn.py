@@ -8,10 +8,9 @@ backward pass to the learnable W, g, b, c.
 
 import torch
 
-from .workloads import (FDNParams, SkipNotImplemented, cuda_peak_bytes, floor_fdn_response,
+from .workloads import (DEVICES, FDNParams, SkipNotImplemented, cuda_peak_bytes, floor_fdn_response,
                         host_peak_bytes, median_time, prepare, spectral_loss, sync)
 
-DEVICES = ["cpu", "cuda"]
 SIZES = [6, 16, 64]
 NFFTS = [2 ** 15, 2 ** 17]
 #: The floor at N = 64, nfft = 2^17 needs ~9 GB and about a minute per step on one CPU

@@ -5,7 +5,6 @@ import torch
 
 from . import workloads as wl
 
-DEVICES = ["cpu", "cuda"]
 CHANNELS = [1, 64]
 
 
@@ -52,7 +51,7 @@ class _Floor:
 
 
 class _Benchmarks:
-    params = (DEVICES, CHANNELS)
+    params = (wl.DEVICES, CHANNELS)
     param_names = ["device", "channels"]
 
     def time_forward(self, device, channels):
@@ -85,7 +84,7 @@ class SOSCascadeFloor(_Floor, _Benchmarks):
 class SOSOverFloor:
     """Library / floor time ratio (medians of 5 interleaved calls, one process)."""
 
-    params = (DEVICES, CHANNELS)
+    params = (wl.DEVICES, CHANNELS)
     param_names = ["device", "channels"]
 
     def setup(self, device, channels):

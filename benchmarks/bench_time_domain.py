@@ -7,7 +7,6 @@ import torch
 
 from . import workloads as wl
 
-DEVICES = ["cpu", "cuda"]
 IR_LENGTH = wl.FS  # 1 s
 
 
@@ -44,7 +43,7 @@ class _Benchmarks:
 class BlockFDN(_Benchmarks):
     """baselines.fdn_impulse_response (block recursion over the shortest delay), N lines."""
 
-    params = (DEVICES, [6, 16, 64])
+    params = (wl.DEVICES, [6, 16, 64])
     param_names = ["device", "N"]
 
     def setup(self, device, n):
@@ -65,7 +64,7 @@ class RecursiveSOS(_Benchmarks):
     """baselines.sosfilt: 8 biquads per channel run on a unit impulse (adjoint-filter
     backward)."""
 
-    params = (DEVICES, [1, 64])
+    params = (wl.DEVICES, [1, 64])
     param_names = ["device", "channels"]
 
     def setup(self, device, channels):

@@ -3,11 +3,11 @@ flamo.optim.Trainer: N = 6, delays 887..2053, spectral + sparsity criteria, Adam
 
 import torch
 
-from .workloads import prepare
+from .workloads import DEVICES, prepare
 
 
 class ColorlessTrainerStep:
-    params = (["cpu", "cuda"], [2 ** 15])
+    params = (DEVICES, [2 ** 15])
     param_names = ["device", "nfft"]
     timeout = 600
 

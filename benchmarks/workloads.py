@@ -12,6 +12,7 @@ All parameters are drawn from a seeded generator, so every process builds the sa
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import torch
@@ -32,6 +33,20 @@ except ImportError:  # run without asv (e.g. by a plain script on a device machi
 
 
 # -- devices ------------------------------------------------------------------------------
+def _devices() -> list:
+    """The ``device`` parameter of every benchmark: "cpu" and "cuda", or the comma-separated
+    list in FLAMO_BENCH_DEVICES (e.g. "cuda" on a GPU machine, where the CPU cases would
+    spend its time measuring its host)."""
+    devices = os.environ.get("FLAMO_BENCH_DEVICES", "cpu,cuda").split(",")
+    if not devices or not set(devices) <= {"cpu", "cuda"}:
+        raise ValueError(f"FLAMO_BENCH_DEVICES must list 'cpu' and/or 'cuda' separated by "
+                         f"commas, got {os.environ['FLAMO_BENCH_DEVICES']!r}")
+    return devices
+
+
+DEVICES = _devices()
+
+
 def prepare(device: str, seed: int = 0) -> torch.device:
     """Common setup of every benchmark: one thread, seeded RNGs, the device checked.
 

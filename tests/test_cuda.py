@@ -19,6 +19,7 @@ def _systems():
         "orthogonal": flamo.Matrix(5, seed=0),
         "delay": flamo.Delay([3.0, 1000.0, 2.5], learnable=True),
         "sos": flamo.SOS(sos_bank),
+        "geq": flamo.GEQAttenuation([31, 37, 41, 43], np.linspace(3.0, 0.5, 10)),
         "fdn": build_fdn([31, 37, 41, 43], A, rng.normal(size=4), rng.normal(size=4), 0.1,
                          0.99 ** np.array([31.0, 37, 41, 43])),
     }
@@ -60,3 +61,20 @@ def test_baselines_on_cuda():
     sos = torch.as_tensor(random_stable_sos(rng, 3))
     x = torch.as_tensor(rng.normal(size=(2, 400)))
     torch.testing.assert_close(sosfilt(sos.cuda(), x.cuda()).cpu(), sosfilt(sos, x, backend="scipy"))
+
+
+def test_sos_gradient_with_a_zero_on_the_grid_on_cuda():
+    """One frequency block on a GPU: the zero-safe gradient path there too (cf. test_sos_response)."""
+    from flamo.functional import sos_response
+
+    sos = torch.tensor([[1.0, 2.0, 1.0, 1.0, -0.5, 0.3], [0.5, 0.1, -0.2, 1.0, 0.4, 0.2]],
+                       dtype=torch.float64)  # b(z) = (1 + z^-1)^2 vanishes at Nyquist
+    grid = flamo.Grid(nfft=64, dtype=torch.float64)
+    grads = []
+    for device in ("cpu", "cuda"):
+        s = sos.to(device).requires_grad_(True)
+        h = sos_response(s, grid)
+        (h.real.sum() + h.imag.sum()).backward()  # nonzero gradient at the zero too
+        grads.append(s.grad.cpu())
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# asv on a GPU machine: every benchmark's cuda case, one --quick pass, results saved under
+# results/asv/<machine>/ for the current commit. Usage: scripts/bench_gpu.sh MACHINE_NAME
+# Needs asv and torch with CUDA in the current Python (no project install: ASV_PYTHONPATH).
+# forkserver, not the config's spawn: the server imports torch once and never touches CUDA,
+# so each forked benchmark initializes CUDA itself, and a pass takes a fraction of the time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+machine=${1:?usage: scripts/bench_gpu.sh MACHINE_NAME}
+export FLAMO_BENCH_DEVICES=cuda ASV_PYTHONPATH=$PWD
+python -m asv machine --yes --machine "$machine" >/dev/null
+python -m asv run --python=same --quick --launch-method forkserver --machine "$machine" \
+    --set-commit-hash "$(git rev-parse HEAD)" --show-stderr

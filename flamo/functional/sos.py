@@ -47,47 +47,49 @@ def _blocks(rows: int, m: int, device: torch.device):
 
 
 class _CascadeResponse(torch.autograd.Function):
-    """h = prod_k N_k / prod_k D_k with N_k, D_k = coefficients @ basis, in frequency blocks.
+    """h = prod_k N_k / prod_k D_k, with the 2K section polynomials [N_1..N_K, D_1..D_K] =
+    coefficients @ basis evaluated in frequency blocks.
 
-    The backward uses dh/dN_k = h / N_k and dh/dD_k = -h / D_k with the section responses
+    The backward uses dh/dN_k = h / N_k and dh/dD_k = -h / D_k with the polynomials
     recomputed block by block (never kept): PyTorch's convention for a real input c is
     grad_c = Re sum_m grad_h conj(dh/dc), and with dh/dc_kj = (dh/dP_k) B_j that is
-    Re[(grad_h conj(h) / conj(P_k)) @ conj(B)^T]. 1 / conj(P_k) = P_k / |P_k|^2 is formed on
+    +-Re[(grad_h conj(h) / conj(P_k)) @ conj(B)^T]. 1 / conj(P_k) = P_k / |P_k|^2 is formed on
     real planes: complex division was the largest cost of the generic autograd version.
     """
 
     @staticmethod
-    def forward(ctx, num_coef, den_coef, basis):
-        h = basis.new_empty(num_coef.shape[:-2] + basis.shape[-1:])
-        for block in _blocks(num_coef[..., 0].numel(), basis.shape[-1], basis.device):
+    def forward(ctx, coef, basis):
+        k = coef.shape[-2] // 2
+        h = basis.new_empty(coef.shape[:-2] + basis.shape[-1:])
+        for block in _blocks(coef[..., 0].numel(), basis.shape[-1], basis.device):
             # Real products with interleaved (Re, Im) columns are complex numbers without a copy.
             pairs = torch.view_as_real(basis[:, block]).flatten(-2)  # (5, 2c)
-            h[..., block] = (torch.prod(_as_complex(num_coef @ pairs), dim=-2)
-                             / torch.prod(_as_complex(den_coef @ pairs), dim=-2))
-        ctx.save_for_backward(num_coef, den_coef, basis, h)
+            poly = _as_complex(coef @ pairs)  # (..., 2K, c)
+            h[..., block] = torch.prod(poly[..., :k, :], dim=-2) / torch.prod(poly[..., k:, :], dim=-2)
+        ctx.save_for_backward(coef, basis, h)
         return h
 
     @staticmethod
     def backward(ctx, grad_h):
-        num_coef, den_coef, basis, h = ctx.saved_tensors
+        coef, basis, h = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a formula autograd can differentiate
-            return (*_direct_grads(grad_h, num_coef, den_coef, basis), None)
+            return _direct_grad(grad_h, coef, basis), None
+        k = coef.shape[-2] // 2
         weight = grad_h * h.conj()
-        grad_num, grad_den = torch.zeros_like(num_coef), torch.zeros_like(den_coef)
-        for block in _blocks(num_coef[..., 0].numel(), basis.shape[-1], basis.device):
+        grad = torch.zeros_like(coef)
+        for block in _blocks(coef[..., 0].numel(), basis.shape[-1], basis.device):
             part = basis[:, block]
-            planes = _planes(part)
             # Re(X V) for X = 1 / conj(P) = a + ib and V = weight conj(B): a Re V - b Im V.
             v = weight[..., None, block] * part.conj()  # (..., 5, c)
             v_planes = _planes(v, sign=-1.0).transpose(-1, -2)  # (..., 2c, 5)
-            g_num = _reciprocal_conj_(num_coef @ planes) @ v_planes
-            g_den = -(_reciprocal_conj_(den_coef @ planes) @ v_planes)
-            if not (torch.isfinite(g_num).all() and torch.isfinite(g_den).all()):
+            g = _reciprocal_conj_(coef @ _planes(part)) @ v_planes  # (..., 2K, 5)
+            if not torch.isfinite(g).all():
                 # A numerator vanishes exactly on the grid (e.g. a lowpass at Nyquist, gamma = 1).
-                g_num, g_den = _direct_grads(grad_h[..., block], num_coef, den_coef, part)
-            grad_num += g_num
-            grad_den += g_den
-        return grad_num, grad_den, None
+                g = _direct_grad(grad_h[..., block], coef, part)
+            else:
+                g[..., k:, :].neg_()  # dh/dD_k = -h / D_k
+            grad += g
+        return grad, None
 
 
 def _planes(x: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
@@ -110,20 +112,20 @@ def _reciprocal_conj_(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _direct_grads(grad_h, num_coef, den_coef, basis):
-    """Gradients from dh/dN_k = prod_{i != k} N_i / prod D and dh/dD_k = -h / D_k.
+def _direct_grad(grad_h, coef, basis):
+    """The gradient from dh/dN_k = prod_{i != k} N_i / prod D and dh/dD_k = -h / D_k.
 
     Zero-safe and built from differentiable operations (second derivatives), but it keeps
-    (..., K, M) tensors: used for create_graph=True and for blocks where a numerator vanishes.
+    (..., 2K, M) tensors: used for create_graph=True and for blocks where a numerator vanishes.
     """
-    num = num_coef.to(basis.dtype) @ basis
-    den = den_coef.to(basis.dtype) @ basis
+    k = coef.shape[-2] // 2
+    poly = coef.to(basis.dtype) @ basis
+    num, den = poly[..., :k, :], poly[..., k:, :]
     den_prod = torch.prod(den, dim=-2, keepdim=True)
     d_num = _product_of_others(num) / den_prod
     d_den = -torch.prod(num, dim=-2, keepdim=True) / (den_prod * den)
-    basis_h = basis.conj().transpose(0, 1)
-    g = grad_h.unsqueeze(-2)
-    return ((g * d_num.conj()) @ basis_h).real, ((g * d_den.conj()) @ basis_h).real
+    d_poly = torch.cat([d_num, d_den], dim=-2)
+    return ((grad_h.unsqueeze(-2) * d_poly.conj()) @ basis.conj().transpose(0, 1)).real
 
 
 def _product_of_others(poly: torch.Tensor) -> torch.Tensor:
@@ -156,9 +158,9 @@ def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
         (..., M) complex tensor in ``grid.complex_dtype``.
     """
     basis = grid.get("sos_basis", sos.device)  # (5, M)
-    num = _shifted_coefficients(sos[..., 0:3]).to(grid.dtype)
-    den = _shifted_coefficients(sos[..., 3:6]).to(grid.dtype)
-    return _CascadeResponse.apply(num, den, basis)
+    # numerators then denominators, (..., 2K, 5): one product with the basis serves both
+    coef = _shifted_coefficients(torch.cat([sos[..., 0:3], sos[..., 3:6]], dim=-2))
+    return _CascadeResponse.apply(coef.to(grid.dtype), basis)
 
 
 def sos_poles(sos: torch.Tensor) -> torch.Tensor:

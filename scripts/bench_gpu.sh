@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# asv on a GPU machine: every benchmark's cuda case, one --quick pass, results saved under
+# asv on a GPU machine: every benchmark's cuda case, results saved under
 # results/asv/<machine>/ for the current commit. Usage: scripts/bench_gpu.sh MACHINE_NAME
 # Needs asv and torch with CUDA in the current Python (no project install: ASV_PYTHONPATH).
 # forkserver, not the config's spawn: the server imports torch once and never touches CUDA,
@@ -9,5 +9,8 @@ cd "$(dirname "$0")/.."
 machine=${1:?usage: scripts/bench_gpu.sh MACHINE_NAME}
 export FLAMO_BENCH_DEVICES=cuda ASV_PYTHONPATH=$PWD
 python -m asv machine --yes --machine "$machine" >/dev/null
-python -m asv run --python=same --quick --launch-method forkserver --machine "$machine" \
+# Not --quick: its single call per benchmark includes CUDA's lazy initialization and
+# cuBLAS/cuSOLVER set-up. A short warm-up and 3 samples (one round) fit a lease.
+python -m asv run --python=same --launch-method forkserver --machine "$machine" \
+    -a warmup_time=0.1 -a repeat=3 -a number=1 -a rounds=1 \
     --set-commit-hash "$(git rev-parse HEAD)" --show-stderr

@@ -127,3 +127,13 @@ def test_shifted_coefficients_pick_the_smaller_end():
             u, v = 1 - zi, 1 + zi
             value = c[0] + c[1] * u + c[2] * u * u + c[3] * v + c[4] * v * v
             assert abs(value - (p[0] + p[1] * zi + p[2] * zi * zi)) < 1e-14
+
+
+@pytest.mark.parametrize("fold_into_basis", [True, False], ids=["cpu-order", "gpu-order"])
+def test_both_backward_orders(monkeypatch, fold_into_basis):
+    """The backward's two orders of multiplication (CPU's, GPU's) give the same gradient."""
+    monkeypatch.setattr(sos_mod, "_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(sos_mod, "_fold_weight_into_basis", lambda device: fold_into_basis)
+    sos = torch.from_numpy(np.stack([random_stable_sos(np.random.default_rng(s), 3) for s in (7, 8)]))
+    grid = flamo.Grid(nfft=256, alias_decay_db=20.0, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s: sos_response(s, grid), (sos.requires_grad_(True),))

@@ -77,12 +77,16 @@ class _CascadeResponse(torch.autograd.Function):
         k = coef.shape[-2] // 2
         weight = grad_h * h.conj()
         grad = torch.zeros_like(coef)
+        fold_into_basis = _fold_weight_into_basis(basis.device)
         for block in _blocks(coef[..., 0].numel(), basis.shape[-1], basis.device):
             part = basis[:, block]
-            # Re(X V) for X = 1 / conj(P) = a + ib and V = weight conj(B): a Re V - b Im V.
-            v = weight[..., None, block] * part.conj()  # (..., 5, c)
-            v_planes = _planes(v, sign=-1.0).transpose(-1, -2)  # (..., 2c, 5)
-            g = _reciprocal_conj_(coef @ _planes(part)) @ v_planes  # (..., 2K, 5)
+            planes = _planes(part)  # (5, 2c)
+            x = _reciprocal_conj_(coef @ planes)  # (..., 2K, 2c): X = 1 / conj(P) = a + ib
+            if fold_into_basis:  # Re(X V) with V = weight conj(B) is a Re V - b Im V
+                v = weight[..., None, block] * part.conj()  # (..., 5, c)
+                g = x @ _planes(v, sign=-1.0).transpose(-1, -2)  # (..., 2K, 5)
+            else:  # Re(Y conj(B)) with Y = X weight is Re Y Re B + Im Y Im B
+                g = _times_(x, weight[..., None, block]) @ planes.transpose(0, 1)
             if not torch.isfinite(g).all():
                 # A numerator vanishes exactly on the grid (e.g. a lowpass at Nyquist, gamma = 1).
                 g = _direct_grad(grad_h[..., block], coef, part)
@@ -90,6 +94,25 @@ class _CascadeResponse(torch.autograd.Function):
                 g[..., k:, :].neg_()  # dh/dD_k = -h / D_k
             grad += g
         return grad, None
+
+
+def _fold_weight_into_basis(device: torch.device) -> bool:
+    """Where the backward multiplies by grad_h conj(h): into the (..., 5, c) basis on a CPU,
+    so that the reduction over frequency is a batch of small products that stay in cache
+    (the other way is 1.65x slower there); into X on a GPU, so that the reduction is one
+    product shared by all rows (a batched product with a long inner dimension is ~10x
+    slower there: 4.8 ms against 0.49 ms on an H200 for 16 x 20 rows of 2^17 values)."""
+    return device.type == "cpu"
+
+
+def _times_(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Planes [Re X | Im X] -> planes of X w (w complex, broadcast over X's rows), in place."""
+    c = x.shape[-1] // 2
+    re, im = x[..., :c], x[..., c:]
+    re_times_w_im = re * w.imag
+    re.mul_(w.real).addcmul_(im, w.imag, value=-1.0)
+    im.mul_(w.real).add_(re_times_w_im)
+    return x
 
 
 def _planes(x: torch.Tensor, sign: float = 1.0) -> torch.Tensor:

@@ -10,7 +10,7 @@ machine=${1:?usage: scripts/bench_gpu.sh MACHINE_NAME}
 export FLAMO_BENCH_DEVICES=cuda ASV_PYTHONPATH=$PWD
 python -m asv machine --yes --machine "$machine" >/dev/null
 # Not --quick: its single call per benchmark includes CUDA's lazy initialization and
-# cuBLAS/cuSOLVER set-up. A short warm-up and 3 samples (one round) fit a lease.
+# cuBLAS/cuSOLVER set-up. A short warm-up and 3 samples in one round: ~170 s on an H200.
 python -m asv run --python=same --launch-method forkserver --machine "$machine" \
     -a warmup_time=0.1 -a repeat=3 -a number=1 -a rounds=1 \
     --set-commit-hash "$(git rev-parse HEAD)" --show-stderr

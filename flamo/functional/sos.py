@@ -32,9 +32,9 @@ def _shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
     return torch.where(use_u, u_form, v_form)
 
 
-# Complex values per (..., K, block) intermediate on a CPU. Working through the frequencies
-# in blocks keeps the section responses in cache: an FDN with a 10-band GEQ in each of 16
-# lines at nfft = 2^17 has (16, 10, 65537) of them, and whole-array passes there cost more in
+# Complex values per (..., 2K, block) intermediate on a CPU. Working through the frequencies
+# in blocks keeps the section polynomials in cache: an FDN with a 10-band GEQ in each of 16
+# lines at nfft = 2^17 has (16, 20, 65537) of them, and whole-array passes there cost more in
 # memory traffic and page faults than in arithmetic (forward + backward, 1 thread: 0.58 s with
 # whole-array complex operations, 0.11 s in blocks on real planes). On a GPU one block: there
 # kernel launches, not memory, are the cost.

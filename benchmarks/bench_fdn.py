@@ -6,10 +6,13 @@ is the response under ``torch.no_grad``; "forward_backward" adds a spectral loss
 backward pass to the learnable W, g, b, c.
 """
 
+import math
+
 import torch
 
-from .workloads import (DEVICES, FDNParams, SkipNotImplemented, cuda_peak_bytes, floor_fdn_response,
-                        host_peak_bytes, median_time, prepare, spectral_loss, sync)
+from .workloads import (DEVICES, SOS_SECTIONS, FDNParams, SkipNotImplemented, cuda_peak_bytes,
+                        floor_fdn_response, host_peak_bytes, median_time, prepare, spectral_loss,
+                        sync)
 
 SIZES = [6, 16, 64]
 NFFTS = [2 ** 15, 2 ** 17]
@@ -146,47 +149,59 @@ class FDNOverFloor:
 
 
 class _WithAttenuation(_Library):
-    """The same FDN with an octave GEQ attenuation filter per line instead of the gains g:
-    the loop matrix is still I - diag(d(z)) A, now with d(z) = z^-m GEQ_i(z)."""
+    """The same FDN with an attenuation filter per line instead of the gains g: the loop
+    matrix is still I - diag(d(z)) A, now with d(z) = z^-m H_i(z). ``kind`` "geq": an octave
+    GEQAttenuation (T60 2 s .. 0.5 s); "sos": a learnable SOS of 8 peak filters per line
+    (63 Hz .. 8 kHz, Q = 1, -1 .. -3 dB, so |H_i| <= g_i < 1) times the line gain g_i."""
 
-    FS = 48000.0  # Hz: the GEQ is designed in Hz, so the grid must use the same rate
+    FS = 48000.0  # Hz: the filters are designed in Hz, so the grid must use the same rate
 
-    def setup(self, device, n, nfft):
+    def setup(self, device, kind, n, nfft):
         import flamo
+        from flamo.functional import biquad
 
         self.device = prepare(device)
         params = FDNParams(n, self.device)
         m = params.m.cpu()
-        t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
-        loop = flamo.Recursion(
-            flamo.Series(flamo.Delay(m), flamo.GEQAttenuation(m, t60, fs=self.FS)),
-            flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)),
-        )
+        if kind == "geq":
+            t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
+            filters = flamo.GEQAttenuation(m, t60, fs=self.FS)
+        else:
+            f64 = dict(dtype=torch.float64)
+            freq = torch.logspace(math.log10(63.0), math.log10(8000.0), SOS_SECTIONS, **f64)
+            gen = torch.Generator().manual_seed(0)
+            gain_db = -1.0 - 2.0 * torch.rand(n, SOS_SECTIONS, generator=gen, **f64)
+            sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db,
+                         self.FS)
+            sos[:, 0, :3] *= params.g.detach().cpu().double().unsqueeze(-1)
+            filters = flamo.SOS(sos.float())
+        loop = flamo.Recursion(flamo.Series(flamo.Delay(m), filters),
+                               flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)))
         self.system = flamo.Series(flamo.Gain(params.b.cpu().reshape(n, 1)), loop,
                                    flamo.Gain(params.c.cpu().reshape(1, n))).to(self.device)
         self.grid = flamo.Grid(nfft, fs=self.FS, device=self.device)
 
 
 class FDNAttenuationOverPlain:
-    """FDN with a GEQ attenuation filter per line in the loop against the plain FDN of the
-    same N and nfft (both the library): forward + backward time of the former, and the ratio
-    of the two measured in one process (issue target: <= 1.5)."""
+    """FDN with an attenuation filter per line in the loop (a GEQ, or 8 biquads) against the
+    plain FDN of the same N and nfft (both the library): forward + backward time of the
+    former, and the ratio of the two measured in one process (issue target: <= 1.5)."""
 
-    params = (DEVICES, [16], [2 ** 17])
-    param_names = ["device", "N", "nfft"]
+    params = (DEVICES, ["geq", "sos"], [16], [2 ** 17])
+    param_names = ["device", "filter", "N", "nfft"]
     timeout = 600
 
-    def setup(self, device, n, nfft):
+    def setup(self, device, kind, n, nfft):
         self.filtered, self.plain = _WithAttenuation(), _Library()
-        self.filtered.setup(device, n, nfft)
+        self.filtered.setup(device, kind, n, nfft)
         self.plain.setup(device, n, nfft)
         self.device = self.plain.device
 
-    def time_forward_backward(self, device, n, nfft):
+    def time_forward_backward(self, device, kind, n, nfft):
         self.filtered.step()
 
-    def track_time_ratio(self, device, n, nfft):
+    def track_time_ratio(self, device, kind, n, nfft):
         return (median_time(self.filtered.step, self.device, repeat=3)
                 / median_time(self.plain.step, self.device, repeat=3))
 
-    track_time_ratio.unit = "with GEQ/plain"
+    track_time_ratio.unit = "with filters/plain"

@@ -167,7 +167,7 @@ def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
     module docstring. In complex64 every section's polynomial carries float32 rounding, so
     the relative error of a K-section cascade is a few sqrt(2K) eps for well-damped sections
     at any frequency (the 10-band GEQAttenuation: 2e-7 rms, 1e-6 max; an evaluation in
-    float64 followed by one cast would give eps = 6e-8 at 3-4x the cost), and it grows like
+    float64 followed by one cast would give eps = 6e-8 at 1.7x the cost), and it grows like
     eps / (1 - r) near a pole of radius r (8 random sections, nfft = 2^16: 6e-6, 2e-5,
     1.5e-4, 1.2e-3 at r = 0.9, 0.99, 0.999, 0.9999). Use a float64 grid for reference work.
 

@@ -65,7 +65,8 @@ class _CascadeResponse(torch.autograd.Function):
             # Real products with interleaved (Re, Im) columns are complex numbers without a copy.
             pairs = torch.view_as_real(basis[:, block]).flatten(-2)  # (5, 2c)
             poly = _as_complex(coef @ pairs)  # (..., 2K, c)
-            h[..., block] = torch.prod(poly[..., :k, :], dim=-2) / torch.prod(poly[..., k:, :], dim=-2)
+            num, den = poly[..., :k, :], poly[..., k:, :]
+            h[..., block] = torch.prod(num, dim=-2) / torch.prod(den, dim=-2)
         ctx.save_for_backward(coef, basis, h)
         return h
 

@@ -98,6 +98,24 @@ def test_geq_exact_for_flat_and_band_filter_design():
         np.testing.assert_allclose(at.numpy()[0], [0.0, 9.0, 0.0], atol=1e-9)
 
 
+def test_geq_default_is_the_published_design_without_offset():
+    """Valimaki & Liski (2017) have no broadband gain: the cascade is 0 dB at DC and Nyquist
+    whatever the commands; the mean-command offset is an explicit option."""
+    command = torch.tensor([12.0, 10, 8, 6, 4, 2, 0, -2, -4, 6], dtype=torch.float64)
+    ends = torch.tensor([0.0, math.pi], dtype=torch.float64)
+    for design in (AccurateGEQ(octave_bands(), 44100.0),
+                   flamo.GEQ(command, fs=44100.0).double().design):
+        assert design.offset is False
+        g0, _ = design.filter_gains(command)
+        assert float(g0) == 0.0
+        np.testing.assert_allclose(design.response_db(command, ends).numpy(), 0.0, atol=1e-9)
+    offset = AccurateGEQ(octave_bands(), 44100.0, offset=True)
+    g0, _ = offset.filter_gains(command)
+    assert float(g0) == pytest.approx(float(command.mean()))
+    np.testing.assert_allclose(offset.response_db(command, ends).numpy(), float(command.mean()),
+                               atol=1e-9)
+
+
 @pytest.mark.parametrize("grid,tol", [(G64, 1e-10), (G32, 5e-4)])
 def test_geq_module_matches_sosfreqz(grid, tol):
     gen = torch.Generator().manual_seed(1)

@@ -18,10 +18,12 @@ solve for step 4), so the filter gains are differentiable functions of the comma
 Band filters are the peak/notch filters of Orfanidis ("Introduction to Signal
 Processing", 1996) with unit gain at DC and Nyquist, peak gain G and gain G^c at the band
 edges (c = 0.3 in the paper), bandwidth 1.5 times the centre frequency in radians for octave
-bands (narrowed for the three highest octave bands as in the paper). This module adds a
-broadband gain equal to the mean command gain (subtracted from the targets before the least
-squares, an Oliver-Jot style offset): it reduces the filter gains, hence the interaction
-error, and sets the gain at DC and Nyquist, where every band filter is transparent.
+bands (narrowed for the three highest octave bands as in the paper). The published design
+has no broadband gain, and that is the default here. As an explicit extension
+(``offset=True``) a broadband gain equal to the mean command gain is subtracted from the
+targets before the least squares (an Oliver-Jot style offset): it reduces the filter gains,
+hence the interaction error, and sets the gain at DC and Nyquist, where every band filter is
+transparent (the attenuation filters of :func:`flamo.functional.geq_attenuation` need that).
 """
 
 from __future__ import annotations
@@ -107,13 +109,14 @@ class AccurateGEQ:
         Edge gain fraction of the band filters (c = 0.3 in the paper).
     design_gain_db : float, default 17
         Gain of the band filters when the first interaction matrix is sampled.
-    offset : bool, default True
-        Use the mean command gain as a broadband gain (see the module docstring).
+    offset : bool, default False
+        Extension, not in the paper: use the mean command gain as a broadband gain (see the
+        module docstring). False is the published design.
     iterate : bool, default True
         Do the paper's second least-squares step.
     """
 
-    def __init__(self, centres, fs, bandwidths=None, c=0.3, design_gain_db=17.0, offset=True,
+    def __init__(self, centres, fs, bandwidths=None, c=0.3, design_gain_db=17.0, offset=False,
                  iterate=True):
         f = torch.as_tensor(centres, dtype=torch.float64)
         if f.ndim != 1 or f.numel() < 2:

@@ -1,18 +1,18 @@
 """Atomic file writers used by the runner and the experiments.
 
-Every writer produces its output in a temporary file in the destination
-directory and moves it into place with :func:`os.replace`, so an interrupted
-run never leaves a half-written file behind: readers see either the previous
-file or the complete new one.
+Every writer goes through :func:`flamo.atomic.atomic_write`: the output is
+written to a temporary file in the destination directory, fsynced and moved
+into place with :func:`os.replace`, so an interrupted run never leaves a
+half-written file behind: readers see either the previous file or the
+complete new one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
@@ -20,9 +20,7 @@ matplotlib.use("Agg")  # before pyplot is imported anywhere
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-# mkstemp creates files with mode 0600; give the final file the usual mode.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from flamo.atomic import atomic_write  # noqa: E402  (the one atomic, fsynced writer)
 
 __all__ = [
     "atomic_write",
@@ -32,43 +30,6 @@ __all__ = [
     "save_figure",
     "to_jsonable",
 ]
-
-
-def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Write a file atomically.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        Destination file. Its parent directory is created if needed.
-    writer : callable
-        ``writer(tmp_path)`` must write the complete content to ``tmp_path``.
-
-    Returns
-    -------
-    Path
-        The destination path.
-
-    Notes
-    -----
-    If ``writer`` raises, the temporary file is removed and the previous
-    content of ``path`` (if any) is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        writer(tmp)
-        with open(tmp, "rb+") as fh:  # make sure the bytes hit the disk
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -6,7 +6,7 @@ Examples
 
     python -m experiments list
     python -m experiments run smoke --quick
-    python -m experiments run all --quick --out results/
+    python -m experiments run all --quick --out /tmp/quick
     python -m experiments summary
 """
 
@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="compute device (default cpu)")
     run.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
     run.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results root (default ./results)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="results root (default ./results, ./results/quick with --quick)")
 
     summary = sub.add_parser("summary", help="regenerate <out>/summary.md only")
     summary.add_argument("--out", type=Path, default=Path("results"), help="results root (default ./results)")
@@ -67,7 +68,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
 
     # Heavy imports (torch, ...) only when something is actually run.
     from experiments import runner
+    from experiments.lock import LockHeldError
     from experiments.summary import write_summary
+
+    out = args.out if args.out is not None else runner.default_out_root(args.quick)
 
     try:
         runner.resolve_device(args.device)
@@ -82,7 +86,7 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
             try:
                 meta = runner.run_experiment(
                     name,
-                    out_root=args.out,
+                    out_root=out,
                     quick=args.quick,
                     seed=args.seed,
                     device=args.device,
@@ -90,13 +94,17 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
                     threads=args.threads,
                     command=command,
                 )
+            except (LockHeldError, runner.RunRefusedError) as exc:
+                _err(str(exc))
+                failures.append(name)
+                continue
             except Exception:
                 traceback.print_exc()
                 failures.append(name)
                 continue
             print(f"== {name}: done in {meta['wall_time_s']:.2f} s ==", file=sys.stderr)
     finally:
-        write_summary(args.out)  # also after a failure or an interrupt
+        write_summary(out)  # also after a failure or an interrupt: it describes what is on disk
 
     if failures:
         _err(f"{len(failures)} experiment(s) failed: {', '.join(failures)}")

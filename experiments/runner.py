@@ -1,8 +1,11 @@
 """Run one experiment: seeding, the run context, outputs and provenance.
 
-The runner creates ``<out_root>/<name>/``, seeds the random number
-generators, calls ``module.run(cfg, ctx)`` and, once it returns, writes
-``meta.json`` (provenance) next to the experiment's own outputs.
+The runner locks ``<out_root>/<name>``, seeds the random number generators
+and calls ``module.run(cfg, ctx)`` with a context that writes into a staging
+folder. Once the experiment returns it writes ``meta.json`` (provenance and
+the list of outputs) there, and only then replaces ``<out_root>/<name>`` by
+the staging folder: a run that fails or is killed never touches the last
+complete results.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import importlib.metadata
 import json
 import platform
 import random
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,9 +33,15 @@ import torch
 from tqdm import tqdm
 
 from experiments import io, registry
+from experiments.lock import exclusive_lock
+from flamo.atomic import fsync_dir
 
 META_FILE = "meta.json"
 HEADLINE_FILE = "headline.json"
+#: Folder inside a results root for locks and staging folders (git-ignored).
+RUNNER_DIR = ".runner"
+FULL_ROOT = Path("results")
+QUICK_ROOT = Path("results/quick")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -45,7 +57,8 @@ class RunContext:
     name : str
         Experiment name.
     out_dir : Path
-        Output folder of this experiment (``<out_root>/<name>``); exists.
+        Folder this run writes into (exists): a staging folder that replaces
+        ``<out_root>/<name>`` when the run completes. Write every output here.
     quick : bool
         True for the quick variant (``Config.quick()``).
     seed : int
@@ -208,31 +221,105 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _clean_previous(out_dir: Path) -> None:
-    """Delete the outputs a previous run recorded, so no stale result survives.
+# -- staging, locking, recovery ------------------------------------------------------
+class RunRefusedError(RuntimeError):
+    """The runner refuses a run that would replace results it must keep."""
 
-    Only files listed in the old ``meta.json`` (and the meta/headline files
-    themselves) are removed; anything else in the folder is left alone.
+
+def default_out_root(quick: bool) -> Path:
+    """Where a run writes by default: ``results/quick`` for quick runs, else ``results``.
+
+    The committed full results live in ``results/``; quick runs never go there unless asked,
+    and even then never replace a full run's folder (see :func:`run_experiment`).
     """
-    meta_path = out_dir / META_FILE
-    if meta_path.exists():
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8")).get("files", [])
-        except (OSError, ValueError, AttributeError):
-            old = []
-        for rel in old:
-            target = (out_dir / rel).resolve()
-            if target.parent == out_dir.resolve() or out_dir.resolve() in target.parents:
-                target.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
-    (out_dir / HEADLINE_FILE).unlink(missing_ok=True)
+    return QUICK_ROOT if quick else FULL_ROOT
+
+
+def work_paths(out_root: Path, name: str) -> tuple[Path, Path, Path]:
+    """(lock file, staging folder, previous-results folder) of experiment ``name``."""
+    work = Path(out_root) / RUNNER_DIR
+    return work / f"{name}.lock", work / f"{name}.staging", work / f"{name}.previous"
+
+
+def _recover(out_dir: Path, staging: Path, previous: Path) -> None:
+    """Bring ``out_dir`` back to its last complete results after a run that was killed.
+
+    The swap of a completed run is two renames, ``out_dir -> previous`` (the commit
+    point) then ``staging -> out_dir``. A run killed between them left its complete
+    results in ``staging``: they are promoted. Anything else left in ``staging`` is
+    the partial output of a run that did not complete, and is removed, as are the
+    temporary files of writes that were killed inside ``out_dir``.
+    """
+    if not out_dir.exists() and (staging / META_FILE).is_file() and previous.exists():
+        os.replace(staging, out_dir)
+        warnings.warn(f"{out_dir}: completed the swap of a run killed while replacing the "
+                      f"previous results", RuntimeWarning, stacklevel=3)
+    elif not out_dir.exists() and previous.exists():
+        os.replace(previous, out_dir)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if staging.exists():
+        warnings.warn(f"{out_dir}: removed the partial outputs of an earlier run that did not "
+                      f"complete ({staging})", RuntimeWarning, stacklevel=3)
+        shutil.rmtree(staging)
+    if out_dir.is_dir():
+        for tmp in out_dir.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _refuse_quick_over_full(out_dir: Path, quick: bool) -> None:
+    """A quick run never replaces the results of a full run."""
+    if not quick or not (out_dir / META_FILE).is_file():
+        return
+    try:
+        old = json.loads((out_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(old, dict) and old.get("quick") is False:
+        raise RunRefusedError(
+            f"{out_dir} holds the results of a full run (commit {str(old.get('git_commit'))[:12]}, "
+            f"{old.get('start_time_utc', 'unknown date')}); a quick run never replaces them. "
+            f"Write quick runs to another folder (--out; the default for --quick is {QUICK_ROOT})")
+
+
+def _finish_files(ctx: "RunContext", staging: Path) -> list[str]:
+    """The outputs of the run, relative to ``staging``: what it recorded and, with a
+    warning, any file it wrote there without recording; every one fsynced."""
+    recorded = []
+    for p in ctx.files:
+        rel = Path(p).resolve().relative_to(staging.resolve()).as_posix()
+        if not (staging / rel).is_file():
+            raise RuntimeError(f"experiment {ctx.name!r} recorded {rel!r} but did not write it")
+        recorded.append(rel)
+    on_disk = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+    unrecorded = sorted(on_disk - set(recorded) - {META_FILE})
+    if unrecorded:
+        warnings.warn(f"experiment {ctx.name!r} wrote files without recording them "
+                      f"(use ctx.record): {unrecorded}; they are listed in meta.json",
+                      RuntimeWarning, stacklevel=3)
+    files = sorted(set(recorded) | set(unrecorded))
+    for rel in files:
+        with open(staging / rel, "rb") as fh:
+            os.fsync(fh.fileno())
+    return files
+
+
+def _swap_in(staging: Path, out_dir: Path, previous: Path) -> None:
+    """Replace ``out_dir`` by the completed ``staging`` folder (see :func:`_recover`)."""
+    if out_dir.exists():
+        os.replace(out_dir, previous)
+    os.replace(staging, out_dir)
+    fsync_dir(out_dir.parent)
+    fsync_dir(previous.parent)
+    if previous.exists():
+        shutil.rmtree(previous)
 
 
 # -- the runner ----------------------------------------------------------------
 def run_experiment(
     name: str,
     *,
-    out_root: str | Path = "results",
+    out_root: str | Path | None = None,
     quick: bool = False,
     seed: int = 0,
     device: str = "cpu",
@@ -240,14 +327,22 @@ def run_experiment(
     threads: int | None = None,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Run experiment ``name`` and write its ``meta.json``.
+    """Run experiment ``name`` and replace ``out_root/name`` by its outputs once it completes.
+
+    The run writes into a staging folder (``out_root/.runner/name.staging``); only when
+    the experiment has returned and ``meta.json`` is written does the staging folder
+    replace ``out_root/name`` (two renames, see :func:`_recover`). A run that raises or
+    is killed leaves the previous complete results in place. An exclusive lock per
+    output folder (``out_root/.runner/name.lock``) stops a second run into the same
+    folder, naming the holder; the lock of a killed run is taken over with a warning.
 
     Parameters
     ----------
     name : str
         Registered experiment name.
-    out_root : str or Path
-        Results root; outputs go to ``out_root/name``.
+    out_root : str or Path, optional
+        Results root; outputs go to ``out_root/name``. Default
+        :func:`default_out_root`: ``results/quick`` for quick runs, ``results`` else.
     quick : bool
         Use ``Config.quick()`` instead of ``Config()``.
     seed : int
@@ -259,12 +354,19 @@ def run_experiment(
     threads : int, optional
         If given, ``torch.set_num_threads(threads)``.
     command : str, optional
-        Command line recorded in ``meta.json`` (defaults to ``sys.argv``).
+        Command line recorded in ``meta.json`` and the lock (defaults to ``sys.argv``).
 
     Returns
     -------
     dict
         The metadata written to ``meta.json``.
+
+    Raises
+    ------
+    experiments.lock.LockHeldError
+        Another run holds the lock of ``out_root/name``.
+    RunRefusedError
+        A quick run would replace the results of a full run.
     """
     module = registry.load(name)
     dev = resolve_device(device)
@@ -272,13 +374,29 @@ def run_experiment(
         raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
     if threads is not None:
         torch.set_num_threads(threads)
+    command = command if command is not None else shlex.join(sys.argv)
 
-    out_dir = Path(out_root) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_previous(out_dir)
+    out_root = Path(out_root) if out_root is not None else default_out_root(quick)
+    out_dir = out_root / name
+    lock_path, staging, previous = work_paths(out_root, name)
+    with exclusive_lock(lock_path, command, what=str(out_dir)):
+        _recover(out_dir, staging, previous)
+        _refuse_quick_over_full(out_dir, quick)
+        staging.mkdir(parents=True)
+        try:
+            meta = _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command)
+        except BaseException:
+            tqdm.write(f"[{name}] the run did not complete; {out_dir} is unchanged (partial "
+                       f"outputs in {staging}, removed by the next run)", file=sys.stderr)
+            raise
+        _swap_in(staging, out_dir, previous)
+    return meta
 
+
+def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command) -> dict[str, Any]:
+    """Run the experiment into ``staging`` and write its meta.json there (last)."""
     cfg = module.Config.quick() if quick else module.Config()
-    ctx = RunContext(name=name, out_dir=out_dir, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype])
+    ctx = RunContext(name=name, out_dir=staging, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype])
     git = git_info(exclude=Path(out_root))  # before the run writes anything
     start = _dt.datetime.now(_dt.timezone.utc)
     seed_everything(seed)
@@ -302,8 +420,8 @@ def run_experiment(
         "wall_time_s": round(wall, 3),
         "start_time_utc": start.isoformat(timespec="seconds"),
         "config": dataclasses.asdict(cfg),
-        "command": command if command is not None else shlex.join(sys.argv),
-        "files": sorted(p.relative_to(out_dir).as_posix() for p in ctx.files),
+        "command": command,
+        "files": _finish_files(ctx, staging),
     }
-    io.write_json(out_dir / META_FILE, meta)
+    io.write_json(staging / META_FILE, meta)
     return meta

@@ -2,17 +2,28 @@
 
 Only files are read (``meta.json`` and ``headline.json`` of each experiment
 folder), never in-memory state, and everything is sorted so that rerunning
-without changes produces an identical file.
+without changes produces an identical file. The outputs of an experiment are
+the files its ``meta.json`` lists (a file listed but missing is marked so),
+never whatever happens to lie in the folder.
+
+The summary is the header, then one block per entry of :data:`SECTIONS`
+(functions ``(root, exp_dirs) -> markdown``), then one section per experiment:
+a new root-level table is one more function in that list.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from experiments import io
+from experiments.lock import exclusive_lock
+from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR
+from flamo.atomic import remove_stale_temps
 
 SUMMARY_FILE = "summary.md"
 HEADER = (
@@ -44,11 +55,11 @@ def _read_json(path: Path) -> Any:
 
 def _section(exp_dir: Path, root: Path) -> str:
     """Markdown section for one experiment folder holding ``meta.json``."""
-    meta = _read_json(exp_dir / "meta.json")
+    meta = _read_json(exp_dir / META_FILE)
     name = exp_dir.name
     lines = [f"## {name}", "", meta.get("description", "(no description)"), ""]
 
-    headline_path = exp_dir / "headline.json"
+    headline_path = exp_dir / HEADLINE_FILE
     headline = _read_json(headline_path) if headline_path.exists() else {}
     if headline:
         lines += ["| metric | value |", "|---|---|"]
@@ -57,15 +68,14 @@ def _section(exp_dir: Path, root: Path) -> str:
         lines.append("_No headline numbers recorded._")
     lines.append("")
 
-    outputs = sorted(
-        p for p in exp_dir.rglob("*") if p.is_file() and p.suffix.lower() in {".csv", ".png"}
-    )
+    files = meta.get("files", [])
+    outputs = sorted(f for f in files if isinstance(f, str) and f != HEADLINE_FILE)
     if outputs:
         lines.append("Outputs:")
         lines.append("")
-        for p in outputs:
-            rel = p.relative_to(root).as_posix()
-            lines.append(f"- [{p.relative_to(exp_dir).as_posix()}]({rel})")
+        for rel in outputs:
+            link = f"- [{rel}]({name}/{rel})"
+            lines.append(link if (exp_dir / rel).is_file() else f"{link} **(missing on disk)**")
         lines.append("")
 
     commit = str(meta.get("git_commit", "unknown"))
@@ -83,20 +93,43 @@ def _section(exp_dir: Path, root: Path) -> str:
     return "\n".join(lines)
 
 
+def experiment_index(root: Path, exp_dirs: list[Path]) -> str:
+    """One line linking every experiment section."""
+    return "Experiments: " + ", ".join(f"[{d.name}](#{d.name.lower()})" for d in exp_dirs) + "\n"
+
+
+#: Root-level blocks between the header and the experiment sections, in order.
+SECTIONS: list[Callable[[Path, list[Path]], str]] = [experiment_index]
+
+
+def experiment_dirs(root: str | Path) -> list[Path]:
+    """Experiment folders of a results root: the subfolders holding a ``meta.json``."""
+    root = Path(root)
+    return sorted(p.parent for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
+
+
 def render(root: str | Path = "results") -> str:
     """Return the summary markdown for the results folder ``root``."""
     root = Path(root)
-    exp_dirs = sorted(p.parent for p in root.glob("*/meta.json")) if root.is_dir() else []
+    exp_dirs = experiment_dirs(root)
     parts = [HEADER]
     if not exp_dirs:
         parts.append("_No experiment results found._\n")
     else:
-        parts.append("Experiments: " + ", ".join(f"[{d.name}](#{d.name.lower()})" for d in exp_dirs) + "\n")
+        parts += [section(root, exp_dirs) for section in SECTIONS]
         parts += [_section(d, root) for d in exp_dirs]
     return "\n".join(parts)
 
 
 def write_summary(root: str | Path = "results") -> Path:
-    """Regenerate ``root/summary.md`` atomically and return its path."""
+    """Regenerate ``root/summary.md`` atomically and return its path.
+
+    Concurrent runs into one root take turns (a lock in ``root/.runner``), so the last
+    summary written describes every run that completed before it.
+    """
     root = Path(root)
-    return io.write_text(root / SUMMARY_FILE, render(root))
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / RUNNER_DIR / "summary.lock"
+    with exclusive_lock(lock, shlex.join(sys.argv), what=f"{root}/{SUMMARY_FILE}", wait=True):
+        remove_stale_temps(root / SUMMARY_FILE)
+        return io.write_text(root / SUMMARY_FILE, render(root))

@@ -205,3 +205,186 @@ def test_git_info_outside_repo_is_unknown(tmp_path):
     from experiments.runner import git_info
 
     assert git_info(tmp_path) == {"commit": "unknown", "dirty": "unknown"}
+
+
+# -- staging, locking, recovery: a run never loses the last complete results ---------------
+import signal  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+
+import gated_experiment  # noqa: E402
+from experiments.lock import LockHeldError, StaleLockWarning, exclusive_lock  # noqa: E402
+
+
+@pytest.fixture
+def gated(monkeypatch):
+    """Register the test experiment ``gated`` (tests/gated_experiment.py) in this process."""
+    monkeypatch.setitem(sys.modules, "experiments.gated", gated_experiment.module())
+    monkeypatch.setattr(registry, "EXPERIMENTS", [*registry.EXPERIMENTS, "gated"])
+    monkeypatch.delenv("GATE", raising=False)
+
+
+def _snapshot(folder: Path) -> dict:
+    """{relative path: bytes} of every file under ``folder``, hidden work files excluded."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".runner" not in p.relative_to(folder).parts}
+
+
+def _start_gated(out: Path, gate: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), GATE=str(gate), OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "gated_experiment.py"), "run", "gated", "--out", str(out), *args],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_started(proc: subprocess.Popen, gate: Path, timeout: float = 180.0) -> None:
+    start = time.monotonic()
+    while not Path(f"{gate}.started").exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"gated run exited early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() - start > timeout:
+            proc.kill()
+            raise AssertionError("gated run did not start in time")
+        time.sleep(0.05)
+
+
+def _summary_links_exist(root: Path) -> list[str]:
+    text = (root / "summary.md").read_text()
+    links = [line.split("](", 1)[1].split(")", 1)[0] for line in text.splitlines()
+             if line.startswith("- [")]
+    assert links, text
+    return [link for link in links if not (root / link).is_file()]
+
+
+def test_sigkill_mid_run_keeps_last_complete_results(tmp_path, gated):
+    out = tmp_path / "D"
+    assert main(["run", "gated", "--out", str(out)]) == 0
+    before = _snapshot(out)
+    assert set(before) == {"summary.md", "gated/first.txt", "gated/second.txt", "gated/headline.json",
+                           "gated/meta.json"}
+
+    gate = tmp_path / "gate"
+    proc = _start_gated(out, gate, "--seed", "5")
+    _wait_started(proc, gate)
+    staging = out / ".runner" / "gated.staging"
+    assert (staging / "first.txt").read_text() == "full seed 5\n"  # the rerun writes aside
+    assert _snapshot(out) == before
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    assert _snapshot(out) == before  # the last complete results and their summary
+    assert _summary_links_exist(out) == []
+    assert json.loads((out / "gated" / "meta.json").read_text())["seed"] == 0
+    assert str(proc.pid) in (out / ".runner" / "gated.lock").read_text()  # the dead holder
+
+    with pytest.warns(RuntimeWarning) as caught:
+        assert main(["run", "gated", "--seed", "7", "--out", str(out)]) == 0
+    messages = [str(w.message) for w in caught]
+    assert any(issubclass(w.category, StaleLockWarning) and f"pid {proc.pid}" in str(w.message)
+               for w in caught), messages
+    assert any("partial outputs of an earlier run" in m for m in messages), messages
+    assert json.loads((out / "gated" / "meta.json").read_text())["seed"] == 7
+    assert sorted(p.name for p in (out / ".runner").iterdir()) == ["gated.lock", "summary.lock"]
+    assert (out / ".runner" / "gated.lock").read_text() == ""  # released cleanly
+
+
+def test_failed_rerun_keeps_last_complete_results(tmp_path, gated, monkeypatch, capsys):
+    out = tmp_path / "D"
+    assert main(["run", "gated", "--out", str(out)]) == 0
+    before = _snapshot(out)
+    gate = tmp_path / "gate"
+    Path(f"{gate}.fail").touch()
+    monkeypatch.setenv("GATE", str(gate))
+    assert main(["run", "gated", "--seed", "3", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "told to fail" in err and f"{out / 'gated'} is unchanged" in err
+    assert _snapshot(out) == before
+    assert _summary_links_exist(out) == []
+
+
+def test_second_run_into_a_locked_folder_names_the_holder(tmp_path, gated, capsys):
+    out = tmp_path / "D"
+    gate = tmp_path / "gate"
+    proc = _start_gated(out, gate)
+    _wait_started(proc, gate)
+    assert main(["run", "gated", "--quick", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    holder = f"pid {proc.pid} on host {socket.gethostname()}, started "
+    assert "is locked by another run" in err and holder in err, err
+    assert f"command: python -m experiments run gated --out {out}" in err
+    assert not (out / "gated").exists()  # the refused run wrote nothing
+    Path(f"{gate}.go").touch()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    meta = json.loads((out / "gated" / "meta.json").read_text())
+    assert meta["quick"] is False and sorted(meta["files"]) == ["first.txt", "headline.json", "second.txt"]
+    assert (out / "gated" / "first.txt").read_text() == "full seed 0\n"
+
+
+def test_lock_is_exclusive_and_stale_lock_is_taken_over(tmp_path):
+    lock = tmp_path / "x.lock"
+    with exclusive_lock(lock, "first", what="X") as me:
+        assert me["pid"] == os.getpid()
+        with pytest.raises(LockHeldError, match=rf"X is locked by another run: pid {os.getpid()} .*command: first"):
+            with exclusive_lock(lock, "second", what="X"):
+                pass  # pragma: no cover
+    assert lock.read_text() == ""
+    lock.write_text(json.dumps({"pid": 999999, "host": "elsewhere", "command": "old run"}))
+    with pytest.warns(StaleLockWarning, match="pid 999999 on host elsewhere.*command: old run"):
+        with exclusive_lock(lock, "third", what="X"):
+            assert json.loads(lock.read_text())["command"] == "third"
+
+
+def test_quick_runs_never_replace_full_results(tmp_path, gated, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "gated"]) == 0  # full run: results/
+    full = _snapshot(tmp_path / "results" / "gated")
+    assert main(["run", "gated", "--quick"]) == 0  # quick default: results/quick/
+    assert json.loads((tmp_path / "results/quick/gated/meta.json").read_text())["quick"] is True
+    assert main(["run", "gated", "--quick", "--out", "results"]) == 1  # asked explicitly: refused
+    err = capsys.readouterr().err
+    assert "holds the results of a full run" in err and "never replaces them" in err
+    assert _snapshot(tmp_path / "results" / "gated") == full
+    assert "## gated" in (tmp_path / "results" / "summary.md").read_text()
+
+
+def test_summary_lists_outputs_from_meta_and_marks_missing(tmp_path, gated):
+    out = tmp_path / "D"
+    (out / "gated").mkdir(parents=True)
+    (out / "gated" / ".old.csv.abc123.tmp").write_text("killed write")
+    (out / ".summary.md.xyz.tmp").write_text("killed write")
+    assert main(["run", "gated", "--out", str(out)]) == 0
+    assert not list(out.rglob("*.tmp"))  # temps of killed writes are cleaned
+    (out / "gated" / "orphan.csv").write_text("x\n1\n")  # not an output of the run
+    (out / "gated" / "second.txt").unlink()
+    write_summary(out)
+    summary = (out / "summary.md").read_text()
+    assert "orphan.csv" not in summary
+    assert "- [first.txt](gated/first.txt)\n" in summary
+    assert "- [second.txt](gated/second.txt) **(missing on disk)**" in summary
+
+
+def test_unrecorded_outputs_are_listed_with_a_warning(tmp_path, monkeypatch):
+    module = _fake_failing_module()
+    module.run = lambda cfg, ctx: ctx.path("raw.bin").write_bytes(b"\0")
+    monkeypatch.setitem(sys.modules, "experiments.failing", module)
+    monkeypatch.setattr(registry, "EXPERIMENTS", ["failing"])
+    with pytest.warns(RuntimeWarning, match=r"without recording them .*\['raw.bin'\]"):
+        assert main(["run", "failing", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "failing" / "meta.json").read_text())["files"] == ["raw.bin"]
+
+
+def test_run_killed_during_the_swap_is_completed(tmp_path, gated, monkeypatch):
+    out = tmp_path / "D"
+    assert main(["run", "gated", "--seed", "1", "--out", str(out)]) == 0
+    assert main(["run", "gated", "--seed", "2", "--out", str(out / ".runner" / "x")]) == 0
+    new = out / ".runner" / "x" / "gated"
+    # the state a SIGKILL between the two renames leaves: old results moved aside, new complete
+    os.replace(out / "gated", out / ".runner" / "gated.previous")
+    os.replace(new, out / ".runner" / "gated.staging")
+    gate = tmp_path / "gate"
+    Path(f"{gate}.fail").touch()
+    monkeypatch.setenv("GATE", str(gate))
+    with pytest.warns(RuntimeWarning, match="completed the swap"):
+        assert main(["run", "gated", "--seed", "3", "--out", str(out)]) == 1  # recovers, then fails
+    assert json.loads((out / "gated" / "meta.json").read_text())["seed"] == 2
+    assert not (out / ".runner" / "gated.previous").exists()

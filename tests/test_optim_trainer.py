@@ -1,6 +1,15 @@
 """Trainer: exact resume, NaN detection, LBFGS, callbacks, early stopping, logging."""
 
 import csv
+import hashlib
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +18,8 @@ import torch
 import flamo
 from flamo.optim import MaskedMSE, NonFiniteError, Trainer
 from flamo.optim.datasets import RandomSOSTargets, SingleTarget
+
+import resumable_training
 
 GRID = flamo.Grid(nfft=64)
 
@@ -143,3 +154,127 @@ def test_response_files_onset(tmp_path):
     sf.write(tmp_path / "c.wav", x, 16000, subtype="FLOAT")
     with pytest.raises(ValueError, match="sample rate"):
         ResponseFiles([tmp_path / "a.wav", tmp_path / "c.wav"])
+
+
+# -- checkpoints that cannot run code, detect corruption, and resume with exact logs ----------
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _RunsShell:
+    """Unpickling this runs ``os.system(command)`` (what a malicious checkpoint does)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def _checkpoint(tmp_path):
+    trainer = resumable_training.make_trainer(tmp_path / "run")
+    trainer.fit(max_steps=2)
+    return trainer, tmp_path / "run" / "last.pt"
+
+
+def test_checkpoint_loads_with_weights_only_and_restores_rng(tmp_path):
+    trainer, path = _checkpoint(tmp_path)
+    header, payload = path.read_bytes().split(b"\n", 1)
+    assert header.startswith(b"flamo-checkpoint/1 sha256=")
+    state = torch.load(io.BytesIO(payload), weights_only=True)  # plain data only
+    assert state["step"] == 2
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    trainer.load_checkpoint(path)  # restores the RNG states saved at step 2
+    torch.testing.assert_close(torch.rand(3), expected[0], rtol=0, atol=0)
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_malicious_checkpoint_is_refused_without_running_anything(tmp_path):
+    trainer, _ = _checkpoint(tmp_path)
+    live = tmp_path / "ran-under-weights_only-False"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _RunsShell(f"touch {live}")}, evil)
+    torch.load(evil, weights_only=False)  # the payload is live: plain unpickling runs it
+    assert live.exists()
+    live.unlink()
+    with pytest.raises(ValueError, match=rf"{evil} is not a flamo checkpoint.*not unpickled"):
+        trainer.load_checkpoint(evil)
+    assert not live.exists()
+    # the same payload behind a valid header and checksum: weights_only refuses it
+    payload = evil.read_bytes()
+    wrapped = tmp_path / "wrapped.pt"
+    wrapped.write_bytes(b"flamo-checkpoint/1 sha256=" + hashlib.sha256(payload).hexdigest().encode()
+                        + f" bytes={len(payload)}\n".encode() + payload)
+    with pytest.raises(ValueError, match=rf"{wrapped} holds data that weights_only loading refuses"):
+        trainer.load_checkpoint(wrapped)
+    assert not live.exists()
+
+
+def test_truncated_and_bit_flipped_checkpoints_raise_naming_the_file(tmp_path):
+    trainer, path = _checkpoint(tmp_path)
+    good = path.read_bytes()
+    bad = tmp_path / "bad.pt"
+    for cut in (0, 10, len(good) // 2, len(good) - 1):
+        bad.write_bytes(good[:cut])
+        with pytest.raises(ValueError, match=rf"{bad} (is not a flamo checkpoint|is truncated)"):
+            trainer.load_checkpoint(bad)
+    rng = np.random.default_rng(0)
+    positions = [*range(0, 120, 7), *rng.integers(120, len(good), 40).tolist()]
+    for pos in positions:  # single bit flips in the header and all over the payload
+        data = bytearray(good)
+        data[pos] ^= 1 << int(rng.integers(8))
+        bad.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=rf"Trainer.load_checkpoint: {bad} "):
+            trainer.load_checkpoint(bad)
+    trainer.load_checkpoint(path)  # the intact file still loads
+
+
+def test_checkpoint_for_another_model_names_the_file(tmp_path):
+    _, path = _checkpoint(tmp_path)
+    other = Trainer(flamo.Gain([[1.0]]), {"c": (lambda o, t: o.sum(), 1.0)}, progress=False)
+    with pytest.raises(ValueError, match=rf"{path} does not match this trainer"):
+        other.load_checkpoint(path)
+
+
+def test_save_removes_temps_of_killed_saves(tmp_path):
+    trainer, path = _checkpoint(tmp_path)
+    stale = path.parent / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    trainer.save_checkpoint(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt", "steps.csv"]
+
+
+def test_fresh_trainer_refuses_another_runs_logs(tmp_path):
+    _checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="already holds the log of another run"):
+        resumable_training.make_trainer(tmp_path / "run").fit(max_steps=2)
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    """Defect 10: a run killed mid-epoch (after its checkpoint at step 4, with rows 5 and 6
+    logged) and resumed has the parameters and the CSV logs of an uninterrupted run."""
+    steps, hold = 12, 6
+    straight = resumable_training.make_trainer(tmp_path / "straight").fit(max_steps=steps)
+
+    folder, gate = tmp_path / "killed", tmp_path / "gate"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "resumable_training.py"), str(folder),
+                             str(steps), str(hold), str(gate)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    while not Path(f"{gate}.started").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() - start < 180, "training did not reach the hold step"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    with open(folder / "steps.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(1, hold + 1))
+
+    resumed = resumable_training.make_trainer(folder).load_checkpoint(folder / "last.pt")
+    assert resumed.step == resumable_training.STEPS_PER_EPOCH
+    resumed.fit(max_steps=steps)
+    for (name, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.equal(p, q), name
+    for log in ("steps.csv", "epochs.csv"):
+        assert (folder / log).read_bytes() == (tmp_path / "straight" / log).read_bytes(), log

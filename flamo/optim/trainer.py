@@ -9,8 +9,11 @@ Design points:
 - a fixed number of steps per epoch (no dataset "expand" trick); the batch of each step is a
   deterministic function of (seed, epoch, step), so a resumed run sees the same data;
 - checkpoints hold model, optimizer, scheduler, criteria (e.g. MaskedMSE generators), the
-  torch / numpy / python RNG states and the counters, written atomically; resuming
-  reproduces an uninterrupted run bit for bit on the same device;
+  torch / numpy / python RNG states and the counters, as tensors, numbers and strings only,
+  so they load with ``torch.load(weights_only=True)`` and can never run code; a header with
+  the payload's SHA-256 and size detects truncation and bit flips; written atomically and
+  fsynced; resuming reproduces an uninterrupted run bit for bit on the same device, logs
+  included (the step rows a killed run wrote after its last checkpoint are dropped);
 - NaN/inf in any loss term or gradient stops with :class:`NonFiniteError` naming the step and
   the term; per-step and per-epoch CSV logs; TensorBoard when importable; tqdm progress;
   early stopping; gradient clipping; callbacks that see a :class:`TrainState` and may stop.
@@ -19,10 +22,10 @@ Design points:
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..atomic import atomic_write, remove_stale_temps
 
 __all__ = ["Trainer", "TrainState", "NonFiniteError"]
 
@@ -68,16 +73,97 @@ class TrainState:
         self.stop_reason = reason
 
 
-def _atomic_torch_save(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+#: First bytes of a checkpoint file: format name and version.
+CHECKPOINT_MAGIC = b"flamo-checkpoint/1"
+
+
+def _write_checkpoint(state: dict, path: Path) -> None:
+    """``MAGIC sha256=HEX bytes=N\\n`` then the torch.save payload, atomically and fsynced."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    header = CHECKPOINT_MAGIC + f" sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode()
+    remove_stale_temps(path)  # of earlier saves that were killed (one trainer writes a path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(header + payload))
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """Verify the header and checksum of ``path``, then load it with weights_only=True."""
+    data = path.read_bytes()
+    end = data.find(b"\n", 0, 256)
+    fields = data[:end].split(b" ") if end > 0 else []
+    if len(fields) != 3 or fields[0] != CHECKPOINT_MAGIC or not fields[1].startswith(b"sha256=") \
+            or not fields[2].startswith(b"bytes=") or not fields[2][6:].isdigit():
+        raise ValueError(f"Trainer.load_checkpoint: {path} is not a flamo checkpoint (no valid "
+                         f"{CHECKPOINT_MAGIC.decode()!r} header); it is not unpickled. Only files "
+                         f"written by Trainer.save_checkpoint load")
+    payload = data[end + 1:]
+    size = int(fields[2][6:])
+    if len(payload) != size:
+        raise ValueError(f"Trainer.load_checkpoint: {path} is truncated or damaged: its payload has "
+                         f"{len(payload)} bytes, the header says {size}")
+    if hashlib.sha256(payload).hexdigest().encode() != fields[1][7:]:
+        raise ValueError(f"Trainer.load_checkpoint: {path} is corrupted: the SHA-256 of its payload "
+                         f"does not match the header")
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses anything but tensors and plain data
+        raise ValueError(f"Trainer.load_checkpoint: {path} holds data that weights_only loading "
+                         f"refuses: {err}") from err
+
+
+def _rng_state() -> dict:
+    """python, numpy and torch RNG states as tensors and numbers (weights_only-safe)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"bit_generator": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                      "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+            "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
+                       "gauss_next": py_gauss},
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    n = rng["numpy"]
+    np.random.set_state((n["bit_generator"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    p = rng["python"]
+    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _drop_rows_after(path: Path, step: int) -> int:
+    """Remove the rows of CSV log ``path`` whose ``step`` exceeds ``step`` (atomically);
+    returns how many. A last line cut short by a crash is dropped too."""
+    if not path.exists():
+        return 0
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return 0
+    header, body = rows[0], rows[1:]
+    if "step" not in header:
+        raise ValueError(f"Trainer: log {path} has no 'step' column")
+    col = header.index("step")
+    kept = []
+    for i, row in enumerate(body):
+        valid = len(row) == len(header) and row[col].isdigit()
+        if not valid and i < len(body) - 1:
+            raise ValueError(f"Trainer: log {path} is damaged at data row {i + 1}: {row!r}")
+        if valid and int(row[col]) <= step:
+            kept.append(row)
+    if len(kept) == len(body):
+        return 0
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows([header, *kept])
+
+    atomic_write(path, write)
+    return len(body) - len(kept)
 
 
 def _to_device(x, device):
@@ -120,7 +206,8 @@ class Trainer:
     early_stopping : int, optional
         Stop when the epoch mean loss has not improved by ``min_delta`` for this many epochs.
     log_dir : path, optional
-        Writes ``steps.csv`` and ``epochs.csv`` (appended on resume) and TensorBoard events
+        Writes ``steps.csv`` and ``epochs.csv`` (continued after :meth:`load_checkpoint`; a
+        fresh trainer refuses a folder holding another run's logs) and TensorBoard events
         when ``tensorboard=True`` and torch.utils.tensorboard imports.
     checkpoint_dir : path, optional
         Writes ``last.pt`` every ``checkpoint_every`` epochs and at the end of :meth:`fit`.
@@ -189,6 +276,7 @@ class Trainer:
         self.history: list[dict] = []  # one row per step of this process
         self.epoch_history: list[dict] = []
         self._epoch_rows: list[dict] = []
+        self._owns_logs = False  # True once the CSV logs are known to belong to this run
         self._tb = None
         if tensorboard and self.log_dir is not None:
             try:
@@ -283,6 +371,7 @@ class Trainer:
         if (epochs is None) == (max_steps is None):
             raise ValueError("Trainer.fit: give exactly one of epochs or max_steps")
         target = max_steps if max_steps is not None else epochs * self.steps_per_epoch
+        self._reconcile_logs()
         self.stop_reason = None
         bar = tqdm(total=target, initial=self.step, disable=not self.progress, desc="train",
                    leave=False)
@@ -335,6 +424,23 @@ class Trainer:
         if self.checkpoint_dir is not None and (epoch + 1) % self.checkpoint_every == 0:
             self.save_checkpoint(self.checkpoint_dir / "last.pt")
 
+    def _reconcile_logs(self):
+        """Make the CSV logs end at the current step before new rows are appended.
+
+        After :meth:`load_checkpoint`, rows past the checkpoint (written by the run that was
+        killed) are dropped, so the resumed logs equal an uninterrupted run's. Rows past the
+        current step without a resume belong to another run: refuse to mix them in.
+        """
+        if self.log_dir is None:
+            return
+        for name in ("steps.csv", "epochs.csv"):
+            path = self.log_dir / name
+            if not self._owns_logs and path.exists() and self.step == 0 and path.stat().st_size:
+                raise ValueError(f"Trainer.fit: {path} already holds the log of another run; resume "
+                                 f"it with load_checkpoint or give a new log_dir")
+            _drop_rows_after(path, self.step)
+        self._owns_logs = True  # the logs now match this trainer's steps
+
     def _log_step(self, row):
         self._write_csv("steps.csv", row)
         if self._tb is not None:
@@ -364,9 +470,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "criteria": {n: fn.state_dict() for n, (fn, _) in self.criteria.items()
                          if isinstance(fn, nn.Module)},
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": _rng_state(),
             "step": self.step, "best": self.best, "bad_epochs": self.bad_epochs,
             "epoch_rows": self._epoch_rows, "seed": self.seed,
         }
@@ -378,26 +482,41 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         for n, sd in state["criteria"].items():
             self.criteria[n][0].load_state_dict(sd)
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        _set_rng_state(state["rng"])
         self.step, self.best, self.bad_epochs = state["step"], state["best"], state["bad_epochs"]
         self._epoch_rows = list(state["epoch_rows"])
         self.seed = state["seed"]
 
     def save_checkpoint(self, path) -> Path:
-        """Write :meth:`state_dict` to ``path`` atomically (temp file + rename)."""
+        """Write :meth:`state_dict` to ``path``: a header (format, SHA-256 and size of the
+        payload) and the ``torch.save`` payload, via a temporary file that is fsynced,
+        renamed over ``path`` and whose folder is fsynced."""
         path = Path(path)
-        _atomic_torch_save(self.state_dict(), path)
+        _write_checkpoint(self.state_dict(), path)
         return path
 
     def load_checkpoint(self, path) -> "Trainer":
         """Restore a checkpoint written by :meth:`save_checkpoint` (same model and optimizer
-        types); the next :meth:`fit` continues where it stopped."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        types); the next :meth:`fit` continues where it stopped, and the CSV logs lose the
+        rows of steps after the checkpoint (a killed run wrote them; they are redone).
+
+        Nothing in the file can run code: it is loaded with ``torch.load(weights_only=True)``
+        after its checksum is verified.
+
+        Raises
+        ------
+        ValueError
+            Naming the file: not a flamo checkpoint, truncated, corrupted (checksum), holding
+            objects other than tensors and plain data, or not matching this trainer.
+        """
+        path = Path(path)
+        state = _read_checkpoint(path)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"Trainer.load_checkpoint: {path} does not match this trainer "
+                             f"(model, optimizer, scheduler or criteria): {err!r}") from err
+        self._owns_logs = True
         return self
 
 

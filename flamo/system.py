@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-from .modules.base import DSPModule, from_config
+from .modules import config_fields as cf
+from .modules.base import DSPModule
 from .response import add, solve_loop
 
 __all__ = ["Series", "Parallel", "Recursion"]
@@ -33,6 +34,9 @@ def _named_modules(owner, modules):
     if not items:
         raise ValueError(f"{owner}: needs at least one module")
     for name, m in items:
+        if not isinstance(name, str) or not name or "." in name or hasattr(_Composite, name):
+            raise ValueError(f"{owner}: part names must be non-empty strings without '.' that are "
+                             f"not attributes of a system, got {name!r}")
         if not isinstance(m, DSPModule):
             raise TypeError(f"{owner}: part {name!r} must be a flamo module or system, "
                             f"got {type(m).__name__}")
@@ -66,13 +70,15 @@ class _Composite(DSPModule):
     def diagonal(self):
         return all(m.diagonal for m in self)
 
+    config_fields = {"parts": cf.Parts()}
+
     def config(self):
         """{"parts": [[name, part config], ...]} in signal order."""
         return {"type": type(self).__name__, "parts": [[n, m.config()] for n, m in self.named_parts()]}
 
     @classmethod
-    def from_config(cls, cfg):
-        return cls({name: from_config(part) for name, part in cfg["parts"]})
+    def from_fields(cls, parts):
+        return cls(parts)  # the constructors take the {name: module} dict as one argument
 
 
 class Series(_Composite):
@@ -202,16 +208,14 @@ class Recursion(DSPModule):
     def freq_response(self, grid):
         return self.apply_to(None, grid)
 
+    config_fields = {"forward": cf.Module(), "feedback": cf.Module(), "check": cf.Bool(),
+                     "structured_solve": cf.Bool()}
+
     def config(self):
         """{"forward": config, "feedback": config, "check": bool, "structured_solve": bool}."""
         return {"type": "Recursion", "forward": self.forward_path.config(),
                 "feedback": self.feedback_path.config(), "check": self.check,
                 "structured_solve": self.structured_solve}
-
-    @classmethod
-    def from_config(cls, cfg):
-        return cls(from_config(cfg["forward"]), from_config(cfg["feedback"]), check=cfg.get("check", True),
-                   structured_solve=cfg.get("structured_solve", True))
 
     def apply_to(self, rhs, grid):
         forward = self.forward_path.freq_response(grid)

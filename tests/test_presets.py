@@ -1,13 +1,19 @@
-"""Presets: every module and system survives config() -> JSON -> from_config with the same response."""
+"""Presets: every module and system survives config() -> JSON -> from_config with the same response;
+saving refuses what would not load; malformed presets raise ValueError/TypeError naming the field."""
 
+import copy
 import json
+import resource
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import flamo
 from flamo.functional import Sigmoid, Softplus
+from flamo.modules.base import DSPModule
 from conftest import random_stable_sos
 
 GRID = flamo.Grid(nfft=128, alias_decay_db=10, dtype=torch.float64)
@@ -82,3 +88,233 @@ def test_bad_presets(tmp_path):
         flamo.load_preset(tmp_path / "x.json")
     with pytest.raises(ValueError, match="no inverse"):
         flamo.Gain([1.0], mapping=torch.tanh).config()
+
+
+# -- every module kind, every field checked, malformed presets: only ValueError / TypeError ------
+
+
+def _flamo_types():
+    return {name for name, cls in DSPModule.registry.items() if cls.__module__.startswith("flamo.")}
+
+
+def test_every_module_kind_has_a_roundtrip_case_and_declared_fields():
+    cases = {}
+    for module in _modules().values():
+        for sub in module.modules():
+            cases.setdefault(type(sub).__name__, sub)
+    assert _flamo_types() <= set(cases), sorted(_flamo_types() - set(cases))
+    for name, module in cases.items():
+        cfg = module.config()
+        assert set(cfg) == set(type(module).config_fields) | {"type", "dtype"} or \
+            set(cfg) == set(type(module).config_fields) | {"type"}, name
+
+
+def _loop_system():
+    return flamo.Series({"in": flamo.Gain(np.ones((3, 1))), "mix": flamo.Gain(np.eye(3)),
+                         "loop": flamo.Recursion(flamo.Delay([5.0, 7.0, 9.0]), flamo.Matrix(3, seed=0)),
+                         "out": flamo.Gain(np.ones((1, 3)))})
+
+
+def test_unstable_trained_sos_is_refused_at_save_with_the_reason(tmp_path):
+    """Defect 3: a trained SOS whose poles left the circle was saved and then refused on load."""
+    sos = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -0.5, 0.25]]))
+    with torch.no_grad():
+        sos.raw[0, 3:] = torch.tensor([-3.0, 2.25])  # what a training step can do: poles at 1.5
+    path = tmp_path / "p.json"
+    with pytest.raises(ValueError, match=r"not written: the preset would not load back: .*unstable section, "
+                                         r"max pole radius 1\.5 >= 1"):
+        flamo.save_preset(flamo.Series(flamo.Gain([[1.0]]), sos), path)
+    assert not path.exists()
+    sos.check_stability = False  # the user says so: saved and loaded as it is
+    rebuilt = flamo.load_preset(flamo.save_preset(sos, path))
+    assert rebuilt.check_stability is False
+    torch.testing.assert_close(rebuilt.response(GRID), sos.response(GRID))
+    unchecked = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -3.0, 2.25]]), check_stability=False)
+    assert flamo.load_preset(flamo.save_preset(unchecked, path)).config() == unchecked.config()
+
+
+def _bad(cfg, error, match):
+    with pytest.raises(error, match=match):
+        flamo.from_config(cfg)
+
+
+def test_field_errors_name_the_path():
+    cfg = _loop_system().config()
+    bad = copy.deepcopy(cfg)
+    bad["parts"][2][1]["forward"]["samples"] = "abc"
+    _bad(bad, TypeError, r"^parts\[2\]\.forward\.samples: must be a number or nested lists")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][2][1]["feedback"]["init"][1] = [1.0, 2.0]
+    _bad(bad, ValueError, r"^parts\[2\]\.feedback\.init\[1\]: ragged nested lists: shape \(2,\), but "
+                          r"parts\[2\]\.feedback\.init\[0\] has shape \(3,\)")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][2][1]["forward"]["samples"] = [5.0, -1.0, 9.0]
+    _bad(bad, ValueError, r"^parts\[2\]\.forward: Delay: samples must be >= 0")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][0][1]["learnable"] = "no"
+    _bad(bad, TypeError, r"^parts\[0\]\.learnable: must be true or false, got 'no'")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][2][1]["check"] = 1
+    _bad(bad, TypeError, r"^parts\[2\]\.check: must be true or false, got 1")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][3][1]["matrix"] = [[1.0, float("nan"), 1.0]]
+    _bad(bad, ValueError, r"^parts\[3\]\.matrix\[0\]\[1\]: values must be finite")
+    bad = copy.deepcopy(cfg)
+    bad["parts"][1][1]["matrx"] = bad["parts"][1][1].pop("matrix")
+    _bad(bad, ValueError, r"^parts\[1\]: unknown field\(s\) \['matrx'\] for Gain")
+    _bad({"type": "Delay"}, ValueError, r"missing field\(s\) \['samples'\] for Delay")
+    _bad({"type": "Gain", "matrix": [1.0], "mapping": {"type": "skew_expm"}}, ValueError,
+         r"^mapping: mapping 'skew_expm' has no inverse")
+    _bad({"type": "Gain", "matrix": [0.5], "mapping": {"type": "Sigmoid", "low": "0"}}, TypeError,
+         r"^mapping: mapping 'Sigmoid': parameter 'low' must be a finite number")
+    _bad({"type": "Biquad", "kind": "peak", "freq": 1000.0, "q_range": [0, "x"]}, TypeError, r"^q_range: must be")
+    _bad({"type": "Series", "parts": [["a", {"type": "Gain", "matrix": [1.0]}], ["b", {"type": "Nope"}]]},
+         ValueError, r"^parts\[1\]\.type: unknown module type 'Nope'")
+    _bad({"type": "Series", "parts": [["a.b", {"type": "Gain", "matrix": [1.0]}]]}, ValueError,
+         r"part names must be non-empty strings without '\.'")
+    _bad({"type": "Series", "parts": [["forward", {"type": "Gain", "matrix": [1.0]}]]}, ValueError,
+         r"not attributes of a system, got 'forward'")
+
+
+def test_duplicate_part_names_are_rejected(tmp_path):
+    gain = {"type": "Gain", "matrix": [[1.0]]}
+    _bad({"type": "Parallel", "parts": [["a", gain], ["b", gain], ["a", gain]]}, ValueError,
+         r"^parts\[2\]\[0\]: duplicate part name 'a' \(also parts\[0\]\[0\]\)")
+    path = tmp_path / "dup.json"
+    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Gain", "matrix": [1.0], "matrix": [2.0]}}')
+    with pytest.raises(ValueError, match=rf"{path} is not a valid JSON preset: duplicate key 'matrix'"):
+        flamo.load_preset(path)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "Tensor", "cuda", "int64", 32, None])
+def test_unknown_dtypes_are_rejected(dtype):
+    with pytest.raises((ValueError, TypeError), match=r"^dtype: must be one of \('float32', 'float64'\)"):
+        flamo.from_config({"type": "Delay", "samples": [1.0], "dtype": dtype})
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"type": "Matrix", "n": 10 ** 6, "kind": "free"}, "must give init"),
+    ({"type": "Matrix", "n": 10 ** 6, "kind": "orthogonal", "init": None}, "must give init"),
+    ({"type": "Matrix", "n": 2 ** 20, "kind": "hadamard"}, "largest Hadamard order a config may ask for"),
+    ({"type": "Matrix", "n": 10 ** 6, "kind": "free", "init": [[1.0]]}, r"init must have shape \(1000000, 1000000\)"),
+    ({"type": "FractionalDelay", "samples": [3.0], "order": 10 ** 9}, r"^order: must lie in \[1, 256\]"),
+    ({"type": "GEQ", "command_db": [0.0] * 300, "centres": list(range(1, 301))}, "at most 256 entries"),
+    ({"type": "Paraunitary", "delays": [[0.0] * 4, [1.0] * 4]}, r"missing field\(s\) \['matrices'\]"),
+])
+def test_sizes_no_data_backs_are_rejected_before_allocation(cfg, match):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=match):
+        flamo.from_config(cfg)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing big
+
+
+def test_deep_nesting_raises_value_error(tmp_path):
+    cfg = {"type": "Gain", "matrix": [1.0]}
+    for _ in range(100):
+        cfg = {"type": "Series", "parts": [["s", cfg]]}
+    _bad(cfg, ValueError, "nested deeper than 64 levels")
+    path = tmp_path / "deep.json"
+    path.write_text('{"format": "flamo-preset/1", "module": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match=rf"{path}"):
+        flamo.load_preset(path)
+    cyclic = {"type": "Series", "parts": []}
+    cyclic["parts"].append(["self", cyclic])
+    _bad(cyclic, ValueError, "nested deeper")
+    _bad({"type": "FIR", "taps": [[[[[1.0]]]]]}, ValueError, r"^taps\[0\]\[0\]\[0\]: nested deeper than the field allows")
+
+
+def test_non_finite_and_non_json_presets(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "samples": [NaN]}}')
+    with pytest.raises(ValueError, match="non-finite number NaN"):
+        flamo.load_preset(path)
+    path.write_bytes(b'{"format": "flamo-preset/1", "module": \xff}')
+    with pytest.raises(ValueError, match="not a valid JSON preset"):
+        flamo.load_preset(path)
+    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "samples": [1.0]}, "x": 1}')
+    with pytest.raises(ValueError, match="exactly the keys 'format' and 'module'"):
+        flamo.load_preset(path)
+    gain = flamo.Gain([1.0])
+    with torch.no_grad():
+        gain.raw[0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite parameter values"):
+        flamo.save_preset(gain, path)
+
+
+# Mutations of valid configs: whatever they become, from_config builds a module or raises
+# ValueError / TypeError (never KeyError, IndexError, RecursionError, RuntimeError, ...).
+_CONFIGS = {name: module.config() for name, module in _modules().items()}
+_CONFIGS["loop-system"] = _loop_system().config()
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-1000, 1000), st.sampled_from([0, -1, 2 ** 31, 10 ** 12, 2 ** 64]),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["float32", "float64", "Gain", "Series", "octave", "hadamard", "Sigmoid", "type"]))
+_json = st.recursive(_json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(["type", "matrix", "parts", "x", "n"]),
+                                                 inner, max_size=3)), max_leaves=12)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+@st.composite
+def _mutated(draw):
+    cfg = copy.deepcopy(_CONFIGS[draw(st.sampled_from(sorted(_CONFIGS)))])
+    for _ in range(draw(st.integers(1, 3))):
+        paths = list(_paths(cfg))
+        path = draw(st.sampled_from(paths))
+        if not path:
+            continue
+        parent = cfg
+        for key in path[:-1]:
+            parent = parent[key]
+        key, old = path[-1], parent[path[-1]]
+        action = draw(st.sampled_from(["replace", "delete", "duplicate", "wrap", "negate", "add-key", "retype"]))
+        if action == "replace":
+            parent[key] = draw(_json)
+        elif action == "delete":
+            del parent[key]
+        elif action == "duplicate" and isinstance(parent, list):
+            parent.insert(key, copy.deepcopy(old))
+        elif action == "wrap":
+            parent[key] = [old]
+        elif action == "negate" and isinstance(old, (int, float)) and not isinstance(old, bool):
+            parent[key] = draw(st.sampled_from([-old, old * 1e300, old + 0.5, 0]))
+        elif action == "add-key" and isinstance(old, dict):
+            old[draw(st.sampled_from(["x", "dtype", "type", "mapping", "learnable"]))] = draw(_json)
+        elif action == "retype" and isinstance(old, dict) and "type" in old:
+            old["type"] = draw(st.sampled_from(sorted(_flamo_types())))
+    return cfg
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_mutated_configs_raise_only_value_or_type_errors(cfg):
+    try:
+        module = flamo.from_config(cfg)
+    except (ValueError, TypeError):
+        return
+    assert isinstance(module, DSPModule)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(_CONFIGS)), st.integers(0, 10 ** 6), st.integers(0, 255),
+       st.booleans())
+def test_damaged_preset_files_raise_only_value_or_type_errors(tmp_path_factory, name, where, byte, cut):
+    text = json.dumps({"format": "flamo-preset/1", "module": _CONFIGS[name]}).encode()
+    where %= len(text)
+    data = text[:where] if cut else text[:where] + bytes([byte]) + text[where + 1:]
+    path = tmp_path_factory.mktemp("damaged") / "p.json"
+    path.write_bytes(data)
+    try:
+        flamo.load_preset(path)
+    except (ValueError, TypeError):
+        pass

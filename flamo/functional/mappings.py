@@ -11,6 +11,8 @@ parameter.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value", "register_mapping",
@@ -113,12 +115,31 @@ def mapping_config(mapping):
 
 
 def mapping_from_config(cfg):
-    """Inverse of :func:`mapping_config`."""
+    """Inverse of :func:`mapping_config`: None, or ``{"type": registered name, **params}``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For anything but a registered name with finite numeric parameters (functions
+        take none), or parameters the mapping's constructor rejects.
+    """
     if cfg is None:
         return None
-    cfg = dict(cfg)
-    name = cfg.pop("type")
-    if name not in MAPPINGS:
-        raise ValueError(f"unknown mapping {name!r} in preset; known: {sorted(MAPPINGS)}")
+    if not isinstance(cfg, dict):
+        raise TypeError(f"mapping config must be None or a dict {{'type': ...}}, got {type(cfg).__name__}")
+    name = cfg.get("type")
+    if not isinstance(name, str) or name not in MAPPINGS:
+        raise ValueError(f"unknown mapping {name!r:.60} in preset; known: {sorted(MAPPINGS)}")
+    params = {k: v for k, v in cfg.items() if k != "type"}
+    for key, v in params.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise TypeError(f"mapping {name!r}: parameter {key!r} must be a finite number, got {v!r:.60}")
     obj = MAPPINGS[name]
-    return obj(**cfg) if isinstance(obj, type) else obj
+    if not isinstance(obj, type):
+        if params:
+            raise ValueError(f"mapping {name!r} takes no parameters, got {sorted(params)}")
+        return obj
+    try:
+        return obj(**params)
+    except TypeError as err:  # unexpected or missing keyword
+        raise TypeError(f"mapping {name!r}: {err}") from err

@@ -20,11 +20,18 @@ from ..functional.biquads import LogSigmoid
 from ..functional.decay import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
 from ..functional.geq import AccurateGEQ
 from ..response import Response
+from . import config_fields as cf
 from .base import as_real_tensor
-from .eq import resolve_centres
+from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, resolve_centres
 from .filters import _FilterModule, as_range, broadcast_param, check_fs, check_fs_arg, check_range
 
 __all__ = ["HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]
+
+
+def _fields(**t60_fields):
+    """Config fields of an attenuation module with the given T60 (and other) fields."""
+    return {"delays": cf.Tensor(1), **t60_fields, "fs": cf.Number(), "learnable": cf.Bool(),
+            "t60_range": cf.Range(nullable=True)}
 
 
 class _Attenuation(_FilterModule):
@@ -81,6 +88,8 @@ class HomogeneousAttenuation(_Attenuation):
     t60_range : (float, float), optional
     """
 
+    config_fields = _fields(t60=cf.Tensor((0, 1)))
+
     def __init__(self, delays, t60, fs=48000.0, learnable=True, t60_range=None):
         super().__init__()
         self._setup(delays, fs, t60_range)
@@ -111,6 +120,8 @@ class OnePoleAttenuation(_Attenuation):
     ``t60_nyquist`` in seconds.
     """
 
+    config_fields = _fields(t60_dc=cf.Tensor((0, 1)), t60_nyquist=cf.Tensor((0, 1)))
+
     def __init__(self, delays, t60_dc, t60_nyquist, fs=48000.0, learnable=True, t60_range=None):
         super().__init__()
         self._setup(delays, fs, t60_range)
@@ -138,6 +149,9 @@ class ShelfAttenuation(_Attenuation):
     onto ``crossover_range`` (default (1e-5 fs, (1 - 1e-5) fs / 2) Hz) and may be (N,) or
     shared.
     """
+
+    config_fields = {**_fields(t60_dc=cf.Tensor((0, 1)), t60_nyquist=cf.Tensor((0, 1)),
+                               crossover=cf.Tensor((0, 1))), "crossover_range": cf.Range(nullable=True)}
 
     def __init__(self, delays, t60_dc, t60_nyquist, crossover=1000.0, fs=48000.0, learnable=True,
                  t60_range=None, crossover_range=None):
@@ -191,6 +205,9 @@ class GEQAttenuation(_Attenuation):
     t60_range : (float, float), optional
     margin_db : float, default 0.05
     """
+
+    config_fields = {**_fields(t60=cf.Tensor((1, 2), max_len=MAX_CONFIG_BANDS)), "centres": CENTRES_FIELD,
+                     "margin_db": cf.Number()}
 
     def __init__(self, delays, t60, centres="octave", fs=48000.0, learnable=True, t60_range=None,
                  margin_db=0.05):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from .. import signal
-from ..functional.mappings import map_parameter, mapping_config, mapping_from_config, unmap_value
+from ..functional.mappings import map_parameter, mapping_config, unmap_value
+from .config_fields import DTYPES, BuildContext, Choice, join, with_context
 from ..response import Response, matmul
 
 __all__ = ["DSPModule", "as_real_tensor", "from_config"]
@@ -113,20 +116,21 @@ class DSPModule(nn.Module):
         ``{"type": class name, "dtype": "float32" | "float64", **constructor arguments}``,
         with tensors as nested lists of their mapped values (samples, linear gains, Hz, dB,
         ... as each module documents), so that ``from_config(module.config())`` rebuilds an
-        equivalent module with the same dtype.
+        equivalent module with the same dtype. The keys besides "type" and "dtype" are
+        those of :attr:`config_fields`.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement config()")
 
+    #: Typed fields of :meth:`config` (besides "type" and "dtype"), ``{name: Field}``
+    #: from :mod:`flamo.modules.config_fields`; None: the class cannot be rebuilt.
+    config_fields: dict | None = None
+
     @classmethod
-    def from_config(cls, cfg: dict) -> "DSPModule":
-        """Build a module from the keyword arguments of :meth:`config` (without "type")."""
-        kwargs = dict(cfg)
-        dtype = getattr(torch, kwargs.pop("dtype", "float32"))
-        for key, value in kwargs.items():  # nested lists are tensor values
-            if isinstance(value, list):
-                kwargs[key] = torch.tensor(value, dtype=dtype)
-        if "mapping" in kwargs:
-            kwargs["mapping"] = mapping_from_config(kwargs["mapping"])
+    def from_fields(cls, **kwargs) -> "DSPModule":
+        """Build from converted :attr:`config_fields` values (the constructor by default;
+        overridden where fields need cross-checks or map differently onto arguments). A
+        field is optional in a config when this method (or, for ``**kwargs``, the
+        constructor) gives its argument a default."""
         return cls(**kwargs)
 
     def _value_config(self, key: str, value: torch.Tensor, mapping) -> dict:
@@ -161,11 +165,62 @@ class DSPModule(nn.Module):
         return f"shape=({out}, {inp})" + (", diagonal" if self.diagonal else "")
 
 
+#: Deepest nesting of modules inside modules that from_config builds.
+MAX_CONFIG_DEPTH = 64
+
+
 def from_config(cfg: dict) -> DSPModule:
-    """Rebuild any module or system from its :meth:`DSPModule.config`."""
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise ValueError(f"from_config: expected a dict with a 'type' key, got {cfg!r:.80}")
-    name = cfg["type"]
-    if name not in DSPModule.registry:
-        raise ValueError(f"from_config: unknown module type {name!r}; known: {sorted(DSPModule.registry)}")
-    return DSPModule.registry[name].from_config({k: v for k, v in cfg.items() if k != "type"})
+    """Rebuild any module or system from its :meth:`DSPModule.config`.
+
+    Every field is type-checked and converted before any module is built (see
+    :mod:`flamo.modules.config_fields`), then the constructors check values.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For any malformed config, naming the field by its path, e.g.
+        ``parts[2].feedback.samples``: wrong JSON types (``"learnable": "no"``), unknown,
+        missing or misspelled fields, unknown types and dtypes, ragged or non-finite
+        tensors, duplicate part names, nesting deeper than :data:`MAX_CONFIG_DEPTH`,
+        values a constructor rejects.
+    """
+    return _build(cfg, "", 0)
+
+
+def _build(cfg, path: str, depth: int) -> DSPModule:
+    where = path or "config"
+    if depth > MAX_CONFIG_DEPTH:
+        raise ValueError(f"{where}: modules nested deeper than {MAX_CONFIG_DEPTH} levels")
+    if not isinstance(cfg, dict):
+        raise TypeError(f"{where}: a module config must be a dict (JSON object) with a 'type', "
+                        f"got {type(cfg).__name__}")
+    name = cfg.get("type")
+    if "type" not in cfg:
+        raise ValueError(f"{where}: a module config needs a 'type' (one of {sorted(DSPModule.registry)})")
+    if not isinstance(name, str) or name not in DSPModule.registry:
+        raise ValueError(f"{join(path, 'type')}: unknown module type {name!r:.60}; known: "
+                         f"{sorted(DSPModule.registry)}")
+    cls = DSPModule.registry[name]
+    fields = cls.config_fields
+    if fields is None:
+        raise ValueError(f"{where}: {name} declares no config_fields, so it cannot be rebuilt from a config")
+    unknown = sorted(set(cfg) - set(fields) - {"type", "dtype"})
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown} for {name}; expected some of "
+                         f"{sorted(fields) + ['dtype']}")
+    dtype = Choice(tuple(DTYPES)).convert(cfg.get("dtype", "float32"), join(path, "dtype"), None)
+    signature = inspect.signature(cls.from_fields).parameters  # optional: an argument with a default
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+        signature = inspect.signature(cls.__init__).parameters
+    missing = [k for k in fields if k not in cfg and
+               (k not in signature or signature[k].default is inspect.Parameter.empty)]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing} for {name}")
+    ctx = BuildContext(DTYPES[dtype], lambda sub, sub_path: _build(sub, sub_path, depth + 1))
+    kwargs = {k: fields[k].convert(cfg[k], join(path, k), ctx) for k in fields if k in cfg}
+    try:
+        return cls.from_fields(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise with_context(err, path) from err
+    except (RuntimeError, IndexError, ArithmeticError) as err:  # torch internals: still a bad value
+        raise ValueError(f"{where}: {name} cannot be built from these values: {err}") from err

@@ -6,6 +6,7 @@ import torch
 
 from ..functional.delays import delay_response
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 from .gain import _generator
 
@@ -36,6 +37,7 @@ class Delay(DSPModule):
     """
 
     diagonal = True
+    config_fields = {"samples": cf.Tensor(1), "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
     def __init__(self, samples, learnable=False, mapping=None):
         super().__init__()

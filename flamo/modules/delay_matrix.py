@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from ..functional.delays import delay_response
-from ..functional.mappings import mapping_config, mapping_from_config
+from ..functional.mappings import mapping_config
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["DelayMatrix"]
@@ -32,6 +33,10 @@ class DelayMatrix(DSPModule):
     delay_mapping, gain_mapping : callable, optional
         Raw parameters -> delays in samples / linear gains (default identity).
     """
+
+    config_fields = {"samples": cf.Tensor(2), "gains": cf.Tensor(2, nullable=True),
+                     "learnable_delays": cf.Bool(), "learnable_gains": cf.Bool(),
+                     "delay_mapping": cf.Mapping(), "gain_mapping": cf.Mapping()}
 
     def __init__(self, samples, gains=None, learnable_delays=False, learnable_gains=True,
                  delay_mapping=None, gain_mapping=None):
@@ -80,11 +85,3 @@ class DelayMatrix(DSPModule):
                 "learnable_gains": isinstance(self.raw_gains, nn.Parameter),
                 "delay_mapping": mapping_config(self.delay_mapping),
                 "gain_mapping": mapping_config(self.gain_mapping)}
-
-    @classmethod
-    def from_config(cls, cfg):
-        cfg = dict(cfg)
-        dtype = getattr(torch, cfg.pop("dtype", "float32"))
-        return cls(torch.tensor(cfg.pop("samples"), dtype=dtype), torch.tensor(cfg.pop("gains"), dtype=dtype),
-                   delay_mapping=mapping_from_config(cfg.pop("delay_mapping")),
-                   gain_mapping=mapping_from_config(cfg.pop("gain_mapping")), **cfg)

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..functional.biquads import rbj_highshelf, rbj_lowshelf, rbj_peak
 from ..functional.geq import AccurateGEQ, octave_bands, third_octave_bands
+from . import config_fields as cf
 from .base import as_real_tensor
 from .filters import Biquad, _FilterModule, check_fs_arg
 
@@ -37,6 +38,9 @@ class PEQ(Biquad):
     """
 
     _freq_ndim = (1, 2)
+    config_fields = {"freq": cf.Tensor((1, 2)), "gain_db": cf.Tensor((0, 1, 2)), "q": cf.Tensor((0, 1, 2)),
+                     "fs": cf.Number(), "learnable": cf.Bool(), "freq_range": cf.Range(nullable=True),
+                     "q_range": cf.Range(nullable=True), "gain_range_db": cf.Range(nullable=True)}
 
     def __init__(self, freq, gain_db=0.0, q=2 ** -0.5, fs=48000.0, learnable=True, freq_range=None,
                  q_range=None, gain_range_db=None):
@@ -85,6 +89,12 @@ class PEQ(Biquad):
         return f"bands={self.bands}, fs={self.fs:g}, " + _FilterModule.extra_repr(self)
 
 
+#: Most bands a config may give: the GEQ design costs grow with the square of the bands.
+MAX_CONFIG_BANDS = 256
+#: Config field of band centres: a named set or a list in Hz.
+CENTRES_FIELD = cf.AnyOf(cf.Choice(("octave", "third_octave")), cf.Tensor(1, max_len=MAX_CONFIG_BANDS))
+
+
 def resolve_centres(owner, centres):
     """'octave' | 'third_octave' | list of Hz -> list of Hz."""
     if isinstance(centres, str):
@@ -121,6 +131,10 @@ class GEQ(_FilterModule):
     Measured accuracy (tests/test_eq.py, 200 random +/-12 dB targets, fs = 48 kHz, octave):
     max band error below 1 dB, as in the paper.
     """
+
+    config_fields = {"command_db": cf.Tensor((1, 2), max_len=MAX_CONFIG_BANDS), "centres": CENTRES_FIELD,
+                     "fs": cf.Number(), "learnable": cf.Bool(), "c": cf.Number(),
+                     "design_gain_db": cf.Number(), "offset": cf.Bool()}
 
     def __init__(self, command_db, centres="octave", fs=48000.0, learnable=True, c=0.3,
                  design_gain_db=17.0, offset=False):

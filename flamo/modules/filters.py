@@ -27,6 +27,7 @@ from ..functional.biquads import BIQUAD_KINDS, LogSigmoid, biquad, svf
 from ..functional.mappings import Sigmoid
 from ..functional.sos import sos_response
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["Biquad", "SVF"]
@@ -77,19 +78,6 @@ def broadcast_param(owner, name, value, shape, extra=()):
 class _FilterModule(DSPModule):
     """Shared plumbing: float64 mapped parameters, fs check, response of (..., [N,] K, 6)."""
 
-    #: config keys holding parameter values: scalars among them become 0-d tensors of the
-    #: preset's dtype in from_config (a bare float would otherwise be rebuilt in float32).
-    _value_keys = ("freq", "q", "gain_db", "resonance", "t60", "t60_dc", "t60_nyquist", "crossover")
-
-    @classmethod
-    def from_config(cls, cfg):
-        cfg = dict(cfg)
-        dtype = getattr(torch, cfg.get("dtype", "float32"))
-        for key in cls._value_keys:
-            if isinstance(cfg.get(key), (int, float)):
-                cfg[key] = torch.tensor(cfg[key], dtype=dtype)
-        return super().from_config(cfg)
-
     def _param(self, name, mapping):
         return mapping(getattr(self, name).to(torch.float64))
 
@@ -137,6 +125,10 @@ class Biquad(_FilterModule):
     """
 
     _freq_ndim = (0, 1)
+    config_fields = {"kind": cf.Choice(BIQUAD_KINDS), "freq": cf.Tensor((0, 1)), "q": cf.Tensor((0, 1)),
+                     "gain_db": cf.Tensor((0, 1)), "fs": cf.Number(), "learnable": cf.Bool(),
+                     "freq_range": cf.Range(nullable=True), "q_range": cf.Range(nullable=True),
+                     "gain_range_db": cf.Range(nullable=True)}
 
     def __init__(self, kind, freq, q=2 ** -0.5, gain_db=0.0, fs=48000.0, learnable=True,
                  freq_range=None, q_range=None, gain_range_db=None):
@@ -226,6 +218,10 @@ class SVF(_FilterModule):
     freq_range, resonance_range : (float, float), optional
         Defaults (1e-5 fs, (1 - 1e-5) fs / 2) Hz and (1e-3, 1e2).
     """
+
+    config_fields = {"freq": cf.Tensor((0, 1)), "resonance": cf.Tensor((0, 1)), "mix": cf.Tensor((1, 2)),
+                     "fs": cf.Number(), "learnable": cf.Bool(), "freq_range": cf.Range(nullable=True),
+                     "resonance_range": cf.Range(nullable=True)}
 
     def __init__(self, freq, resonance=2 ** -0.5, mix=(1.0, 0.0, 0.0), fs=48000.0, learnable=True,
                  freq_range=None, resonance_range=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..functional.fir import fir_response
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["FIR"]
@@ -32,6 +33,8 @@ class FIR(DSPModule):
     nfft are folded modulo nfft first, which is exact at the grid points: their impulse
     response on that grid is time-aliased, as any response longer than nfft is.
     """
+
+    config_fields = {"taps": cf.Tensor((1, 2, 3)), "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
     def __init__(self, taps, mapping=None, learnable=True):
         super().__init__()

@@ -7,6 +7,7 @@ import torch
 from ..functional.delays import delay_response
 from ..functional.fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["FractionalDelay"]
@@ -57,6 +58,10 @@ class FractionalDelay(DSPModule):
 
     diagonal = True
     KINDS = ("lagrange", "thiran")
+    #: Highest order a config may ask for (its cost grows with the order, not with the data).
+    MAX_CONFIG_ORDER = 256
+    config_fields = {"samples": cf.Tensor(1), "order": cf.Int(1, MAX_CONFIG_ORDER), "kind": cf.Choice(KINDS),
+                     "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
     def __init__(self, samples, order=3, kind="lagrange", learnable=True, mapping=None):
         super().__init__()

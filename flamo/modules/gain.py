@@ -7,6 +7,7 @@ from torch import nn
 
 from ..functional.matrices import Circulant, hadamard, householder, skew_expm
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["Gain", "Matrix"]
@@ -36,6 +37,8 @@ class Gain(DSPModule):
     learnable : bool, default True
         Store the gains as an ``nn.Parameter`` (else as a buffer).
     """
+
+    config_fields = {"matrix": cf.Tensor((1, 2)), "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
     def __init__(self, matrix, mapping=None, learnable=True):
         super().__init__()
@@ -99,6 +102,10 @@ class Matrix(DSPModule):
     """
 
     KINDS = ("orthogonal", "householder", "hadamard", "circulant", "free")
+    config_fields = {"n": cf.Int(1), "kind": cf.Choice(KINDS), "init": cf.Tensor((1, 2), nullable=True),
+                     "learnable": cf.Bool()}
+    #: Largest Hadamard order a config may ask for: its n x n entries are not in the config.
+    MAX_CONFIG_HADAMARD = 4096
 
     def __init__(self, n, kind="orthogonal", init=None, seed=None, mapping=None, learnable=True):
         super().__init__()
@@ -149,6 +156,18 @@ class Matrix(DSPModule):
             self.mapping = mapping
             raw = torch.randn(n, n, generator=gen) / n ** 0.5 if init is None else self._check_square(init, "init")
         self._init_parameter("raw", raw, None, learnable)
+
+    @classmethod
+    def from_fields(cls, n, kind="orthogonal", init=None, learnable=True):
+        """A config holds the matrix (or u, or the phases): no random n x n init from ``n``
+        alone, and a Hadamard order of at most :attr:`MAX_CONFIG_HADAMARD`."""
+        if kind == "hadamard" and n > cls.MAX_CONFIG_HADAMARD:
+            raise ValueError(f"Matrix: n = {n} is above the largest Hadamard order a config may ask "
+                             f"for ({cls.MAX_CONFIG_HADAMARD})")
+        if kind != "hadamard" and init is None:
+            raise ValueError(f"Matrix: a config of kind {kind!r} must give init (the saved values); "
+                             f"a random init is not rebuilt from a config")
+        return cls(n, kind=kind, init=init, learnable=learnable)
 
     def _check_square(self, value, name):
         t = as_real_tensor(value, name, "Matrix", ndim=2)

@@ -8,6 +8,7 @@ from torch import nn
 from ..functional.delays import delay_response
 from ..functional.matrices import skew_expm
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 from .gain import _generator
 
@@ -41,6 +42,8 @@ class Paraunitary(DSPModule):
         Learn the orthogonal matrices (the delays are fixed buffers).
     """
 
+    config_fields = {"delays": cf.Tensor(2), "matrices": cf.Tensor(3), "learnable": cf.Bool()}
+
     def __init__(self, delays, matrices=None, seed=None, learnable=True):
         super().__init__()
         m = as_real_tensor(delays, "delays", "Paraunitary", ndim=2)
@@ -69,6 +72,11 @@ class Paraunitary(DSPModule):
             self.raw = nn.Parameter(raw)
         else:
             self.register_buffer("raw", raw)
+
+    @classmethod
+    def from_fields(cls, delays, matrices, learnable=True):
+        """A config holds the matrices: no random (K, n, n) init from the delays alone."""
+        return cls(delays, matrices, learnable=learnable)
 
     @classmethod
     def velvet(cls, n, stages, spread, seed=None, **kwargs) -> "Paraunitary":

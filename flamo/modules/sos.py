@@ -7,6 +7,7 @@ import torch
 from ..functional.mappings import register_mapping
 from ..functional.sos import sos_poles, sos_response
 from ..response import Response
+from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["SOS", "insert_a0"]
@@ -36,8 +37,12 @@ class SOS(DSPModule):
     check_stability : bool, default True
         Raise ValueError at construction when a pole lies on or outside the unit circle.
         Gradient steps can still move poles outward; issue-specific stable
-        parametrizations (pole radius through a sigmoid) prevent that.
+        parametrizations (pole radius through a sigmoid) prevent that. Recorded in
+        :meth:`config`, so a preset is checked as the module was: saving a module built
+        with the check whose poles have since left the circle is refused with the reason.
     """
+
+    config_fields = {"sos": cf.Tensor((2, 3)), "learnable": cf.Bool(), "check_stability": cf.Bool()}
 
     def __init__(self, sos, mapping=None, learnable=True, check_stability=True):
         super().__init__()
@@ -54,6 +59,7 @@ class SOS(DSPModule):
                                  f"(pass check_stability=False to allow it)")
         self.diagonal = value.ndim == 3
         self.mapping = mapping
+        self.check_stability = bool(check_stability)
         normalized = value / value[..., 3:4]
         raw = torch.cat([normalized[..., :3], normalized[..., 4:]], dim=-1)
         self._init_parameter("raw", raw, None, learnable)
@@ -69,11 +75,12 @@ class SOS(DSPModule):
         return insert_a0(self.raw) if self.mapping is None else self.mapping(self.raw)
 
     def config(self):
-        """{"sos": a0-normalized sections, "learnable"} (default mapping only)."""
+        """{"sos": a0-normalized sections, "learnable", "check_stability"} (default mapping only)."""
         if self.mapping is not None:
             raise ValueError(f"SOS.config: a custom mapping ({self.mapping!r}) cannot be saved")
         cfg = self._value_config("sos", self.sos, None)
         del cfg["mapping"]
+        cfg["check_stability"] = self.check_stability
         return cfg
 
     def freq_response(self, grid):

@@ -8,7 +8,8 @@ never whatever happens to lie in the folder.
 
 The summary is the header, then one block per entry of :data:`SECTIONS`
 (functions ``(root, exp_dirs) -> markdown``), then one section per experiment:
-a new root-level table is one more function in that list.
+a new root-level table is one more function in that list. The first is the "Claims"
+section (:mod:`experiments.claims`); ``claims.csv`` is written next to the summary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from experiments import io
+from experiments.claims import claims_section, write_claims
 from experiments.lock import exclusive_lock
 from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR
 from flamo.atomic import remove_stale_temps
@@ -99,7 +101,7 @@ def experiment_index(root: Path, exp_dirs: list[Path]) -> str:
 
 
 #: Root-level blocks between the header and the experiment sections, in order.
-SECTIONS: list[Callable[[Path, list[Path]], str]] = [experiment_index]
+SECTIONS: list[Callable[[Path, list[Path]], str]] = [claims_section, experiment_index]
 
 
 def experiment_dirs(root: str | Path) -> list[Path]:
@@ -122,7 +124,7 @@ def render(root: str | Path = "results") -> str:
 
 
 def write_summary(root: str | Path = "results") -> Path:
-    """Regenerate ``root/summary.md`` atomically and return its path.
+    """Regenerate ``root/claims.csv`` and ``root/summary.md`` atomically; return the latter.
 
     Concurrent runs into one root take turns (a lock in ``root/.runner``), so the last
     summary written describes every run that completed before it.
@@ -132,4 +134,5 @@ def write_summary(root: str | Path = "results") -> Path:
     lock = root / RUNNER_DIR / "summary.lock"
     with exclusive_lock(lock, shlex.join(sys.argv), what=f"{root}/{SUMMARY_FILE}", wait=True):
         remove_stale_temps(root / SUMMARY_FILE)
+        write_claims(root)
         return io.write_text(root / SUMMARY_FILE, render(root))

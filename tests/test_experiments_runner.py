@@ -260,7 +260,7 @@ def test_sigkill_mid_run_keeps_last_complete_results(tmp_path, gated):
     out = tmp_path / "D"
     assert main(["run", "gated", "--out", str(out)]) == 0
     before = _snapshot(out)
-    assert set(before) == {"summary.md", "gated/first.txt", "gated/second.txt", "gated/headline.json",
+    assert set(before) == {"summary.md", "claims.csv", "gated/first.txt", "gated/second.txt", "gated/headline.json",
                            "gated/meta.json"}
 
     gate = tmp_path / "gate"

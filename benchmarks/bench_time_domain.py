@@ -47,7 +47,7 @@ class BlockFDN(_Benchmarks):
     param_names = ["device", "N"]
 
     def setup(self, device, n):
-        import baselines
+        baselines = wl.import_baselines()
 
         self.device = wl.prepare(device)
         self.params = wl.FDNParams(n, self.device)
@@ -68,7 +68,7 @@ class RecursiveSOS(_Benchmarks):
     param_names = ["device", "channels"]
 
     def setup(self, device, channels):
-        import baselines
+        baselines = wl.import_baselines()
 
         self.device = wl.prepare(device)
         self.leaves = [wl.random_sos(channels, device=self.device).requires_grad_(True)]

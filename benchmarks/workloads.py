@@ -11,9 +11,12 @@ All parameters are drawn from a seeded generator, so every process builds the sa
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -45,6 +48,19 @@ def _devices() -> list:
 
 
 DEVICES = _devices()
+
+
+def import_baselines():
+    """The ``baselines`` package of this checkout, which ``pip install .`` does not install.
+
+    ``asv run --python=same`` finds it through ASV_PYTHONPATH; ``asv continuous`` installs
+    only each commit's wheel, so the checkout holding ``benchmarks/`` is appended to
+    ``sys.path`` (after site-packages: the installed ``flamo`` still wins).
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.append(root)
+    return importlib.import_module("baselines")
 
 
 def prepare(device: str, seed: int = 0) -> torch.device:

@@ -1,9 +1,7 @@
 """Experiment runner for the flamo benchmark / reproducibility suite.
 
-Run ``python -m experiments list`` to see the registered experiments.
+Run ``python -m experiments list`` from the repository root to see the registered
+experiments. The suite runs from a checkout; it is not installed with ``pip install .``.
+Importing it has no side effects: the command line selects matplotlib's Agg backend for
+the figures it writes, and leaves the environment alone.
 """
-
-import os
-
-# Headless plotting everywhere; must be set before matplotlib is imported.
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -56,7 +56,7 @@ def _cmd_list() -> int:
 def _cmd_summary(out: Path) -> int:
     from experiments.summary import write_summary
 
-    print(f"wrote {write_summary(out)}", file=sys.stderr)
+    print(f"wrote {write_summary(out)}")
     return 0
 
 
@@ -66,7 +66,11 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
         _err(str(registry.UnknownExperimentError(args.name)))
         return 2
 
-    # Heavy imports (torch, ...) only when something is actually run.
+    # Heavy imports (torch, ...) only when something is actually run. Figures are only
+    # written to files: Agg, in this process only (no MPLBACKEND for child processes).
+    import matplotlib
+
+    matplotlib.use("Agg")
     from experiments import runner
     from experiments.lock import LockHeldError
     from experiments.summary import write_summary
@@ -82,7 +86,7 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     failures = []
     try:
         for name in names:
-            print(f"== {name} ==", file=sys.stderr)
+            print(f"== {name} ==", flush=True)
             try:
                 meta = runner.run_experiment(
                     name,
@@ -102,9 +106,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
                 traceback.print_exc()
                 failures.append(name)
                 continue
-            print(f"== {name}: done in {meta['wall_time_s']:.2f} s ==", file=sys.stderr)
+            print(f"== {name}: done in {meta['wall_time_s']:.2f} s ==", flush=True)
     finally:
-        write_summary(out)  # also after a failure or an interrupt: it describes what is on disk
+        summary = write_summary(out)  # also after a failure or an interrupt: it describes what is on disk
+    print(f"{len(names) - len(failures)} of {len(names)} experiment(s) done; summary in {summary}")
 
     if failures:
         _err(f"{len(failures)} experiment(s) failed: {', '.join(failures)}")

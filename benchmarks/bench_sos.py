@@ -21,7 +21,7 @@ class _Library:
     def _response(self):
         # The internal response: (M, 1, 1) or the (M, channels) diagonal, never the dense
         # (M, channels, channels) embedding that response(grid) returns.
-        return self.module.freq_response(self.grid).data
+        return self.module.structured_response(self.grid).data
 
     def forward(self):
         with torch.no_grad():

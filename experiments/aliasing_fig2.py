@@ -105,7 +105,7 @@ def _precision_stages(cfg, fdn, truth):
     rows = []
     for db in cfg.stage_alias_decay_db:
         g64 = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=torch.float64)
-        g32 = g64.with_(dtype=torch.float32)
+        g32 = g64.replace(dtype=torch.float32)
         h64, h32 = fdn.response(g64), fdn.response(g32)
         irfft = flamo.signal.irfft
         variants = {

@@ -110,7 +110,7 @@ def _irs(obj, nfft, db, fs, dtype_name):
     h = obj.response(grid)
     out = {dtype_name: flamo.signal.irfft(h, grid, dim=-1).double().numpy()}
     if dtype_name == "float32":
-        grid64 = grid.with_(dtype=torch.float64)
+        grid64 = grid.replace(dtype=torch.float64)
         out["mixed"] = flamo.signal.irfft(h.to(torch.complex128), grid64, dim=-1).numpy()
     return out
 

@@ -152,7 +152,7 @@ def run(cfg: Config, ctx) -> None:
         grid = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=dtype, device=ctx.device)
         with torch.no_grad():
             got = system.to(ctx.device).response(grid).cpu().to(torch.complex128).numpy()
-        z = grid.with_(dtype=torch.float64, device="cpu").z.numpy()
+        z = grid.replace(dtype=torch.float64, device="cpu").z.numpy()
         want = reference(z)
         abs_err = np.abs(got - want)
         rows.append({"configuration": name, "dtype": dt_name, "alias_decay_db": db, "nfft": cfg.nfft,

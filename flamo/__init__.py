@@ -1,6 +1,7 @@
 """flamo: differentiable linear time-invariant audio systems by frequency sampling.
 
-Every module is a transfer matrix H(z) sampled on a :class:`Grid`; systems combine modules
+Every module is a transfer matrix H(z) sampled on a :class:`Grid` (the points of the FFT) or
+at any explicit :class:`Points`; systems combine modules
 in series, in parallel and in feedback loops, and torch autograd supplies the gradients.
 After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source library for
 frequency-domain differentiable audio processing", ICASSP 2025.
@@ -8,7 +9,7 @@ frequency-domain differentiable audio processing", ICASSP 2025.
 
 from . import aliasing, functional, signal
 from .aliasing import recommend_alias_decay_db
-from .grid import Grid
+from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
                       FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
                       OnePoleAttenuation, Paraunitary, ShelfAttenuation, describe, from_config)
@@ -17,7 +18,7 @@ from .system import Parallel, Recursion, Series
 
 __version__ = "0.1.0"
 
-__all__ = ["Grid", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
+__all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
            "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",

@@ -12,7 +12,27 @@ from __future__ import annotations
 
 import torch
 
+from .grid import Grid
+
 __all__ = ["rfft", "irfft", "impulse", "filter_signal"]
+
+
+def _envelope(grid):
+    """gamma^n, n = 0 .. nfft - 1, computed in float64 and cast."""
+    n = torch.arange(grid.nfft, dtype=torch.float64)
+    return torch.exp(grid.log_gamma * n).to(grid.dtype)
+
+
+def _inverse_envelope(grid):
+    """gamma^-n, n = 0 .. nfft - 1."""
+    n = torch.arange(grid.nfft, dtype=torch.float64)
+    return torch.exp(-grid.log_gamma * n).to(grid.dtype)
+
+
+def _require_grid(owner, grid):
+    if not isinstance(grid, Grid):
+        raise TypeError(f"{owner}: time signals live on the FFT grid: pass a flamo.Grid, got "
+                        f"{type(grid).__name__}")
 
 
 def _envelope_shape(ndim: int, dim: int, length: int):
@@ -37,13 +57,14 @@ def rfft(x: torch.Tensor, grid, dim: int = -2) -> torch.Tensor:
     torch.Tensor
         Complex tensor with M = nfft // 2 + 1 frequencies along ``dim``.
     """
+    _require_grid("rfft", grid)
     if x.is_complex():
         raise TypeError("rfft: x must be a real tensor, got a complex one")
     length = x.shape[dim]
     if length > grid.nfft:
         raise ValueError(f"rfft: signal has {length} samples along dim {dim}, more than "
                          f"nfft={grid.nfft}; use a grid with nfft >= {length}")
-    env = grid.get("envelope", x.device)[:length]
+    env = grid.cached(_envelope, x.device)[:length]
     x = x.to(grid.dtype) * env.reshape(_envelope_shape(x.ndim, dim, length))
     return torch.fft.rfft(x, n=grid.nfft, dim=dim)
 
@@ -63,11 +84,12 @@ def irfft(spectrum: torch.Tensor, grid, dim: int = -2) -> torch.Tensor:
     torch.Tensor
         Real tensor with nfft samples along ``dim``, gamma-compensated.
     """
+    _require_grid("irfft", grid)
     if spectrum.shape[dim] != grid.M:
         raise ValueError(f"irfft: expected M={grid.M} frequencies along dim {dim}, "
                          f"got {spectrum.shape[dim]}")
     x = torch.fft.irfft(spectrum, n=grid.nfft, dim=dim)
-    env = grid.get("inverse_envelope", x.device).to(x.dtype)
+    env = grid.cached(_inverse_envelope, x.device).to(x.dtype)
     return x * env.reshape(_envelope_shape(x.ndim, dim, grid.nfft))
 
 
@@ -97,6 +119,7 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
         output over the whole window; what lies beyond nfft samples wraps around,
         attenuated by alias_decay_db per wrap.
     """
+    _require_grid("filter_signal", grid)
     n_out, n_in = module.shape
     squeeze = x.ndim == 1
     if squeeze:

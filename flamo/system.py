@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+
+from .grid import Grid
 from .modules import config_fields as cf
 from .modules.base import DSPModule
 from .response import add, solve_loop
@@ -109,16 +111,16 @@ class Series(_Composite):
     def shape(self):
         return (self[-1].shape[0], self[0].shape[1])
 
-    def freq_response(self, grid):
+    def structured_response(self, points):
         parts = list(self)
-        acc = parts[0].freq_response(grid)
+        acc = parts[0].structured_response(points)
         for m in parts[1:]:
-            acc = m.apply_to(acc, grid)
+            acc = m.apply_to(acc, points)
         return acc
 
-    def apply_to(self, rhs, grid):
+    def apply_to(self, rhs, points):
         for m in self:
-            rhs = m.apply_to(rhs, grid)
+            rhs = m.apply_to(rhs, points)
         return rhs
 
 
@@ -138,11 +140,11 @@ class Parallel(_Composite):
     def shape(self):
         return self[0].shape
 
-    def freq_response(self, grid):
+    def structured_response(self, points):
         parts = list(self)
-        acc = parts[0].freq_response(grid)
+        acc = parts[0].structured_response(points)
         for m in parts[1:]:
-            acc = add(acc, m.freq_response(grid))
+            acc = add(acc, m.structured_response(points))
         return acc
 
 
@@ -163,12 +165,12 @@ class Recursion(DSPModule):
         matrix).
     check : bool, default True
         After each solve, raise ValueError if the result is not finite (the loop matrix is
-        singular at a grid frequency). The check costs one pass over the result and, on a
+        singular at an evaluation point). The check costs one pass over the result and, on a
         GPU, one synchronization.
     structured_solve : bool, default True
         Solve FDN-shaped loops (a diagonal path and a frequency-independent matrix) with
         one LU factorization per frequency that the backward pass reuses
-        (:func:`flamo.response.diagonal_loop_solve`): about half the time and a fraction of
+        (:func:`flamo.functional.diagonal_loop_solve`): about half the time and a fraction of
         the memory of the generic solve, but first-order gradients only. Set False for
         double backward / Hessian-vector products through the loop.
 
@@ -205,8 +207,8 @@ class Recursion(DSPModule):
     def diagonal(self):
         return self.forward_path.diagonal and self.feedback_path.diagonal
 
-    def freq_response(self, grid):
-        return self.apply_to(None, grid)
+    def structured_response(self, points):
+        return self.apply_to(None, points)
 
     config_fields = {"forward": cf.Module(), "feedback": cf.Module(), "check": cf.Bool(),
                      "structured_solve": cf.Bool()}
@@ -217,23 +219,24 @@ class Recursion(DSPModule):
                 "feedback": self.feedback_path.config(), "check": self.check,
                 "structured_solve": self.structured_solve}
 
-    def apply_to(self, rhs, grid):
-        forward = self.forward_path.freq_response(grid)
-        feedback = self.feedback_path.freq_response(grid)
+    def apply_to(self, rhs, points):
+        forward = self.forward_path.structured_response(points)
+        feedback = self.feedback_path.structured_response(points)
         result = solve_loop(forward, feedback, rhs, structured=self.structured_solve)
         if self.check:
-            self._check_finite(result, grid)
+            self._check_finite(result, points)
         return result
 
-    def _check_finite(self, result, grid):
+    def _check_finite(self, result, points):
         bad = ~torch.isfinite(result.data)
         if not bad.any():
             return
         freq_dim = bad.ndim - (2 if result.diagonal else 3)
         other = [d for d in range(bad.ndim) if d != freq_dim]
         bins = bad.any(dim=other).nonzero().flatten().tolist()
-        k = bins[0]
+        hint = (f"alias_decay_db > 0 (currently {points.alias_decay_db:g})"
+                if isinstance(points, Grid) else "points off the unit circle")
         raise ValueError(
-            f"Recursion: the loop matrix I - F B is singular at {len(bins)} grid frequencies, "
-            f"first at bin k={k} ({k * grid.fs / grid.nfft:.3f} Hz); a lossless loop needs "
-            f"alias_decay_db > 0 (currently {grid.alias_decay_db:g}) or loss in the loop")
+            f"Recursion: the loop matrix I - F B is singular at {len(bins)} evaluation points, "
+            f"first at {points.point_label(bins[0])}; a lossless loop needs {hint} or loss in "
+            f"the loop")

@@ -5,7 +5,7 @@ import subprocess, sys, time, torch
 sys.path.insert(0, ".")  # the checkout, not an installed flamo
 print(subprocess.run(["git", "log", "-1", "--oneline"], capture_output=True, text=True).stdout,
       torch.__version__, torch.cuda.get_device_name(0), flush=True)
-from flamo.response import diagonal_loop_solve
+from flamo.functional import diagonal_loop_solve
 dev = "cuda"
 g = torch.Generator().manual_seed(0)
 def c(*s): return torch.complex(torch.randn(*s, generator=g), torch.randn(*s, generator=g)).double()

@@ -25,23 +25,33 @@ def test_contract_quantities(nfft, db):
 def test_default_dtypes_and_float32_rounding():
     g = flamo.Grid(nfft=2**15)
     assert g.omega.dtype == torch.float32 and g.z.dtype == torch.complex64
-    g64 = g.with_(dtype=torch.float64)
+    g64 = g.replace(dtype=torch.float64)
     assert g64.z.dtype == torch.complex128
     # float32 values are the correctly rounded float64 values
     assert torch.equal(g.z, g64.z.to(torch.complex64))
 
 
-def test_cached_tensors_are_per_device_and_constant():
+def _count_calls(points):
+    _count_calls.calls += 1
+    return torch.ones(3, dtype=torch.float64)
+
+
+def test_cached_tensors_are_per_device_computed_once_and_constant():
     g = flamo.Grid(nfft=64, alias_decay_db=10)
-    assert g.get("z") is g.get("z", "cpu")
+    assert g.z is g.z
+    _count_calls.calls = 0
+    assert g.cached(_count_calls) is g.cached(_count_calls, "cpu")
+    assert _count_calls.calls == 1
     assert not g.z.requires_grad
 
 
 def test_envelopes_are_inverse():
+    """The gamma^n weighting of rfft and the gamma^-n of irfft undo each other."""
     g = flamo.Grid(nfft=256, alias_decay_db=60, dtype=torch.float64)
-    prod = g.get("envelope") * g.get("inverse_envelope")
-    np.testing.assert_allclose(prod.numpy(), 1.0, rtol=1e-13)
-    assert g.get("inverse_envelope")[-1].item() == pytest.approx(10 ** (60 / 20 * 255 / 256))
+    x = torch.ones(256, 1, dtype=torch.float64)
+    np.testing.assert_allclose(flamo.signal.irfft(flamo.signal.rfft(x, g), g).numpy(), 1.0, rtol=1e-12)
+    weighted = torch.fft.irfft(flamo.signal.rfft(x, g), n=256, dim=-2)[:, 0]
+    assert weighted[-1].item() == pytest.approx(10 ** (-60 / 20 * 255 / 256), rel=1e-10)
 
 
 @pytest.mark.parametrize("kwargs, exc", [
@@ -61,4 +71,4 @@ def test_equality_and_pickle():
     _ = g.z
     g2 = pickle.loads(pickle.dumps(g))
     assert g2 == g and hash(g2) == hash(g)
-    assert g != g.with_(nfft=256)
+    assert g != g.replace(nfft=256)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import flamo
-from flamo.response import diagonal_loop_solve
+from flamo.functional import diagonal_loop_solve
 from conftest import response_with
 
 

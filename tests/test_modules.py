@@ -152,7 +152,7 @@ def test_sos_off_circle_matches_polynomial_evaluation():
 def test_float32_agrees_with_float64():
     sos = random_stable_sos(np.random.default_rng(1), 3)
     g32 = flamo.Grid(nfft=2048)
-    g64 = g32.with_(dtype=torch.float64)
+    g64 = g32.replace(dtype=torch.float64)
     for module in [flamo.SOS(sos), flamo.Delay([5.0, 1234.0]), flamo.Matrix(4, seed=0)]:
         h32 = module.response(g32)
         h64 = module.double().response(g64)

@@ -47,7 +47,7 @@ def test_loop_gain_with_filters_follows_their_magnitude_and_ignores_alias_decay(
     mags = np.stack([np.abs(scipy.signal.sosfreqz(s, worN=grid.omega.numpy())[1]) for s in sos])
     per_freq = loop_gain(fdn, grid, per_frequency=True)
     np.testing.assert_allclose(per_freq.numpy(), mags.max(0), rtol=1e-10)
-    cert = certify_stable(fdn, grid.with_(alias_decay_db=30.0))  # still on |z| = 1
+    cert = certify_stable(fdn, grid.replace(alias_decay_db=30.0))  # still on |z| = 1
     assert cert.max_loop_gain == pytest.approx(mags.max(), rel=1e-10)
     k = int(mags.max(0).argmax())
     assert cert.frequency_hz == pytest.approx(k * grid.fs / grid.nfft)

@@ -35,7 +35,7 @@ def test_complex64_accuracy_near_dc_and_nyquist():
     ref = sosfreqz_on(sos.numpy(), grid)
     error = _relative_error(sos_response(sos, grid).numpy(), ref)
     # The direct form b0 + b1 z^-1 + b2 z^-2 with float32 coefficients in complex64:
-    zi = grid.get("z_inv").numpy()
+    zi = 1 / grid.replace(dtype=torch.float64).z.numpy()
     c = sos.numpy().astype(np.float32)
     direct = np.prod([(s[0] + s[1] * zi + s[2] * zi * zi) / (s[3] + s[4] * zi + s[5] * zi * zi)
                       for s in c], axis=0)
@@ -67,10 +67,10 @@ def test_blocks_match_scipy_with_batch_shapes(small_blocks):
     sos = np.stack([[random_stable_sos(rng, 3) for _ in range(2)] for _ in range(3)])  # (3, 2, 3, 6)
     grid = flamo.Grid(nfft=300, alias_decay_db=0.0, dtype=torch.float64)  # M = 151: 3 blocks
     h = sos_response(torch.from_numpy(sos), grid)
-    assert h.shape == (3, 2, grid.M)
+    assert h.shape == (3, grid.M, 2)  # frequency before the channel axis
     for i in range(3):
         for j in range(2):
-            np.testing.assert_allclose(h[i, j].numpy(), sosfreqz_on(sos[i, j], grid), rtol=1e-12)
+            np.testing.assert_allclose(h[i, :, j].numpy(), sosfreqz_on(sos[i, j], grid), rtol=1e-12)
 
 
 def test_gradcheck_in_blocks(small_blocks):

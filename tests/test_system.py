@@ -130,7 +130,7 @@ def test_second_backward_and_regrid():
         fdn.zero_grad()
         fdn.response(G).abs().sum().backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fdn.parameters())
-    fine = G.with_(nfft=1024)
+    fine = G.replace(nfft=1024)
     assert fdn.response(fine).shape == (fine.M, 1, 1)
 
 

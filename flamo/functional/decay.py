@@ -15,7 +15,7 @@ import math
 import torch
 
 from .biquads import first_order_lowshelf
-from .geq import AccurateGEQ, _magnitude_db
+from .geq import AccurateGEQ, unit_circle_db
 
 __all__ = ["t60_to_gain", "gain_to_t60", "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation",
            "geq_attenuation"]
@@ -151,11 +151,11 @@ def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torc
     return torch.cat([sos[..., :3] * scale.unsqueeze(-1), sos[..., 3:]], dim=-1)
 
 
-def _check_omegas(design: AccurateGEQ, dtype, device):
-    """DC, Nyquist and 1024 log-spaced frequencies from centre_1 / 16 to Nyquist (rad)."""
+def _check_omegas(design: AccurateGEQ, device):
+    """DC, Nyquist and 1024 log-spaced frequencies from centre_1 / 16 to Nyquist (rad), float64."""
     low = math.log10(design.omega[0].item() / 16)
-    return torch.cat([torch.zeros(1), torch.logspace(low, math.log10(math.pi), 1024,
-                                                     dtype=torch.float64)]).to(dtype).to(device)
+    return torch.cat([torch.zeros(1, dtype=torch.float64),
+                      torch.logspace(low, math.log10(math.pi), 1024, dtype=torch.float64)]).to(device)
 
 
 def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0.05,
@@ -194,8 +194,8 @@ def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0
     command = t60_to_gain_db(delays.unsqueeze(-1), t60_bands, design.fs)  # (..., N, B)
     command = _soft_limit(command, max_attenuation_db)
     sos = design.sections(command)
-    omega = _check_omegas(design, command.dtype, command.device)
-    peak = _magnitude_db(sos, omega).sum(-2).amax(-1)  # (..., N) dB
+    omega = _check_omegas(design, command.device)
+    peak = unit_circle_db(sos, omega).amax(-2)  # (..., N) dB
     excess = peak + margin_db
     correction = torch.nn.functional.softplus(sharpness * excess) / sharpness  # dB, >= excess
     scale = torch.pow(10.0, -correction / 20.0)[..., None, None]

@@ -1,42 +1,37 @@
-"""FIR filters and fractional-delay filter designs sampled on the grid."""
+"""FIR filters and fractional-delay filter designs sampled at the evaluation points."""
 
 from __future__ import annotations
 
 import torch
 
+from ..grid import as_points
+
 __all__ = ["fir_response", "lagrange_taps", "thiran_coefficients", "allpass_response"]
 
 
-def fir_response(taps: torch.Tensor, grid) -> torch.Tensor:
-    """Sample H(z) = sum_n h[n] z^-n on the grid for the taps ``h`` along the last dim.
+def fir_response(taps: torch.Tensor, points) -> torch.Tensor:
+    """Sample H(z) = sum_n h[n] z^-n at the evaluation points, taps along the last dim.
 
-    At z_k = exp(1j omega_k) / gamma, z_k^-n = gamma^n exp(-1j 2 pi k n / nfft), so the
-    samples are the DFT of h[n] gamma^n. For L <= nfft this is ``torch.fft.rfft`` with
-    n = nfft (zero padding). For L > nfft the taps are first folded modulo nfft,
-    h_f[r] = sum_q h[r + q nfft] gamma^(r + q nfft), because exp(-1j 2 pi k n / nfft) has
-    period nfft in n: the folded DFT equals the direct evaluation at every grid point
-    exactly (it is the time aliasing the grid implies, not an approximation).
+    On a Grid the samples are one FFT of h[n] gamma^n (taps longer than nfft are folded
+    modulo nfft first, which is exact at the grid points); at explicit points the powers
+    z^-n are formed in float64 (see :meth:`flamo.Points.polynomial`).
 
     Parameters
     ----------
     taps : torch.Tensor
-        (..., L) real taps h[0..L-1] (may require grad).
-    grid : flamo.Grid
+        (..., N, L) real taps h[0..L-1] of N filters (leading dims are batch dims), or (L,)
+        for one filter (may require grad).
+    points : flamo.Grid, flamo.Points or torch.Tensor
+        Where to evaluate: a grid, a point set, or a 1-D tensor of points z.
 
     Returns
     -------
     torch.Tensor
-        (..., M) complex tensor in ``grid.complex_dtype``.
+        (..., M, N) complex tensor in the points' complex dtype, (M,) for one filter: the
+        frequency axis is second to last, before the channel axis.
     """
-    length = taps.shape[-1]
-    n = torch.arange(length, dtype=torch.float64, device=taps.device)
-    weighted = taps.to(grid.dtype) * torch.exp(grid.log_gamma * n).to(grid.dtype)
-    if length > grid.nfft:
-        blocks = -(-length // grid.nfft)
-        pad = blocks * grid.nfft - length
-        weighted = torch.nn.functional.pad(weighted, (0, pad))
-        weighted = weighted.reshape(*weighted.shape[:-1], blocks, grid.nfft).sum(-2)
-    return torch.fft.rfft(weighted, n=grid.nfft, dim=-1).to(grid.complex_dtype)
+    h = as_points(points).polynomial(taps)  # (..., [N,] M)
+    return h if taps.ndim == 1 else h.transpose(-1, -2)
 
 
 def lagrange_taps(delay: torch.Tensor, order: int) -> torch.Tensor:
@@ -95,6 +90,10 @@ def thiran_coefficients(delay: torch.Tensor, order: int) -> torch.Tensor:
     rest = sign * torch.exp(log_binom).round() * ratio.prod(-1)
     return torch.cat([torch.ones_like(rest[..., :1]), rest], dim=-1)
 
-def allpass_response(a: torch.Tensor, grid) -> torch.Tensor:
-    """Sample the allpass z^-N A(z^-1) / A(z), A(z) = sum_k a_k z^-k, (..., N + 1) -> (..., M)."""
-    return fir_response(a.flip(-1), grid) / fir_response(a, grid)
+def allpass_response(a: torch.Tensor, points) -> torch.Tensor:
+    """Sample the allpass z^-N A(z^-1) / A(z), A(z) = sum_k a_k z^-k.
+
+    ``a`` is (..., N, order + 1) (or (order + 1,)); the result is shaped as
+    :func:`fir_response`'s.
+    """
+    return fir_response(a.flip(-1), points) / fir_response(a, points)

@@ -32,7 +32,10 @@ import math
 
 import torch
 
-__all__ = ["octave_bands", "third_octave_bands", "orfanidis_peak", "AccurateGEQ"]
+from ..grid import Points
+from .sos import sos_response
+
+__all__ = ["octave_bands", "third_octave_bands", "orfanidis_peak", "unit_circle_db", "AccurateGEQ"]
 
 
 def octave_bands() -> list[float]:
@@ -83,12 +86,24 @@ def orfanidis_peak(omega, bandwidth, gain_db, c: float):
     return torch.stack([1 + G * beta, -two_cos, 1 - G * beta, 1 + beta, -two_cos, 1 - beta], dim=-1)
 
 
-def _magnitude_db(sos, omega):
-    """dB magnitude of sections (..., B, 6) at frequencies omega (K,) -> (..., B, K)."""
-    zi = torch.polar(torch.ones_like(omega), -omega)
-    powers = torch.stack([torch.ones_like(zi), zi, zi * zi])  # (3, K)
-    coeffs = sos.to(zi.dtype)
-    return 20 * torch.log10((coeffs[..., 0:3] @ powers).abs() / (coeffs[..., 3:6] @ powers).abs())
+def unit_circle_db(sos, omega) -> torch.Tensor:
+    """dB magnitude of cascades on the unit circle, 20 log10 |H(exp(1j omega))|.
+
+    Parameters
+    ----------
+    sos : torch.Tensor
+        (..., N, K, 6) sections (N cascades of K sections), any real dtype.
+    omega : torch.Tensor
+        (M,) angular frequencies in radians per sample.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., M, N) in the dtype of ``sos`` (evaluated by :func:`flamo.functional.sos_response`).
+    """
+    w = omega.detach().to(torch.float64)
+    points = Points(torch.polar(torch.ones_like(w), w), dtype=sos.dtype)
+    return 20 * torch.log10(sos_response(sos, points).abs())
 
 
 class AccurateGEQ:
@@ -167,8 +182,8 @@ class AccurateGEQ:
     def interaction(self, gains_db):
         """(..., 2B - 1, B): dB response of band m at each design point divided by its gain."""
         g = torch.where(gains_db.abs() < 1e-3, torch.full_like(gains_db, 1e-3), gains_db)
-        response = _magnitude_db(self.band_sections(g), self.points.to(g.dtype).to(g.device))
-        return (response / g.unsqueeze(-1)).transpose(-1, -2)
+        sections = self.band_sections(g).unsqueeze(-2)  # (..., B, 1, 6): each band alone
+        return unit_circle_db(sections, self.points.to(g.device)) / g.unsqueeze(-2)
 
     def filter_gains(self, command_db):
         """(broadband gain (...,), band filter gains (..., B)) in dB for command gains (..., B)."""
@@ -196,4 +211,4 @@ class AccurateGEQ:
 
     def response_db(self, command_db, omega):
         """dB magnitude of the designed cascade at omega (K,) rad/sample -> (..., K)."""
-        return _magnitude_db(self.sections(command_db), omega).sum(-2)
+        return unit_circle_db(self.sections(command_db).unsqueeze(-3), omega)[..., 0]

@@ -1,4 +1,4 @@
-"""Second-order-section cascades sampled on the grid.
+"""Second-order-section cascades sampled at the evaluation points.
 
 Each quadratic p(z^-1) = c0 + c1 z^-1 + c2 z^-2 is evaluated in a shifted basis, around the
 point of the unit circle (z = 1 or z = -1) where it is smaller: with u = 1 - z^-1,
@@ -7,16 +7,18 @@ point of the unit circle (z = 1 or z = -1) where it is smaller: with u = 1 - z^-
 
 and with v = 1 + z^-1, p = p(-1) + (c1 - 2 c2) v + c2 v^2. The shifted coefficients are
 formed in float64 from the given ones, and u, v are computed in float64 before the cast to
-the grid's dtype, so no large terms cancel: in the direct form a low-frequency section's
+the evaluation's dtype, so no large terms cancel: in the direct form a low-frequency section's
 1 - 2 cos(w0) z^-1 + z^-2 cancels to ~w^2 near DC, which complex64 resolves to ~1e-3 relative;
 in the shifted form complex64 keeps ~1e-6 (the "delta operator" idea of Middleton & Goodwin,
 "Improved finite word length characteristics in digital control using delta operators",
-IEEE Trans. Automatic Control, 1986). So float32 grids need no float64 evaluation.
+IEEE Trans. Automatic Control, 1986). So float32 evaluations need no float64 arithmetic.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..grid import as_points
 
 __all__ = ["sos_response", "sos_poles"]
 
@@ -89,7 +91,7 @@ class _CascadeResponse(torch.autograd.Function):
             else:  # Re(Y conj(B)) with Y = X weight is Re Y Re B + Im Y Im B
                 g = _times_(x, weight[..., None, block]) @ planes.transpose(0, 1)
             if not torch.isfinite(g).all():
-                # A numerator vanishes exactly on the grid (e.g. a lowpass at Nyquist, gamma = 1).
+                # A numerator vanishes exactly at a point (e.g. a lowpass at Nyquist, gamma = 1).
                 g = _direct_grad(grad_h[..., block], coef, part)
             else:
                 g[..., k:, :].neg_()  # dh/dD_k = -h / D_k
@@ -160,34 +162,48 @@ def _product_of_others(poly: torch.Tensor) -> torch.Tensor:
     return before * after.flip(-2)
 
 
-def sos_response(sos: torch.Tensor, grid) -> torch.Tensor:
-    """Sample a cascade of biquads on the grid.
+def sos_response(sos: torch.Tensor, points) -> torch.Tensor:
+    """Sample a cascade of biquads at the evaluation points.
 
     H(z) = prod_k (b0 + b1 z^-1 + b2 z^-2) / (a0 + a1 z^-1 + a2 z^-2), the convention of
     scipy.signal.sosfreqz, evaluated in the well-conditioned shifted basis described in the
     module docstring. In complex64 every section's polynomial carries float32 rounding, so
     the relative error of a K-section cascade is a few sqrt(2K) eps for well-damped sections
     at any frequency (the 10-band GEQAttenuation: 2e-7 rms, 1e-6 max; an evaluation in
-    float64 followed by one cast would give eps = 6e-8 at 1.7x the cost), and it grows like
-    eps / (1 - r) near a pole of radius r (8 random sections, nfft = 2^16: 6e-6, 2e-5,
-    1.5e-4, 1.2e-3 at r = 0.9, 0.99, 0.999, 0.9999). Use a float64 grid for reference work.
+    float64 followed by one cast would give eps = 6e-8), and it grows like eps / (1 - r)
+    near a pole of radius r (8 random sections, nfft = 2^16: 6e-6, 2e-5, 1.5e-4, 1.2e-3 at
+    r = 0.9, 0.99, 0.999, 0.9999). Use float64 points for reference work.
 
     Parameters
     ----------
     sos : torch.Tensor
-        (..., K, 6) real sections in scipy's layout [b0, b1, b2, a0, a1, a2], any real dtype
-        (the shifted coefficients are formed in float64, then cast to the grid's dtype).
-    grid : flamo.Grid
+        (..., N, K, 6) real sections in scipy's layout [b0, b1, b2, a0, a1, a2]: N
+        cascades of K sections (leading dims are batch dims), or (K, 6) for one cascade. Any
+        real dtype (the shifted coefficients are formed in float64, then cast to the
+        evaluation's dtype).
+    points : flamo.Grid, flamo.Points or torch.Tensor
+        Where to evaluate: a grid, a point set, or a 1-D tensor of points z.
 
     Returns
     -------
     torch.Tensor
-        (..., M) complex tensor in ``grid.complex_dtype``.
+        (..., M, N) complex tensor in the points' complex dtype, (M,) for a (K, 6) cascade:
+        the frequency axis is second to last, before the channel axis (see
+        :mod:`flamo.functional`).
     """
-    basis = grid.get("sos_basis", sos.device)  # (5, M)
+    points = as_points(points)
+    basis = points.cached(_shifted_basis, sos.device)  # (5, M)
     # numerators then denominators, (..., 2K, 5): one product with the basis serves both
     coef = _shifted_coefficients(torch.cat([sos[..., 0:3], sos[..., 3:6]], dim=-2))
-    return _CascadeResponse.apply(coef.to(grid.dtype), basis)
+    h = _CascadeResponse.apply(coef.to(points.dtype), basis)  # (..., [N,] M)
+    return h if sos.ndim == 2 else h.transpose(-1, -2)
+
+
+def _shifted_basis(points) -> torch.Tensor:
+    """[1, u, u^2, v, v^2] with u = 1 - z^-1, v = 1 + z^-1, (5, M), from z^-1 in float64."""
+    z_inv = points.inverse_powers(torch.ones(1, dtype=torch.float64))[..., 0]
+    u, v = 1 - z_inv, 1 + z_inv
+    return torch.stack([torch.ones_like(u), u, u * u, v, v * v]).to(points.complex_dtype)
 
 
 def sos_poles(sos: torch.Tensor) -> torch.Tensor:

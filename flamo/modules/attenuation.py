@@ -103,9 +103,9 @@ class HomogeneousAttenuation(_Attenuation):
     def gains(self):
         return t60_to_gain(self.delays.to(torch.float64), self.t60, self.fs)
 
-    def freq_response(self, grid):
-        check_fs(type(self).__name__, self.fs, grid)
-        return Response(self.gains.to(grid.complex_dtype).unsqueeze(-2), True)
+    def structured_response(self, points):
+        check_fs(type(self).__name__, self.fs, points)
+        return Response(self.gains.to(points.complex_dtype).unsqueeze(-2), True)
 
     def config(self):
         """{"delays" (samples), "t60" (s), "fs" (Hz), "t60_range", "learnable"}."""
@@ -134,8 +134,8 @@ class OnePoleAttenuation(_Attenuation):
         return onepole_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
                                    self._t60("t60_nyquist"), self.fs)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos.unsqueeze(-2), grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos.unsqueeze(-2), points)
 
     def config(self):
         """{"delays", "t60_dc", "t60_nyquist" (s), "fs", "t60_range", "learnable"}."""
@@ -175,8 +175,8 @@ class ShelfAttenuation(_Attenuation):
         return shelf_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
                                  self._t60("t60_nyquist"), self.crossover, self.fs)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos.unsqueeze(-2), grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos.unsqueeze(-2), points)
 
     def config(self):
         """{"delays", "t60_dc", "t60_nyquist" (s), "crossover" (Hz), "fs", ranges, "learnable"}."""
@@ -241,8 +241,8 @@ class GEQAttenuation(_Attenuation):
         t60 = self.t60 if self.per_line else self.t60.unsqueeze(-2)
         return geq_attenuation(self.design, self.delays.to(torch.float64), t60, self.margin_db)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos, grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos, points)
 
     def config(self):
         """{"delays", "t60" (s per band), "centres" (Hz), "fs", "margin_db", "t60_range", "learnable"}."""

@@ -10,6 +10,7 @@ from torch import nn
 from .. import signal
 from ..functional.mappings import map_parameter, mapping_config, unmap_value
 from .config_fields import DTYPES, BuildContext, Choice, join, with_context
+from ..grid import Points, as_points
 from ..response import Response, matmul
 
 __all__ = ["DSPModule", "as_real_tensor", "from_config"]
@@ -48,12 +49,13 @@ def as_real_tensor(value, name: str, owner: str, ndim=None) -> torch.Tensor:
 
 
 class DSPModule(nn.Module):
-    """A linear time-invariant block: a transfer matrix H(z) sampled on a Grid.
+    """A linear time-invariant block: a transfer matrix H(z) sampled at evaluation points.
 
-    Subclasses implement :meth:`freq_response` and :attr:`shape`. Everything else, the
-    dense response, the impulse response and filtering signals, follows from those.
+    Subclasses implement :meth:`structured_response` and :attr:`shape`. Everything else, the
+    dense response, responses at explicit points, the impulse response and filtering
+    signals, follows from those.
 
-    Shapes are frequency first, then (out, in): ``response(grid)`` is (M, out, in) and a
+    Shapes are frequency first, then (out, in): ``response(points)`` is (M, out, in) and a
     time signal is (T, channels).
     """
 
@@ -72,41 +74,76 @@ class DSPModule(nn.Module):
         """(out, in): numbers of output and input channels."""
         raise NotImplementedError
 
-    def freq_response(self, grid) -> Response:
-        """Internal sampled response; M may be 1 for frequency-independent modules."""
+    def structured_response(self, points) -> Response:
+        """The response in the internal form that systems compose (not for end users).
+
+        Parameters
+        ----------
+        points : flamo.Grid or flamo.Points
+
+        Returns
+        -------
+        flamo.response.Response
+            Diagonal modules keep only their diagonal, and frequency-independent ones carry
+            one point (M = 1) that broadcasts. :meth:`response` is the dense public form.
+        """
         raise NotImplementedError
 
-    def apply_to(self, rhs: Response, grid) -> Response:
+    def apply_to(self, rhs: Response, points) -> Response:
         """Response of this module in series after ``rhs`` (``self @ rhs``).
 
         Systems evaluate a Series from its input side with this method, so a block can
         use what precedes it (a Recursion solves for the incoming columns only).
         """
-        return matmul(self.freq_response(grid), rhs)
+        return matmul(self.structured_response(points), rhs)
 
     # -- public evaluation -------------------------------------------------------------
-    def response(self, grid) -> torch.Tensor:
+    def response(self, points) -> torch.Tensor:
         """Sampled transfer matrix.
 
         Parameters
         ----------
-        grid : flamo.Grid
+        points : flamo.Grid or flamo.Points
+            Where to evaluate: the FFT grid, or any explicit points (see :meth:`probe`).
 
         Returns
         -------
         torch.Tensor
-            (M, out, in) complex tensor in ``grid.complex_dtype`` (leading batch dims
+            (M, out, in) complex tensor in ``points.complex_dtype`` (leading batch dims
             first when parameters are batched).
         """
-        data = self.freq_response(grid).dense()
-        return data.expand(*data.shape[:-3], grid.M, *data.shape[-2:])
+        points = as_points(points)
+        data = self.structured_response(points).dense()
+        return data.expand(*data.shape[:-3], points.M, *data.shape[-2:])
+
+    def probe(self, z, fs=None, dtype=None) -> torch.Tensor:
+        """The transfer matrix at explicit points z: ``response(flamo.Points(z, fs, dtype))``.
+
+        Parameters
+        ----------
+        z : array_like
+            (M,) nonzero complex points, anywhere in the plane (e.g. a minibatch of random
+            frequencies exp(1j omega) on the unit circle).
+        fs : float, optional
+            Sample rate in Hz, needed by modules whose parameters are in Hz.
+        dtype : torch.dtype, optional
+            Real dtype of the evaluation; default from z (see :class:`flamo.Points`).
+
+        Returns
+        -------
+        torch.Tensor
+            (M, out, in) complex tensor; equal to ``response(grid)`` at the points of a grid.
+        """
+        return self.response(Points(z, fs=fs, dtype=dtype))
 
     def impulse_response(self, grid) -> torch.Tensor:
-        """(nfft, out, in) real impulse response, gamma-compensated (see flamo.signal)."""
+        """(nfft, out, in) real impulse response on a :class:`flamo.Grid`, gamma-compensated
+        (see flamo.signal)."""
         return signal.irfft(self.response(grid), grid, dim=-3)
 
     def forward(self, x: torch.Tensor, grid) -> torch.Tensor:
-        """Filter a time signal x (..., T, in) -> (..., nfft, out); see flamo.signal.filter_signal."""
+        """Filter a time signal x (..., T, in) -> (..., nfft, out) on a :class:`flamo.Grid`;
+        see flamo.signal.filter_signal."""
         return signal.filter_signal(self, x, grid)
 
     # -- presets ---------------------------------------------------------------------

@@ -65,8 +65,8 @@ class Delay(DSPModule):
         """Mapped delay lengths in samples, (N,)."""
         return self._mapped("raw", self.mapping)
 
-    def freq_response(self, grid):
-        return Response(delay_response(self.samples, grid), True)
+    def structured_response(self, points):
+        return Response(delay_response(self.samples, points), True)
 
     def config(self):
         """{"samples": lengths in samples, "mapping", "learnable"}."""

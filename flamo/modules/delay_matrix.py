@@ -66,11 +66,11 @@ class DelayMatrix(DSPModule):
         """Mapped linear gains, (out, in)."""
         return self._mapped("raw_gains", self.gain_mapping)
 
-    def freq_response(self, grid):
+    def structured_response(self, points):
         m = self.samples
         out, inp = m.shape[-2:]
-        z = delay_response(m.flatten(-2), grid).unflatten(-1, (out, inp))  # (..., M, out, in)
-        return Response(self.gains.unsqueeze(-3).to(grid.complex_dtype) * z, False)
+        z = delay_response(m.flatten(-2), points).unflatten(-1, (out, inp))  # (..., M, out, in)
+        return Response(self.gains.unsqueeze(-3).to(points.complex_dtype) * z, False)
 
     def config(self):
         """{"samples": samples, "gains": linear gains, mappings, learnability}."""

@@ -75,8 +75,8 @@ class PEQ(Biquad):
         high = rbj_highshelf(f[..., -1:], q[..., -1:], g[..., -1:], self.fs)
         return torch.cat([low, peaks, high], dim=-2)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos, grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos, points)
 
     def config(self):
         """{"freq" (Hz), "gain_db" (dB), "q", "fs" (Hz), ranges, "learnable"}."""
@@ -164,8 +164,8 @@ class GEQ(_FilterModule):
         """(..., B, 6) or (..., N, B, 6) sections in the parameter dtype."""
         return self.design.sections(self.raw_command)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos, grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos, points)
 
     def config(self):
         """{"command_db" (dB), "centres" (Hz), "fs" (Hz), design settings, "learnable"}."""

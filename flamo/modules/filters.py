@@ -25,19 +25,18 @@ from torch import nn
 
 from ..functional.biquads import BIQUAD_KINDS, LogSigmoid, biquad, svf
 from ..functional.mappings import Sigmoid
-from ..functional.sos import sos_response
-from ..response import Response
 from . import config_fields as cf
+from .sos import cascade_response
 from .base import DSPModule, as_real_tensor
 
 __all__ = ["Biquad", "SVF"]
 
 
-def check_fs(owner: str, fs: float, grid) -> None:
-    """Raise ValueError unless the grid's sample rate equals the module's (designs are in Hz)."""
-    if not math.isclose(grid.fs, fs, rel_tol=1e-9):
-        raise ValueError(f"{owner}: designed for fs = {fs:g} Hz but evaluated on a grid with "
-                         f"fs = {grid.fs:g} Hz; build the module with fs={grid.fs:g}")
+def check_fs(owner: str, fs: float, points) -> None:
+    """Raise ValueError unless the points' sample rate (if any) equals the module's."""
+    if points.fs is not None and not math.isclose(points.fs, fs, rel_tol=1e-9):
+        raise ValueError(f"{owner}: designed for fs = {fs:g} Hz but evaluated with "
+                         f"fs = {points.fs:g} Hz; build the module with fs={points.fs:g}")
 
 
 def check_fs_arg(owner: str, fs) -> float:
@@ -81,13 +80,10 @@ class _FilterModule(DSPModule):
     def _param(self, name, mapping):
         return mapping(getattr(self, name).to(torch.float64))
 
-    def _sos_response(self, sos, grid):
+    def _sos_response(self, sos, points):
         """sos (..., K, 6) for 1 x 1 or (..., N, K, 6) for diagonal -> Response."""
-        check_fs(type(self).__name__, self.fs, grid)
-        h = sos_response(sos, grid)
-        if self.diagonal:
-            return Response(h.transpose(-1, -2), True)
-        return Response(h[..., :, None, None], False)
+        check_fs(type(self).__name__, self.fs, points)
+        return cascade_response(sos, points, self.diagonal)
 
     @property
     def shape(self):
@@ -182,8 +178,8 @@ class Biquad(_FilterModule):
         """Designed sections (..., 6) (scalar) or (..., N, 6) (diagonal), float64."""
         return biquad(self.kind, self.freq, self.q, self.gain_db, self.fs)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos.unsqueeze(-2), grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos.unsqueeze(-2), points)
 
     def config(self):
         """{"kind", "freq" (Hz), "q", "gain_db" (dB), "fs" (Hz), ranges, "learnable"}."""
@@ -266,8 +262,8 @@ class SVF(_FilterModule):
         m = self.mix
         return svf(self.freq, self.resonance, m[..., 0], m[..., 1], m[..., 2], self.fs)
 
-    def freq_response(self, grid):
-        return self._sos_response(self.sos.unsqueeze(-2), grid)
+    def structured_response(self, points):
+        return self._sos_response(self.sos.unsqueeze(-2), points)
 
     def config(self):
         """{"freq" (Hz), "resonance", "mix", "fs" (Hz), ranges, "learnable"}."""

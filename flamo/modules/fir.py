@@ -28,7 +28,7 @@ class FIR(DSPModule):
 
     Notes
     -----
-    The grid samples are the DFT of h[n] gamma^n (see
+    On a grid the samples are the DFT of h[n] gamma^n (see
     :func:`flamo.functional.fir_response`), one FFT for all channels. Filters longer than
     nfft are folded modulo nfft first, which is exact at the grid points: their impulse
     response on that grid is time-aliased, as any response longer than nfft is.
@@ -60,13 +60,15 @@ class FIR(DSPModule):
         """Mapped taps, (L,), (N, L) or (out, in, L)."""
         return self._mapped("raw", self.mapping)
 
-    def freq_response(self, grid):
-        h = fir_response(self.taps, grid)  # (..., [N | out, in,] M)
-        if self.layout == "single":
-            return Response(h[..., :, None, None], False)
+    def structured_response(self, points):
+        taps = self.taps
         if self.layout == "diagonal":
-            return Response(h.transpose(-1, -2), True)
-        return Response(h.movedim(-1, -3), False)
+            return Response(fir_response(taps, points), True)  # (..., M, N)
+        if self.layout == "single":
+            return Response(fir_response(taps.unsqueeze(-2), points).unsqueeze(-1), False)
+        out, inp = taps.shape[-3:-1]
+        h = fir_response(taps.flatten(-3, -2), points)  # (..., M, out * in)
+        return Response(h.unflatten(-1, (out, inp)), False)
 
     def config(self):
         """{"taps": taps, "mapping", "learnable"}."""

@@ -102,14 +102,15 @@ class FractionalDelay(DSPModule):
         _, d = self.split()
         return lagrange_taps(d, self.order) if self.kind == "lagrange" else thiran_coefficients(d, self.order)
 
-    def freq_response(self, grid):
+    def structured_response(self, points):
         s, d = self.split()
         if self.kind == "thiran" and (d <= self.order - 1).any():
             raise ValueError(f"FractionalDelay: thiran allpass of order {self.order} is unstable for "
                              f"samples <= {self.order - 1}; got min {self.samples.min().item():g}")
         coeffs = self.filter_coefficients()
-        frac = fir_response(coeffs, grid) if self.kind == "lagrange" else allpass_response(coeffs, grid)
-        return Response(delay_response(s, grid) * frac.transpose(-1, -2), True)
+        frac = (fir_response(coeffs, points) if self.kind == "lagrange"
+                else allpass_response(coeffs, points))  # (..., M, N)
+        return Response(delay_response(s, points) * frac, True)
 
     def config(self):
         """{"samples": lengths in samples, "order", "kind", "mapping", "learnable"}."""

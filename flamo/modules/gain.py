@@ -64,8 +64,8 @@ class Gain(DSPModule):
         """Mapped gains, (N,) or (out, in)."""
         return self._mapped("raw", self.mapping)
 
-    def freq_response(self, grid):
-        return Response(self.gains.to(grid.complex_dtype).unsqueeze(-2 if self.diagonal else -3),
+    def structured_response(self, points):
+        return Response(self.gains.to(points.complex_dtype).unsqueeze(-2 if self.diagonal else -3),
                         self.diagonal)
 
     def config(self):
@@ -185,8 +185,8 @@ class Matrix(DSPModule):
         value = self._mapped("raw", self.mapping)
         return self.base @ value if self.kind == "orthogonal" else value
 
-    def freq_response(self, grid):
-        return Response(self.matrix.to(grid.complex_dtype).unsqueeze(-3), False)
+    def structured_response(self, points):
+        return Response(self.matrix.to(points.complex_dtype).unsqueeze(-3), False)
 
     def config(self):
         """{"n", "kind", "init", "learnable"}: the current matrix for orthogonal/free, u for

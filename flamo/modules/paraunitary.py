@@ -112,9 +112,9 @@ class Paraunitary(DSPModule):
         """The orthogonal matrices U_1..U_K, (K, n, n)."""
         return self.base @ skew_expm(self.raw)
 
-    def freq_response(self, grid):
-        d = delay_response(self.delays, grid)  # (K + 1, M, n)
-        u = self.matrices.to(grid.complex_dtype)  # (..., K, n, n)
+    def structured_response(self, points):
+        d = delay_response(self.delays, points)  # (K + 1, M, n)
+        u = self.matrices.to(points.complex_dtype)  # (..., K, n, n)
         acc = torch.diag_embed(d[0])  # (M, n, n)
         for k in range(u.shape[-3]):  # stages, not channels: rows scale U_k D_{k-1}... by D_k
             acc = d[k + 1].unsqueeze(-1) * (u[..., k, None, :, :] @ acc)

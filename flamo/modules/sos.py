@@ -10,7 +10,7 @@ from ..response import Response
 from . import config_fields as cf
 from .base import DSPModule, as_real_tensor
 
-__all__ = ["SOS", "insert_a0"]
+__all__ = ["SOS", "insert_a0", "cascade_response"]
 
 
 @register_mapping
@@ -19,6 +19,14 @@ def insert_a0(raw: torch.Tensor) -> torch.Tensor:
     with a0 = 1 (the default mapping of :class:`SOS`)."""
     one = torch.ones_like(raw[..., :1])
     return torch.cat([raw[..., :3], one, raw[..., 3:]], dim=-1)
+
+
+def cascade_response(sos: torch.Tensor, points, diagonal: bool) -> Response:
+    """Response of biquad cascades: (..., K, 6) as a 1 x 1 module, or (..., N, K, 6) as a
+    diagonal N x N module (one cascade per channel)."""
+    if diagonal:
+        return Response(sos_response(sos, points), True)  # (..., M, N)
+    return Response(sos_response(sos.unsqueeze(-3), points).unsqueeze(-1), False)
 
 
 class SOS(DSPModule):
@@ -83,8 +91,5 @@ class SOS(DSPModule):
         cfg["check_stability"] = self.check_stability
         return cfg
 
-    def freq_response(self, grid):
-        h = sos_response(self.sos, grid)  # (..., M) or (..., N, M)
-        if self.diagonal:
-            return Response(h.transpose(-1, -2), True)
-        return Response(h[..., :, None, None], False)
+    def structured_response(self, points):
+        return cascade_response(self.sos, points, self.diagonal)

@@ -156,7 +156,7 @@ class RandomSOSTargets(Dataset):
         one = torch.ones(k, dtype=torch.float64)
         sos = torch.stack([one, -2 * rz * torch.cos(tz), rz ** 2,
                            one, -2 * rp * torch.cos(tp), rp ** 2], dim=-1)
-        mag_db = 20 * torch.log10(sos_response(sos, self.grid.with_(dtype=torch.float64)).abs())
+        mag_db = 20 * torch.log10(sos_response(sos, self.grid.replace(dtype=torch.float64)).abs())
         offset = mag_db.mean()
         sos[0, :3] *= 10 ** (-offset / 20)
         return sos.float(), (mag_db - offset).float()

@@ -33,13 +33,13 @@ def find_recursions(system) -> list:
 
 
 def _unit_circle(grid):
-    return grid if grid.alias_decay_db == 0 else grid.with_(alias_decay_db=0.0)
+    return grid if grid.alias_decay_db == 0 else grid.replace(alias_decay_db=0.0)
 
 
 def _loop_gain_per_frequency(recursion, grid) -> torch.Tensor:
     """(..., M) largest singular value of F(z_k) B(z_k)."""
-    fb = matmul(recursion.forward_path.freq_response(grid),
-                recursion.feedback_path.freq_response(grid))
+    fb = matmul(recursion.forward_path.structured_response(grid),
+                recursion.feedback_path.structured_response(grid))
     if fb.diagonal:  # the singular values of a diagonal matrix are its magnitudes
         gain = fb.data.abs().amax(dim=-1)
     else:

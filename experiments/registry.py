@@ -33,6 +33,7 @@ EXPERIMENTS: list[str] = [
     "colorless_fdn",
     "rir_fit",
     "speed_comparison",
+    "geq_accuracy",
 ]
 
 PACKAGE = "experiments"

@@ -241,7 +241,7 @@ def _build(cfg, path: str, depth: int) -> DSPModule:
     fields = cls.config_fields
     if fields is None:
         raise ValueError(f"{where}: {name} declares no config_fields, so it cannot be rebuilt from a config")
-    unknown = sorted(set(cfg) - set(fields) - {"type", "dtype"})
+    unknown = sorted(set(cfg) - set(fields) - {"type", "dtype"}, key=repr)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown} for {name}; expected some of "
                          f"{sorted(fields) + ['dtype']}")

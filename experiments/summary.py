@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from experiments import io
-from experiments.claims import claims_section, write_claims
+from experiments.claims import CLAIMS_FILE, claims_section, write_claims
 from experiments.lock import exclusive_lock
 from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR
 from flamo.atomic import remove_stale_temps
@@ -133,6 +133,7 @@ def write_summary(root: str | Path = "results") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     lock = root / RUNNER_DIR / "summary.lock"
     with exclusive_lock(lock, shlex.join(sys.argv), what=f"{root}/{SUMMARY_FILE}", wait=True):
-        remove_stale_temps(root / SUMMARY_FILE)
+        for name in (SUMMARY_FILE, CLAIMS_FILE):  # temps of writes that were killed
+            remove_stale_temps(root / name)
         write_claims(root)
         return io.write_text(root / SUMMARY_FILE, render(root))

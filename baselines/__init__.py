@@ -8,19 +8,19 @@ Differentiable reference implementations:
 * :func:`fdn_block`, :func:`fdn_impulse_response` -- the block time-domain feedback delay
   network, the FDN baseline (:mod:`baselines.fdn`); :func:`fdn_naive` is a
   sample-by-sample loop kept as a test reference only, never used by benchmarks;
-* :func:`fdn_parameters`, :func:`render` -- read the parameters of a system built with
-  ``flamo`` (an FDN with optional SOS attenuation filters, or an SOS module) keeping their
-  autograd graph, and render its impulse response in the time domain, so that every
-  comparison runs the same system (:mod:`baselines.convert`).
+* :func:`render` -- render the impulse response of a system built with ``flamo`` (an FDN
+  read by :func:`flamo.reverb.fdn_structure`, with any attenuation it supports, or an SOS
+  module) in the time domain, keeping the autograd graph to the module parameters, so
+  that every comparison runs the same system (:mod:`baselines.convert`).
 
 This package depends on torch, numpy, scipy and, for the conversions only, on ``flamo``.
 The core library (``flamo``) never imports ``baselines``; the dependency goes one way only
 (benchmarks and tests compare the library against these baselines).
 """
 
-from .convert import FDNParameters, fdn_parameters, render
+from .convert import render
 from .fdn import fdn_block, fdn_impulse_response, fdn_naive
 from .iir import lfilter, sosfilt
 
 __all__ = ["lfilter", "sosfilt", "fdn_naive", "fdn_block", "fdn_impulse_response",
-           "FDNParameters", "fdn_parameters", "render"]
+           "render"]

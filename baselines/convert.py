@@ -8,8 +8,11 @@ library's own ``nn.Parameter`` s -- and hands them to :func:`baselines.fdn_block
 
 Recognized structures
 ---------------------
-FDN: the structure read by :func:`flamo.reverb.structure.fdn_parameters` (re-exported
-here), whose transfer function is exactly that of :func:`baselines.fdn_block`.
+FDN: the layout read by :func:`flamo.reverb.fdn_structure` with one input and one output,
+whose loop attenuation and tone module have gains and/or second-order sections
+(:class:`flamo.reverb.FDNStructure`). The reverberant part runs in :func:`baselines.fdn_block`
+(H(z) = c^T (I - D(z) A)^-1 D(z) b), the tone after it through :func:`baselines.sosfilt`,
+and the direct gain is added at n = 0.
 
 SOS cascade: a ``flamo.SOS`` module, (K, 6) -> one channel, (N, K, 6) -> N channels.
 
@@ -25,12 +28,12 @@ from typing import Optional
 import torch
 
 import flamo
-from flamo.reverb.structure import FDNParameters, fdn_parameters
+from flamo.reverb import fdn_structure
 
 from .fdn import fdn_impulse_response
 from .iir import sosfilt
 
-__all__ = ["FDNParameters", "fdn_parameters", "render"]
+__all__ = ["render"]
 
 
 def render(system, length: int, method: str = "block", backend: Optional[str] = None
@@ -40,15 +43,16 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
     Parameters
     ----------
     system : flamo.DSPModule
-        An FDN (see :func:`fdn_parameters`) or a ``flamo.SOS`` module.
+        A single-input single-output FDN (see the module docstring) or a ``flamo.SOS``
+        module.
     length : int
         Number of samples, >= 1.
     method : {"block", "naive"}
         FDN algorithm: :func:`baselines.fdn_block` (default) or the test reference
         :func:`baselines.fdn_naive`.  Ignored for SOS modules.
     backend : {"scipy", "torch"}, optional
-        Backend of :func:`baselines.sosfilt` for SOS modules (default: scipy on CPU).
-        Ignored for FDNs (the block FDN runs its filters in torch).
+        Backend of :func:`baselines.sosfilt` for SOS modules and an FDN's tone filter
+        (default: scipy on CPU). The block FDN runs its loop filters in torch.
 
     Returns
     -------
@@ -57,6 +61,12 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         an FDN or a (K, 6) SOS module, (length, N) for an (N, K, 6) SOS module (the
         diagonal of its N x N impulse response).  Differentiable w.r.t. the module
         parameters.
+
+    Raises
+    ------
+    ValueError
+        For an FDN with more than one input or output, non-integer delays, or a loop
+        attenuation or tone module without gain or section form (the message says which).
     """
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
         raise ValueError(f"render: length must be an int >= 1, got {length!r}")
@@ -70,5 +80,19 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         x[:, 0] = 1.0
         h = sosfilt(sos, x, backend=backend)
         return h[0] if sos.ndim == 2 else h.T
-    params = fdn_parameters(system)
-    return fdn_impulse_response(int(length), method=method, **params.as_kwargs())
+    fdn = fdn_structure(system)
+    if fdn.shape != (1, 1):
+        raise ValueError(f"render: time-domain rendering supports an FDN with one input and one "
+                         f"output, got shape {fdn.shape}")
+    A = fdn.A
+    h = fdn_impulse_response(int(length), fdn.m, A, fdn.b[:, 0], fdn.c[0], 0.0, g=fdn.gains,
+                             sos=fdn.sections, method=method)
+    if fdn.tone is not None:
+        gains, sections = fdn.tone_gains, fdn.tone_sections
+        if sections is not None:
+            h = sosfilt(sections[0].to(A.dtype), h, backend=backend)
+        if gains is not None:
+            h = gains.to(A.dtype) * h
+    impulse = torch.zeros_like(h)
+    impulse[0] = 1.0
+    return h + fdn.d[0, 0].to(A.dtype) * impulse

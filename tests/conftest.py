@@ -44,18 +44,6 @@ def fdn_simulate(x, m, A, b, c, d, g):
     return y
 
 
-def build_fdn(m, A, b, c, d, g):
-    """The same FDN from the public contract."""
-    N = len(m)
-    core = flamo.Series(
-        flamo.Gain(torch.as_tensor(b, dtype=torch.float64).reshape(N, 1)),
-        flamo.Recursion(flamo.Series(flamo.Delay(m), flamo.Gain(g)),
-                        flamo.Matrix(N, kind="free", init=A)),
-        flamo.Gain(torch.as_tensor(c, dtype=torch.float64).reshape(1, N)),
-    )
-    return flamo.Parallel(core, flamo.Gain(np.array([[d]], dtype=float))).double()
-
-
 def sosfreqz_on(sos, grid):
     """scipy.signal.sosfreqz at the grid's frequencies (unit circle)."""
     _, h = scipy.signal.sosfreqz(np.asarray(sos, dtype=float), worN=grid.omega.double().numpy())

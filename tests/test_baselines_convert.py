@@ -11,7 +11,8 @@ import scipy.signal
 import torch
 
 import flamo
-from baselines import fdn_impulse_response, fdn_parameters, render
+from baselines import fdn_impulse_response, render
+from flamo.reverb import build_fdn, fdn_structure
 
 f64 = torch.float64
 NFFT = 4096  # long enough for the short, fast-decaying test FDNs below
@@ -34,24 +35,21 @@ def random_loop_sos(rng, N, K, rmax=0.8, gain=0.9):
 
 
 def library_fdn(seed=0, N=4, K=0, direct=True, feedback="orthogonal", mmax=13, decay=0.85):
-    """An FDN built with the library's public modules, in float64."""
+    """An FDN from the library's builder, float64: per-line gains decay^m, then K random
+    sections per line when K > 0; an orthogonal or a contractive free feedback matrix."""
     rng = np.random.default_rng(seed)
-    m = rng.choice(np.arange(2, mmax + 1), size=N, replace=False).astype(float)
-    forward = [flamo.Delay(m), flamo.Gain(decay ** m)]
+    m = rng.choice(np.arange(2, mmax + 1), size=N, replace=False)
+    attenuation = flamo.Gain(decay ** m.astype(float))
     if K:
-        forward.append(flamo.SOS(random_loop_sos(rng, N, K)))
-    if feedback == "orthogonal":
-        A = flamo.Matrix(N, kind="orthogonal", seed=seed)
-    else:
+        attenuation = flamo.Series(attenuation, flamo.SOS(random_loop_sos(rng, N, K)))
+    matrix = dict(matrix="orthogonal")
+    if feedback == "free":
         W = rng.standard_normal((N, N))
-        A = flamo.Gain(0.95 * W / np.linalg.norm(W, 2))  # contractive, not orthogonal
-    core = flamo.Series(
-        flamo.Gain(rng.standard_normal((N, 1))),
-        flamo.Recursion(flamo.Series(*forward), A),
-        flamo.Gain(rng.standard_normal((1, N))),
-    )
-    system = flamo.Parallel(core, flamo.Gain([[rng.standard_normal()]])) if direct else core
-    return system.double()
+        matrix = dict(matrix="free", matrix_init=0.95 * W / np.linalg.norm(W, 2))  # contractive
+    return build_fdn(delays=m, attenuation=attenuation, seed=seed, **matrix,
+                     input_gains=rng.standard_normal((N, 1)),
+                     output_gains=rng.standard_normal((1, N)),
+                     direct_gain=rng.standard_normal() if direct else None, dtype=f64)
 
 
 def library_ir(system, nfft=NFFT):
@@ -61,8 +59,8 @@ def library_ir(system, nfft=NFFT):
     return h
 
 
-@pytest.mark.parametrize("K, direct, feedback", [(0, True, "orthogonal"), (0, False, "gain"),
-                                                 (2, True, "orthogonal"), (1, False, "gain")])
+@pytest.mark.parametrize("K, direct, feedback", [(0, True, "orthogonal"), (0, False, "free"),
+                                                 (2, True, "orthogonal"), (1, False, "free")])
 def test_render_fdn_matches_frequency_sampling(K, direct, feedback):
     system = library_fdn(seed=K + 3, K=K, direct=direct, feedback=feedback)
     h = render(system, L)
@@ -77,48 +75,48 @@ def test_render_naive_equals_block():
                                rtol=1e-12, atol=1e-14)
 
 
-def test_fdn_parameters_values_and_graph():
+def test_structure_values_and_graph():
     system = library_fdn(seed=2, N=3, K=2)
-    p = fdn_parameters(system)
-    core, direct = system[0], system[1]
-    loop = core[1]
-    np.testing.assert_array_equal(p.m.numpy(), loop.forward_path[0].samples.numpy())
+    p = fdn_structure(system)
+    core, direct = system["fdn"], system["direct"]
+    loop = core["loop"]
+    attenuation = loop.forward_path["attenuation"]
+    np.testing.assert_array_equal(p.m.numpy(), loop.forward_path["delays"].samples.numpy())
     assert p.m.dtype == torch.int64
     torch.testing.assert_close(p.A, loop.feedback_path.matrix)
-    torch.testing.assert_close(p.b, core[0].gains[:, 0])
-    torch.testing.assert_close(p.c, core[2].gains[0])
-    torch.testing.assert_close(p.d, direct.gains[0, 0])
-    torch.testing.assert_close(p.g, loop.forward_path[1].gains)
-    torch.testing.assert_close(p.sos, loop.forward_path[2].sos)
-    for name in ("A", "b", "c", "d", "g", "sos"):
+    torch.testing.assert_close(p.b, core["input"].gains)
+    torch.testing.assert_close(p.c, core["output"].gains)
+    torch.testing.assert_close(p.d, direct.gains)
+    torch.testing.assert_close(p.gains, attenuation[0].gains)
+    torch.testing.assert_close(p.sections, attenuation[1].sos)
+    for name in ("A", "b", "c", "d", "gains", "sections"):
         assert getattr(p, name).requires_grad, name
     # without a direct path d is a constant zero
-    assert fdn_parameters(core).d.item() == 0.0
+    assert fdn_structure(core).d.item() == 0.0
 
 
-def test_forward_path_order_and_repeats():
-    """Diagonal parts commute: any order, gains multiply, SOS cascades concatenate."""
+def test_series_attenuation_gains_multiply_sections_concatenate():
+    """Diagonal parts commute: a Series attenuation in any order, gains multiply, SOS cascades
+    concatenate."""
     rng = np.random.default_rng(4)
     N, m = 3, np.array([3.0, 5.0, 8.0])
     sos1, sos2 = random_loop_sos(rng, N, 1), random_loop_sos(rng, N, 2)
-    forward = flamo.Series(flamo.SOS(sos1), flamo.Gain(0.9 ** m), flamo.Delay(m),
-                           flamo.Gain(np.full(N, 0.95)), flamo.SOS(sos2))
-    system = flamo.Series(flamo.Gain(rng.standard_normal((N, 1))),
-                          flamo.Recursion(forward, flamo.Matrix(N, seed=4)),
-                          flamo.Gain(rng.standard_normal((1, N)))).double()
-    assert fdn_parameters(system).sos.shape == (N, 3, 6)
+    attenuation = flamo.Series(flamo.SOS(sos1), flamo.Gain(0.9 ** m), flamo.Gain(np.full(N, 0.95)),
+                               flamo.SOS(sos2))
+    system = build_fdn(delays=m, attenuation=attenuation, seed=4, dtype=f64)
+    p = fdn_structure(system)
+    assert p.sections.shape == (N, 3, 6)
+    torch.testing.assert_close(p.gains, torch.tensor(0.9 ** m * 0.95))
     ref = library_ir(system)[:L]
     torch.testing.assert_close(render(system, L), ref, rtol=0, atol=1e-9 * ref.abs().max().item())
-    # a bare Delay as the forward path (no gains, no filters): lossless orthogonal loop,
-    # compared with the plain-tensor baseline on the same parameters
-    lossless = flamo.Series(flamo.Gain(np.ones((N, 1))),
-                            flamo.Recursion(flamo.Delay(m), flamo.Matrix(N, seed=4)),
-                            flamo.Gain(np.ones((1, N)))).double()
-    p = fdn_parameters(lossless)
-    assert p.g is None and p.sos is None
-    A = flamo.Matrix(N, seed=4).double().matrix.detach()
+    # no attenuation given: a lossless orthogonal loop (unit gains), compared with the
+    # plain-tensor baseline on the same parameters
+    lossless = build_fdn(delays=m, seed=4, input_gains=1.0, output_gains=1.0, dtype=f64)
+    p = fdn_structure(lossless)
+    assert p.gains.tolist() == [1.0] * N and p.sections is None
     torch.testing.assert_close(render(lossless, 200),
-                               fdn_impulse_response(200, [3, 5, 8], A, torch.ones(N, dtype=f64),
+                               fdn_impulse_response(200, [3, 5, 8], p.A.detach(),
+                                                    torch.ones(N, dtype=f64),
                                                     torch.ones(N, dtype=f64), 0.0))
 
 
@@ -184,39 +182,46 @@ def test_float32_system():
 
 
 def test_bad_inputs():
+    """Layouts the reader rejects, composed by hand on purpose (the builder cannot make them)."""
     N, m = 3, [2.0, 3.0, 5.0]
     ones_in, ones_out = flamo.Gain(np.ones((N, 1))), flamo.Gain(np.ones((1, N)))
 
-    def fdn(forward, feedback=None):
+    def composed(forward, feedback=None):
         return flamo.Series(ones_in, flamo.Recursion(forward, feedback or flamo.Matrix(N, seed=0)),
                             ones_out)
 
+    def lines(delays=m, attenuation=None):
+        return flamo.Series(flamo.Delay(delays), attenuation or flamo.Gain(np.ones(N)))
+
     with pytest.raises(TypeError, match="system"):
-        fdn_parameters(np.eye(3))
-    with pytest.raises(ValueError, match="Supported: Series"):
-        fdn_parameters(flamo.Gain(np.eye(3)))
+        fdn_structure(np.eye(3))
+    with pytest.raises(ValueError, match="Supported layout: Series"):
+        fdn_structure(flamo.Gain(np.eye(3)))
     with pytest.raises(ValueError, match="Recursion"):
-        fdn_parameters(flamo.Series(ones_in, flamo.Delay(m), ones_out))
-    with pytest.raises(ValueError, match="integer-valued"):
-        fdn_parameters(fdn(flamo.Delay([2.5, 3.0, 5.0])))
-    with pytest.raises(ValueError, match="exactly one Delay"):
-        fdn_parameters(fdn(flamo.Series(flamo.Delay(m), flamo.Delay(m))))
-    with pytest.raises(ValueError, match="exactly one Delay"):
-        fdn_parameters(fdn(flamo.Gain(np.ones(N))))
-    with pytest.raises(ValueError, match="forward path may hold only"):
-        fdn_parameters(fdn(flamo.Series(flamo.Delay(m), flamo.Matrix(N, seed=1))))
-    with pytest.raises(ValueError, match="feedback path"):
-        fdn_parameters(fdn(flamo.Delay(m), flamo.Delay(m)))
-    with pytest.raises(ValueError, match=">= 1"):
-        fdn_parameters(fdn(flamo.Delay([0.0, 3.0, 5.0])))
+        fdn_structure(flamo.Series(ones_in, flamo.Delay(m), ones_out))
+    with pytest.raises(ValueError, match="integers >= 1"):
+        render(composed(lines([2.5, 3.0, 5.0])), 10)
+    with pytest.raises(ValueError, match="integers >= 1"):
+        render(composed(lines([0.0, 3.0, 5.0])), 10)
+    with pytest.raises(ValueError, match="no gain or second-order-section form"):
+        render(composed(lines(attenuation=flamo.Delay(m))), 10)
+    with pytest.raises(ValueError, match=r"forward path must be Series\(Delay, attenuation\)"):
+        fdn_structure(composed(flamo.Gain(np.ones(N))))
+    with pytest.raises(ValueError, match=r"forward path must be Series\(Delay, attenuation\)"):
+        fdn_structure(composed(flamo.Delay(m)))
+    with pytest.raises(ValueError, match="must be a diagonal 3 x 3 module"):
+        render(composed(lines(attenuation=flamo.Matrix(N, seed=1))), 10)
+    with pytest.raises(ValueError, match="feedback path must be a flamo.Gain or flamo.Matrix"):
+        render(composed(lines(), flamo.Delay(m)), 10)
     with pytest.raises(ValueError, match="2 branches"):
-        fdn_parameters(flamo.Parallel(fdn(flamo.Delay(m)), flamo.Gain([[1.0]]),
-                                      flamo.Gain([[1.0]])))
-    with pytest.raises(ValueError, match="direct path"):
-        fdn_parameters(flamo.Parallel(fdn(flamo.Delay(m)), flamo.Delay([1.0])))
+        fdn_structure(flamo.Parallel(composed(lines()), flamo.Gain([[1.0]]), flamo.Gain([[1.0]])))
+    with pytest.raises(ValueError, match="direct path must be a flamo.Gain"):
+        fdn_structure(flamo.Parallel(composed(lines()), flamo.Delay([1.0])))
     with pytest.raises(ValueError, match="length"):
-        render(fdn(flamo.Delay(m)), 0)
+        render(composed(lines()), 0)
     with pytest.raises(ValueError, match="method"):
-        render(fdn(flamo.Delay(m)), 10, method="fft")
-    with pytest.raises(ValueError, match="Supported"):
+        render(composed(lines()), 10, method="fft")
+    with pytest.raises(ValueError, match="Supported layout"):
         render(flamo.Delay(m), 10)
+    with pytest.raises(ValueError, match="one input and one output"):
+        render(build_fdn(delays=[2, 3, 5], seed=0, n_outputs=2), 10)

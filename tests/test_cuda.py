@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import flamo
-from conftest import build_fdn, random_stable_sos
+from conftest import random_stable_sos
+from flamo.reverb import build_fdn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -20,8 +21,10 @@ def _systems():
         "delay": flamo.Delay([3.0, 1000.0, 2.5], learnable=True),
         "sos": flamo.SOS(sos_bank),
         "geq": flamo.GEQAttenuation([31, 37, 41, 43], np.linspace(3.0, 0.5, 10)),
-        "fdn": build_fdn([31, 37, 41, 43], A, rng.normal(size=4), rng.normal(size=4), 0.1,
-                         0.99 ** np.array([31.0, 37, 41, 43])),
+        "fdn": build_fdn(delays=[31, 37, 41, 43], matrix="free", matrix_init=A,
+                         input_gains=rng.normal(size=4), output_gains=rng.normal(size=4),
+                         direct_gain=0.1, line_gains=0.99 ** np.array([31.0, 37, 41, 43]),
+                         learnable_attenuation=True, dtype=torch.float64),
     }
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import flamo
+from flamo.reverb import build_fdn
 from flamo.functional import circulant
 from conftest import response_with
 
@@ -117,8 +118,7 @@ def test_paraunitary_fdn_loop_is_lossless_and_solvable():
     m = np.array([7.0, 11.0, 13.0, 17.0])
     fb = flamo.Paraunitary.velvet(4, stages=2, spread=12, seed=3).double()
     b, c = np.ones((4, 1)), np.ones((1, 4))
-    fdn = flamo.Series({"b": flamo.Gain(b), "loop": flamo.Recursion(flamo.Delay(m), fb),
-                        "c": flamo.Gain(c)}).double()
+    fdn = build_fdn(delays=m, matrix=fb, input_gains=b, output_gains=c, dtype=torch.float64)
     loop = flamo.Series(fb, flamo.Delay(m)).double().response(G64)
     assert (loop.mH @ loop - torch.eye(4, dtype=loop.dtype)).abs().max() < 1e-12
     g = flamo.Grid(nfft=128, alias_decay_db=30, dtype=torch.float64)

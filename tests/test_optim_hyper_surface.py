@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import flamo
+from flamo.reverb import build_fdn
 from flamo.optim import hyper
 from flamo.optim.surface import Axis, local_minima, sweep
 from conftest import sosfreqz_on
@@ -16,24 +17,18 @@ def _system():
     rng = np.random.default_rng(0)
     n = 3
     sos = np.concatenate([rng.normal(size=(n, 1, 3)), np.tile([1.0, -0.5, 0.2], (n, 1, 1))], -1)
-    loop = flamo.Recursion(
-        flamo.Series({"delays": flamo.Delay([3.0, 5.0, 7.0], learnable=True),
-                      "filters": flamo.SOS(sos), "att": flamo.Gain(rng.uniform(0.5, 0.9, n))}),
-        flamo.Matrix(n, kind="orthogonal", seed=1))
-    return flamo.Series({
-        "inp": flamo.Gain(rng.normal(size=(n, 1))),
-        "loop": loop,
-        "out": flamo.Parallel(flamo.Gain(rng.normal(size=(1, n))),
-                              flamo.Series(flamo.Matrix(n, kind="free", seed=2),
-                                           flamo.Gain(rng.normal(size=(1, n))))),
-        "eq": flamo.SOS(np.array([[1.0, 0.2, 0.1, 1.0, -0.3, 0.1]])),
-    }).double()
+    attenuation = flamo.Series({"filters": flamo.SOS(sos),
+                                "att": flamo.Gain(rng.uniform(0.5, 0.9, n))})
+    return build_fdn(delays=[3, 5, 7], learnable_delays=True, attenuation=attenuation, seed=1,
+                     input_gains=rng.normal(size=(n, 1)), output_gains=rng.normal(size=(1, n)),
+                     tone=flamo.SOS(np.array([[1.0, 0.2, 0.1, 1.0, -0.3, 0.1]])),
+                     dtype=torch.float64)
 
 
 def test_batched_response_equals_per_item():
     system = _system()
     shapes = hyper.parameter_shapes(system)
-    assert "loop.forward_path.delays.raw" in shapes and "eq.raw" in shapes
+    assert "loop.forward_path.delays.raw" in shapes and "tone.raw" in shapes
     base = hyper.flatten(hyper.raw_parameters(system)).detach()
     batch = base + 0.05 * torch.randn(4, base.numel(), dtype=torch.float64)
     params = hyper.unflatten(batch, shapes)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flamo
+from flamo.reverb import build_fdn
 from flamo.functional import Sigmoid, Softplus
 from flamo.modules.base import DSPModule
 from conftest import random_stable_sos
@@ -51,12 +52,8 @@ def _modules():
         "onepole": flamo.OnePoleAttenuation([100.0, 200.0], 2.0, 0.5).double(),
         "shelf": flamo.ShelfAttenuation([100.0, 200.0], 2.0, 0.5, crossover=[800.0, 1200.0]).double(),
         "geq-attenuation": flamo.GEQAttenuation([100.0, 200.0], torch.linspace(3.0, 0.5, 10)).double(),
-        "fdn": flamo.Parallel(
-            flamo.Series({"b": flamo.Gain(np.ones((3, 1))),
-                          "loop": flamo.Recursion(flamo.Series(flamo.Delay([5.0, 7.0, 9.0]), flamo.SOS(sos_bank)),
-                                                  flamo.Matrix(3, seed=0)),
-                          "c": flamo.Gain(np.ones((1, 3)))}),
-            flamo.Gain(np.array([[0.5]]))),
+        "fdn": build_fdn(delays=[5, 7, 9], attenuation=flamo.SOS(sos_bank), input_gains=1.0,
+                         output_gains=1.0, direct_gain=0.5, seed=0),
     }
 
 

@@ -7,7 +7,7 @@ from scipy.stats import ortho_group
 
 import flamo
 from conftest import fdn_simulate, fdn_transfer_numpy
-from flamo.reverb import build_fdn, echo_density, fdn_arrays, fdn_modes, modal_decomposition
+from flamo.reverb import build_fdn, echo_density, fdn_modes, fdn_structure, modal_decomposition
 
 
 def state_space(m, A, b, c, g):
@@ -65,10 +65,11 @@ def test_partial_fractions_reconstruct_library_response_and_impulse_response():
     grid = flamo.Grid(512, fs=8000, dtype=torch.float64)
     H = fdn.response(grid)[:, 0, 0].detach().numpy()
     np.testing.assert_allclose(modes.transfer(grid.z.numpy()), H, atol=1e-9 * np.abs(H).max())
-    p = {k: v.numpy() for k, v in fdn_arrays(fdn).items()}
+    p = fdn_structure(fdn)
     x = np.zeros(700)
     x[0] = 1
-    h = fdn_simulate(x, m, p["A"], p["b"], p["c"], float(p["d"]), p["g"])
+    h = fdn_simulate(x, m, p.A.detach().numpy(), p.b.detach().numpy()[:, 0],
+                     p.c.detach().numpy()[0], float(p.d.detach()), p.gains.numpy())
     np.testing.assert_allclose(modes.impulse_response(700), h, atol=1e-10)
 
 

@@ -6,8 +6,7 @@ import torch
 
 import flamo
 from flamo.optim import Trainer
-from flamo.reverb import (colorless_criteria, colorless_fdn, fdn_arrays, fdn_parts,
-                          line_outputs)
+from flamo.reverb import colorless_criteria, colorless_fdn, fdn_structure, line_outputs
 
 DELAYS = [7, 11, 13, 17]
 
@@ -19,17 +18,19 @@ def test_line_outputs_sum_to_the_transfer_function():
     assert lines.shape == (grid.M, 4)
     torch.testing.assert_close(lines.sum(-1), system.response(grid)[:, 0, 0])
     # independent closed form: c_i [(I - D A)^-1 D b]_i with numpy, D = diag(g^m z^-m)
-    p = fdn_arrays(system)
+    p = fdn_structure(system)
     z = grid.z.numpy()
     k = 37
-    D = np.diag(p["g"].numpy() * z[k] ** (-p["m"].numpy()))
-    x = np.linalg.solve(np.eye(4) - D @ p["A"].numpy(), D @ p["b"].numpy())
-    np.testing.assert_allclose(lines[k].detach().numpy(), p["c"].numpy() * x, rtol=1e-10, atol=1e-12)
+    D = np.diag(p.gains.numpy() * z[k] ** (-p.m.numpy()))
+    x = np.linalg.solve(np.eye(4) - D @ p.A.detach().numpy(), D @ p.b.detach().numpy()[:, 0])
+    np.testing.assert_allclose(lines[k].detach().numpy(), p.c.detach().numpy()[0] * x, rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_line_gains_follow_the_per_sample_gain():
     system = colorless_fdn(DELAYS, seed=0, gain_per_sample=0.99, dtype=torch.float64)
-    np.testing.assert_allclose(fdn_arrays(system)["g"].numpy(), 0.99 ** np.array(DELAYS))
+    np.testing.assert_allclose(fdn_structure(system).gains.numpy(), 0.99 ** np.array(DELAYS),
+                               rtol=1e-15)
     with pytest.raises(ValueError, match="gain_per_sample"):
         colorless_fdn(DELAYS, gain_per_sample=1.5)
 
@@ -48,10 +49,10 @@ def test_one_step_reduces_the_loss_and_keeps_the_matrix_orthogonal():
             return sum(w * fn(line_outputs(system, grid), None) for fn, w in criteria.values())
 
     before = float(total())
-    A0 = fdn_parts(system)["feedback"].matrix.detach().clone()
+    A0 = fdn_structure(system).feedback.matrix.detach().clone()
     trainer.fit(max_steps=1)
     after = float(total())
-    A = fdn_parts(system)["feedback"].matrix.detach()
+    A = fdn_structure(system).feedback.matrix.detach()
     assert after < before
     assert not torch.allclose(A, A0)  # the step moved A ...
     torch.testing.assert_close(A @ A.T, torch.eye(4, dtype=A.dtype))  # ... and kept it orthogonal

@@ -10,7 +10,7 @@ from flamo.optim.trainer import TrainState
 
 import flamo
 from conftest import random_stable_sos
-from flamo.reverb import (StabilityCallback, build_fdn, certify_stable, fdn_parts, find_recursions,
+from flamo.reverb import (StabilityCallback, build_fdn, certify_stable, fdn_structure, find_recursions,
                           loop_gain)
 
 DELAYS = [23, 29, 31, 37]
@@ -23,7 +23,7 @@ def test_loop_gain_orthogonal_matrix_is_largest_line_gain():
     assert float(loop_gain(fdn, grid)) == pytest.approx(0.95, rel=1e-5)
     per_freq = loop_gain(fdn, grid, per_frequency=True)
     assert per_freq.shape == (grid.M,) and torch.allclose(per_freq, torch.tensor(0.95), rtol=1e-5)
-    assert find_recursions(fdn) == [fdn_parts(fdn)["loop"]]
+    assert find_recursions(fdn) == [fdn_structure(fdn).loop]
 
 
 def test_loop_gain_free_matrix_is_spectral_norm_of_diag_g_times_a():
@@ -74,7 +74,7 @@ def test_stability_callback_stops_when_gain_approaches_one():
     assert callback(state).stable and state.stop_reason is None
     state.step = 1
     assert callback(state) is None  # not a checking step
-    att = fdn_parts(fdn)["attenuation"]
+    att = fdn_structure(fdn).attenuation
     with torch.no_grad():  # drift: the gains approach 1 (Sigmoid raw -> +inf)
         att.raw.fill_(12.0)
     state.step = 2
@@ -90,7 +90,7 @@ def test_trainer_stops_on_the_stability_callback():
     from flamo.optim import Trainer
 
     fdn = build_fdn(delays=DELAYS, line_gains=[0.9] * 4, seed=0, learnable_attenuation=True)
-    att = fdn_parts(fdn)["attenuation"]
+    att = fdn_structure(fdn).attenuation
     callback = StabilityCallback(fdn, flamo.Grid(64), every=1, margin=0.05)
     push_up = lambda model, _x: -att.gains.sum()  # noqa: E731  (loss falls as the gains rise)
     trainer = Trainer(fdn, {"gain": (lambda out, _t: out, 1.0)}, data=(None, None), forward=push_up,

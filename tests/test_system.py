@@ -8,8 +8,9 @@ import scipy.signal
 import torch
 
 import flamo
-from conftest import (build_fdn, fdn_simulate, fdn_transfer_numpy, random_stable_sos,
-                      response_with, sosfreqz_on)
+from conftest import (fdn_simulate, fdn_transfer_numpy, random_stable_sos, response_with,
+                      sosfreqz_on)
+from flamo.reverb import build_fdn
 
 G = flamo.Grid(nfft=256, fs=48000, alias_decay_db=20, dtype=torch.float64)
 
@@ -86,7 +87,8 @@ def test_fdn_matches_sample_by_sample_simulation():
     A = scipy.stats.ortho_group.rvs(4, random_state=0)
     b, c, d = rng.normal(size=4), rng.normal(size=4), 0.3
     g_lines = 0.97 ** np.asarray(m, dtype=float)
-    fdn = build_fdn(m, A, b, c, d, g_lines)
+    fdn = build_fdn(delays=m, matrix="free", matrix_init=A, input_gains=b, output_gains=c,
+                    direct_gain=d, line_gains=g_lines, dtype=torch.float64)
     grid = flamo.Grid(nfft=4096, alias_decay_db=0, dtype=torch.float64)  # IR decays far below 1e-12
     h = fdn.impulse_response(grid)[:, 0, 0].detach().numpy()
     x = np.zeros(600)
@@ -113,9 +115,8 @@ def test_fdn_with_sos_attenuation_matches_lfilter_chain():
 
 
 def test_gradcheck_recursion():
-    F = flamo.Series(flamo.Delay([2.0, 3.0], learnable=True), flamo.Gain([0.7, 0.6]))
-    r = flamo.Series(flamo.Gain.random((2, 1), seed=0), flamo.Recursion(F, flamo.Matrix(2, seed=1)),
-                     flamo.Gain.random((1, 2), seed=2)).double()
+    r = build_fdn(delays=[2, 3], line_gains=[0.7, 0.6], learnable_attenuation=True,
+                  learnable_delays=True, seed=0, dtype=torch.float64)
     g = flamo.Grid(nfft=16, alias_decay_db=10, dtype=torch.float64)
     names = [n for n, _ in r.named_parameters()]
     assert len(names) == 5
@@ -125,7 +126,8 @@ def test_gradcheck_recursion():
 
 def test_second_backward_and_regrid():
     """No cached state: two backward passes, and a trained system on another grid."""
-    fdn = build_fdn([5, 7], np.eye(2), np.ones(2), np.ones(2), 0.0, np.array([0.9, 0.9]))
+    fdn = build_fdn(delays=[5, 7], matrix="free", matrix_init=np.eye(2), input_gains=1.0,
+                    output_gains=1.0, direct_gain=0.0, line_gains=[0.9, 0.9], dtype=torch.float64)
     for _ in range(2):
         fdn.zero_grad()
         fdn.response(G).abs().sum().backward()

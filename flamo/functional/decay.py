@@ -66,7 +66,7 @@ def t60_to_gain(delays, t60, fs) -> torch.Tensor:
         raise ValueError(f"t60_to_gain: t60 must be > 0 seconds, got min {t.min().item():g}")
     if not fs > 0:
         raise ValueError(f"t60_to_gain: fs must be > 0 Hz, got {fs!r}")
-    return torch.pow(torch.tensor(10.0, dtype=m.dtype), -3.0 * m / (float(fs) * t))
+    return 10.0 ** (t60_to_gain_db(m, t, float(fs)) / 20.0)
 
 
 def gain_to_t60(delays, gain, fs) -> torch.Tensor:

@@ -9,16 +9,15 @@ from ..functional.decay import gain_to_t60, t60_to_gain
 from .colorless import (COLORLESS_GAIN_PER_SAMPLE, colorless_criteria, colorless_fdn,
                         line_outputs)
 from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays
-from .fdn import FDNConfig, build_fdn, fdn_arrays, fdn_parts, normalize_energy
-from .structure import FDNParameters, fdn_parameters
+from .fdn import FDNConfig, build_fdn, normalize_energy
+from .structure import FDNStructure, fdn_structure
 from .stability import (StabilityCallback, StabilityCertificate, certify_stable, find_recursions,
                         loop_gain)
 
 __all__ = [
     "COLORLESS_FDN_DELAYS", "coprime_delays", "prime_power_delays", "first_primes",
     "t60_to_gain", "gain_to_t60",
-    "FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy",
-    "FDNParameters", "fdn_parameters",
+    "FDNConfig", "build_fdn", "normalize_energy", "FDNStructure", "fdn_structure",
     "ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density",
     "COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria",
     "find_recursions", "loop_gain", "certify_stable", "StabilityCertificate", "StabilityCallback",

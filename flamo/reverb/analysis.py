@@ -40,7 +40,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.special import erfc
+
+from .structure import fdn_structure
 
 __all__ = ["ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density"]
 
@@ -243,11 +246,33 @@ def fdn_modes(delays, A, b, c, g=None, d=0.0, tol=1e-12, max_iter=100,
 
 
 def modal_decomposition(system, **kwargs) -> ModalDecomposition:
-    """:func:`fdn_modes` of a system built by :func:`flamo.reverb.build_fdn` with per-line
-    gains (see :func:`flamo.reverb.fdn_arrays`); keyword arguments go to fdn_modes."""
-    from .fdn import fdn_arrays
+    """:func:`fdn_modes` of a single-input single-output FDN read by
+    :func:`flamo.reverb.fdn_structure` (e.g. built by :func:`flamo.reverb.build_fdn`);
+    keyword arguments go to fdn_modes.
 
-    p = {k: v.numpy() for k, v in fdn_arrays(system).items()}
+    Raises
+    ------
+    ValueError
+        If the FDN has more than one input or output, or a frequency-dependent part (filter
+        sections in the loop attenuation, a tone filter): the decomposition here covers
+        per-line gains only (a diagonal :class:`flamo.Gain`,
+        :class:`flamo.HomogeneousAttenuation`, no attenuation, a constant tone gain).
+    """
+    fdn = fdn_structure(system)
+    if fdn.shape != (1, 1):
+        raise ValueError(f"modal_decomposition: supports one input and one output, got an FDN of "
+                         f"shape {fdn.shape}")
+    if fdn.frequency_dependent:
+        parts = [type(p).__name__ for p, s in ((fdn.attenuation, fdn.sections),
+                                               (fdn.tone, fdn.tone_sections)) if s is not None]
+        raise ValueError(f"modal_decomposition: supports per-line gains only (diagonal Gain, "
+                         f"HomogeneousAttenuation) and a constant tone gain; this FDN has filter "
+                         f"sections in {', '.join(parts)}")
+    with torch.no_grad():
+        scale = 1.0 if fdn.tone is None else fdn.tone_gains.double()[0]
+        arrays = dict(m=fdn.m, A=fdn.A.double(), b=fdn.b.double()[:, 0],
+                      c=scale * fdn.c.double()[0], g=fdn.gains, d=fdn.d.double()[0, 0])
+        p = {k: None if v is None else v.detach().cpu().double().numpy() for k, v in arrays.items()}
     return fdn_modes(p["m"], p["A"], p["b"], p["c"], g=p["g"], d=float(p["d"]), **kwargs)
 
 

@@ -20,7 +20,8 @@ import torch
 
 from ..optim.losses import ColorlessSpectralLoss, FeedbackSparsity
 from ..system import Series
-from .fdn import build_fdn, fdn_parts
+from .fdn import build_fdn
+from .structure import fdn_structure
 
 __all__ = ["COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria"]
 
@@ -73,12 +74,12 @@ def line_outputs(system, grid) -> torch.Tensor:
     torch.Tensor
         (M, N) complex responses, differentiable with respect to b, A and c.
     """
-    parts = fdn_parts(system)
-    if parts["tone"] is not None or parts["core"].shape != (1, 1):
+    fdn = fdn_structure(system)
+    if fdn.tone is not None or fdn.shape != (1, 1):
         raise ValueError(f"line_outputs: expected a single-input single-output FDN without tone "
-                         f"module, got shape {parts['core'].shape} and tone {parts['tone']!r}")
-    lines = Series({"input": parts["input"], "loop": parts["loop"]}).response(grid)  # (M, N, 1)
-    return lines[..., 0] * parts["output"].gains  # c is (1, N): broadcast over M
+                         f"module, got shape {fdn.shape} and tone {fdn.tone!r}")
+    lines = Series({"input": fdn.input, "loop": fdn.loop}).response(grid)  # (M, N, 1)
+    return lines[..., 0] * fdn.c  # c is (1, N): broadcast over M
 
 
 def colorless_criteria(system, sparsity_weight=1.0, p_below=2.0, p_above=2.0) -> dict:
@@ -99,6 +100,6 @@ def colorless_criteria(system, sparsity_weight=1.0, p_below=2.0, p_above=2.0) ->
     """
     if not sparsity_weight >= 0:
         raise ValueError(f"colorless_criteria: sparsity_weight must be >= 0, got {sparsity_weight!r}")
-    feedback = fdn_parts(system)["feedback"]
+    feedback = fdn_structure(system).feedback
     return {"spectral": (ColorlessSpectralLoss(with_total=True, p_below=p_below, p_above=p_above), 1.0),
             "sparsity": (FeedbackSparsity(feedback), float(sparsity_weight))}

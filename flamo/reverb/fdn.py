@@ -19,7 +19,8 @@ trainers, presets and renderers all apply. Part names (stable; use them for acce
                      "output": Gain (out, N),
                      "tone":   out x out module})                    # only when given
 
-e.g. ``system["fdn"]["loop"].forward_path["delays"]``; :func:`fdn_parts` collects them.
+e.g. ``system["fdn"]["loop"].forward_path["delays"]``; :func:`flamo.reverb.fdn_structure`
+reads them back (modules and tensors), for this layout whatever the part names.
 """
 
 from __future__ import annotations
@@ -31,14 +32,13 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from ..functional.mappings import Sigmoid, unmap_value
-from ..modules import Delay, DSPModule, Gain, Matrix
+from ..modules import Delay, DSPModule, Gain, HomogeneousAttenuation, Matrix
 from ..modules.base import as_real_tensor
 from ..system import Parallel, Recursion, Series
-from ..functional.decay import t60_to_gain
 from .delays import COLORLESS_FDN_DELAYS
-from .structure import fdn_parameters
+from .structure import fdn_structure
 
-__all__ = ["FDNConfig", "build_fdn", "fdn_parts", "fdn_arrays", "normalize_energy"]
+__all__ = ["FDNConfig", "build_fdn", "normalize_energy"]
 
 ModuleOrFactory = Union[DSPModule, Callable[["FDNConfig"], DSPModule], None]
 
@@ -52,8 +52,10 @@ class FDNConfig:
     delays : sequence of int
         (N,) delay lengths in samples, integers >= 1. Default: the N = 6 set of the
         colorless-FDN paper (:data:`flamo.reverb.COLORLESS_FDN_DELAYS` ["N6"]).
-    matrix : {"orthogonal", "householder", "hadamard", "free"}
-        Feedback-matrix family (:class:`flamo.Matrix`).
+    matrix : str, DSPModule or callable, default "orthogonal"
+        Feedback-matrix family, one of :attr:`flamo.Matrix.KINDS` (see :class:`flamo.Matrix`),
+        or the feedback path itself: an N x N module (e.g. a :class:`flamo.Paraunitary`
+        filter matrix) or a factory ``f(config) -> module``, used as given.
     matrix_init : array_like, optional
         Explicit initial value for the family (see :class:`flamo.Matrix`); default random.
     input_gains : array_like, optional
@@ -67,31 +69,36 @@ class FDNConfig:
     direct_gain : float or array_like, optional
         d: (n_outputs, n_inputs), or a scalar that fills it. None builds no direct path
         (no Parallel).
-    t60 : float, optional
-        Reverberation time in seconds; per-line gains 10^(-3 m / (fs T60)).
+    t60 : float or array_like, optional
+        Reverberation time in seconds, shared or (N,) per line: the attenuation is a
+        :class:`flamo.HomogeneousAttenuation` (gains 10^(-3 m / (fs T60)), computed in
+        float64 from T60 in the module's dtype; T60 learnable when ``learnable_attenuation``).
     line_gains : array_like, optional
-        (N,) per-line gains, instead of ``t60``.
+        (N,) per-line gains, instead of ``t60``: a diagonal :class:`flamo.Gain` holding
+        exactly these values (in ``dtype``).
     fs : float, default 48000
         Sample rate in Hz (for ``t60`` and for factories).
     attenuation : DSPModule or callable, optional
         The per-line attenuation after the delays: an N x N module (diagonal filters, e.g.
-        an attenuation-filter bank), or a factory ``f(config) -> module``. Replaces
-        ``t60``/``line_gains``. Without any of the three the loop is lossless (unit gains).
+        :class:`flamo.GEQAttenuation`, :class:`flamo.SOS`, or a Series of such), or a
+        factory ``f(config) -> module``. Replaces ``t60``/``line_gains``; its learnability
+        is the module's own. Without any of the three the loop is lossless (unit gains).
     tone : DSPModule or callable, optional
         A tone-correction module after the output gains, (n_outputs, n_outputs), or a
         factory ``f(config) -> module``.
     learnable_matrix, learnable_gains, learnable_direct : bool, default True
         Learnability of A, of b and c, and of d.
     learnable_attenuation : bool, default False
-        Learn the per-line gains; they then pass through ``Sigmoid(0, 1)`` so every gain
-        stays in (0, 1) and the loop stays stable with an orthogonal matrix.
+        Learn the attenuation built from ``t60`` (T60 through LogSigmoid onto its range) or
+        ``line_gains`` (the gains through ``Sigmoid(0, 1)``): every gain stays in (0, 1), so
+        the loop stays stable with an orthogonal matrix.
     learnable_delays : bool, default False
     dtype : torch.dtype, default torch.float32
         dtype of every parameter of the built system.
     """
 
     delays: Sequence[int] = COLORLESS_FDN_DELAYS["N6"]
-    matrix: str = "orthogonal"
+    matrix: Union[str, ModuleOrFactory] = "orthogonal"
     matrix_init: Any = None
     input_gains: Any = None
     output_gains: Any = None
@@ -99,7 +106,7 @@ class FDNConfig:
     n_outputs: int = 1
     seed: Optional[int] = None
     direct_gain: Any = None
-    t60: Optional[float] = None
+    t60: Any = None
     line_gains: Any = None
     fs: float = 48000.0
     attenuation: ModuleOrFactory = None
@@ -112,8 +119,20 @@ class FDNConfig:
     dtype: torch.dtype = torch.float32
 
 
+def _float64(value, name, ndim):
+    """``value`` as a float64 tensor: Python numbers and lists are read in float64 (not in
+    the default float32), so that a float64 FDN holds exactly the values given."""
+    if value is not None and not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"build_fdn: {name} must be real array-like, got "
+                            f"{type(value).__name__}") from err
+    return as_real_tensor(value, name, "build_fdn", ndim=ndim).to(torch.float64)
+
+
 def _delays(value):
-    m = as_real_tensor(value, "delays", "build_fdn", ndim=1).to(torch.float64)
+    m = _float64(value, "delays", 1)
     if m.numel() == 0 or (m != torch.round(m)).any() or (m < 1).any():
         raise ValueError(f"build_fdn: delays must be integers >= 1 samples (a loop without "
                          f"delay cannot be computed), got {m.tolist()}")
@@ -121,7 +140,7 @@ def _delays(value):
 
 
 def _gain_matrix(value, name, shape):
-    t = as_real_tensor(value, name, "build_fdn", ndim=(0, 1, 2)).to(torch.float64)
+    t = _float64(value, name, (0, 1, 2))
     if t.ndim == 1:  # a vector is the single column of b or the single row of c
         t = t.reshape(-1, 1) if name == "input_gains" else t.reshape(1, -1)
     elif t.ndim == 0:  # a scalar fills the expected shape
@@ -150,11 +169,13 @@ def _attenuation(config, m):
     if config.attenuation is not None:
         return _module(config.attenuation, "attenuation", config, (n, n))
     if config.t60 is not None:
-        gains = t60_to_gain(m, config.t60, config.fs)
-        if gains.shape != (n,):
-            raise ValueError(f"build_fdn: t60 must be one number of seconds, got {config.t60!r}")
-    elif config.line_gains is not None:
-        gains = as_real_tensor(config.line_gains, "line_gains", "build_fdn", ndim=1).double()
+        t60 = _float64(config.t60, "t60", (0, 1))
+        if t60.ndim == 1 and t60.shape != (n,):
+            raise ValueError(f"build_fdn: t60 must be one number of seconds or one per line, "
+                             f"shape ({n},), got shape {tuple(t60.shape)}")
+        return HomogeneousAttenuation(m, t60, fs=config.fs, learnable=config.learnable_attenuation)
+    if config.line_gains is not None:
+        gains = _float64(config.line_gains, "line_gains", 1)
         if gains.shape != (n,):
             raise ValueError(f"build_fdn: line_gains must have shape ({n},), got {tuple(gains.shape)}")
     else:
@@ -203,8 +224,16 @@ def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
     else:
         gen.manual_seed(int(config.seed))
     matrix_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-    feedback = Matrix(n, kind=config.matrix, init=config.matrix_init, seed=matrix_seed,
-                      learnable=config.learnable_matrix and config.matrix != "hadamard")
+    if isinstance(config.matrix, str):
+        init = None if config.matrix_init is None else _float64(config.matrix_init, "matrix_init",
+                                                                (1, 2))
+        feedback = Matrix(n, kind=config.matrix, init=init, seed=matrix_seed,
+                          learnable=config.learnable_matrix and config.matrix != "hadamard")
+    elif config.matrix_init is not None:
+        raise ValueError("build_fdn: matrix_init applies to a matrix family (a str), not to a "
+                         "given feedback module")
+    else:
+        feedback = _module(config.matrix, "matrix", config, (n, n))
 
     def gains(value, name, shape, draw_shape):
         if value is None:
@@ -225,62 +254,6 @@ def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
         d = _gain_matrix(config.direct_gain, "direct_gain", (n_out, n_in))
         system = Parallel({"fdn": system, "direct": Gain(d, learnable=config.learnable_direct)})
     return system.to(config.dtype)
-
-
-def fdn_parts(system) -> dict:
-    """The named parts of a system built by :func:`build_fdn`.
-
-    Returns
-    -------
-    dict
-        ``input``, ``loop`` (the Recursion), ``delays``, ``attenuation``, ``feedback``
-        (the Matrix), ``output``, ``tone`` (None if absent), ``direct`` (None if absent),
-        ``core`` (the Series).
-    """
-    try:
-        if isinstance(system, Parallel):
-            core, direct = system["fdn"], system["direct"]
-        else:
-            core, direct = system, None
-        loop = core["loop"]
-        parts = {"core": core, "direct": direct, "input": core["input"], "loop": loop,
-                 "delays": loop.forward_path["delays"],
-                 "attenuation": loop.forward_path["attenuation"],
-                 "feedback": loop.feedback_path, "output": core["output"],
-                 "tone": core["tone"] if "tone" in core._modules else None}
-    except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"fdn_parts: expected a system built by build_fdn, got "
-                         f"{type(system).__name__} without the part {err}") from err
-    return parts
-
-
-def fdn_arrays(system) -> dict:
-    """Plain float64 tensors of a single-input single-output FDN with per-line gains.
-
-    Returns
-    -------
-    dict
-        ``m`` (N,) delays in samples, ``A`` (N, N), ``b`` (N,), ``c`` (N,), ``d`` scalar
-        tensor (0 without a direct path), ``g`` (N,) per-line gains, in the convention of
-        :func:`baselines.fdn_impulse_response` and :func:`flamo.reverb.fdn_modes`.
-
-    Raises
-    ------
-    ValueError
-        If the system has a tone module, more than one input or output, or an attenuation
-        that is not a diagonal :class:`flamo.Gain` (a frequency-dependent FDN has no such
-        arrays).
-    """
-    if fdn_parts(system)["tone"] is not None:
-        raise ValueError("fdn_arrays: a system with a tone module has no plain FDN arrays")
-    p = fdn_parameters(system)  # the one structure reader (also used by baselines.render)
-    if p.sos is not None:
-        raise ValueError("fdn_arrays: the attenuation must be a diagonal Gain, got SOS filters "
-                         "(a frequency-dependent FDN has no such arrays)")
-    g = torch.ones_like(p.b) if p.g is None else p.g
-    with torch.no_grad():
-        return {name: value.to(torch.float64).detach().clone()
-                for name, value in dict(m=p.m, A=p.A, b=p.b, c=p.c, d=p.d, g=g).items()}
 
 
 def _set_gains(gain: Gain, value: torch.Tensor):
@@ -312,9 +285,9 @@ def normalize_energy(system, grid, target=1.0) -> float:
     """
     if not target > 0:
         raise ValueError(f"normalize_energy: target must be > 0, got {target!r}")
-    parts = fdn_parts(system)
+    fdn = fdn_structure(system)
     with torch.no_grad():
-        power = parts["core"].response(grid).abs().square().sum(dim=(-2, -1))  # (..., M)
+        power = fdn.core.response(grid).abs().square().sum(dim=(-2, -1))  # (..., M)
         weights = torch.full((grid.M,), 2.0, dtype=power.dtype)
         weights[0] = 1.0
         if grid.nfft % 2 == 0:
@@ -323,6 +296,6 @@ def normalize_energy(system, grid, target=1.0) -> float:
     if not energy > 0:
         raise ValueError(f"normalize_energy: the FDN has zero energy on the grid ({energy})")
     scale = (target / energy) ** 0.25
-    for name in ("input", "output"):
-        _set_gains(parts[name], parts[name].gains.detach() * scale)
+    for gains in (fdn.input, fdn.output):
+        _set_gains(gains, gains.gains.detach() * scale)
     return energy

@@ -1,190 +1,294 @@
-r"""Read the parameters of a library-built FDN, keeping their autograd graph.
+r"""Read a feedback delay network back from its modules: the one FDN reader.
 
-One reader serves every consumer that needs an FDN as plain tensors: the time-domain
-baselines (``baselines.render``) and the modal decomposition
-(:func:`flamo.reverb.modal_decomposition` through :func:`flamo.reverb.fdn_arrays`).
+:func:`fdn_structure` returns the parts of an FDN built by :func:`flamo.reverb.build_fdn`
+(or composed in the same layout, e.g. rebuilt from a preset) as an :class:`FDNStructure`:
+the modules, for access and training, and, on request, the plain tensors m, A, b, c, d and
+the per-line attenuation as gains and second-order sections, for the consumers that work
+on arrays (the time-domain renderer ``baselines.render``, the modal decomposition
+:func:`flamo.reverb.modal_decomposition`). The layout (Jot & Chaigne, AES 1991)::
 
-Recognized structure (the feedback delay network of Jot & Chaigne 1991)::
+    Series(input   Gain (N, in),
+           loop    Recursion(forward=Series(Delay (N,), attenuation (N x N, diagonal)),
+                             feedback=Matrix or Gain (N, N)),
+           output  Gain (out, N),
+           [tone   (out x out)])                            # optional 4th part
 
-    Series(Gain b (N, 1),
-           Recursion(forward=Series(Delay m, [Gain g diagonal], [SOS (N, K, 6)]) | Delay m,
-                     feedback=Matrix | Gain (N, N)),
-           Gain c (1, N))
+optionally in a ``Parallel`` with a direct ``Gain`` (out, in) (either branch order). Part
+names are not read, only the layout. The transfer function is
 
-optionally wrapped as ``Parallel(that_series, Gain d (1, 1))`` (either branch order) for
-the direct path; :func:`flamo.reverb.build_fdn` builds it. Inside the forward path the
-diagonal parts may come in any order and repeat (they commute): gains multiply, SOS
-cascades are concatenated. The transfer function is
-``H(z) = d + c^T (I - F(z) A)^{-1} F(z) b`` with ``F(z) = diag(g_i z^{-m_i} prod_k S_{ik}(z))``.
-Delays must be integer-valued; they carry no gradient.
+.. math::
+    H(z) = d + T(z)\, c^T \left(I - D(z) A\right)^{-1} D(z)\, b, \qquad
+    D(z) = \mathrm{diag}\left(z^{-m_i}\, g_i \prod_k S_{ik}(z)\right),
+
+with T the tone filter. The attenuation has the gains g and sections S when it is a
+diagonal :class:`flamo.Gain`, :class:`flamo.HomogeneousAttenuation`, a module with
+second-order sections (:class:`flamo.SOS`, :class:`flamo.Biquad`, :class:`flamo.SVF`,
+:class:`flamo.PEQ`, :class:`flamo.GEQ`, :class:`flamo.OnePoleAttenuation`,
+:class:`flamo.ShelfAttenuation`, :class:`flamo.GEQAttenuation`) or a :class:`flamo.Series`
+of those; the tone module likewise. Any other N x N module is still a valid loop for
+frequency sampling, but has no such tensors, and asking for them raises ValueError.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-from ..modules import SOS, Delay, DSPModule, Gain, Matrix
+from ..modules import Delay, DSPModule, Gain, Matrix
 from ..system import Parallel, Recursion, Series
 
-__all__ = ["FDNParameters", "fdn_parameters"]
+__all__ = ["FDNStructure", "fdn_structure"]
 
-_FDN_STRUCTURE = (
-    "Series(Gain b (N, 1), Recursion(forward=Series(Delay, [Gain g (N,) diagonal], "
-    "[SOS (N, K, 6)]) or Delay, feedback=Matrix or Gain (N, N)), Gain c (1, N)), optionally "
-    "as Parallel(that_series, Gain d (1, 1))")
+LAYOUT = ("Series(input Gain (N, in), Recursion(forward=Series(Delay, attenuation N x N), "
+          "feedback=Matrix or Gain (N, N)), output Gain (out, N)[, tone (out, out)]), "
+          "optionally in a Parallel with a direct Gain (out, in)")
 
-
-@dataclass
-class FDNParameters:
-    """Parameters of an FDN: H(z) = d + c^T (I - D(z) A)^-1 D(z) b, D = diag(g z^-m S(z)).
-
-    Attributes
-    ----------
-    m : torch.Tensor
-        (N,) int64 delay lengths in samples (no gradient).
-    A : torch.Tensor
-        (N, N) feedback matrix.
-    b, c : torch.Tensor
-        (N,) input and output gains.
-    d : torch.Tensor
-        () direct gain (zero when the system has no direct path).
-    g : torch.Tensor or None
-        (N,) per-line gains, None when the loop has none.
-    sos : torch.Tensor or None
-        (N, K, 6) per-line attenuation filters (scipy layout), None when the loop has none.
-
-    All floating tensors are views/functions of the module parameters, so gradients of
-    anything computed from them reach the library's parameters.
-    """
-
-    m: torch.Tensor
-    A: torch.Tensor
-    b: torch.Tensor
-    c: torch.Tensor
-    d: torch.Tensor
-    g: Optional[torch.Tensor] = None
-    sos: Optional[torch.Tensor] = None
-
-    def as_kwargs(self) -> dict:
-        """Keyword arguments ``m`` .. ``sos`` (those of ``baselines.fdn_block``)."""
-        return dict(m=self.m, A=self.A, b=self.b, c=self.c, d=self.d, g=self.g, sos=self.sos)
+ATTENUATION_KINDS = ("a diagonal Gain, HomogeneousAttenuation, or a diagonal module with "
+                     "second-order sections (SOS, Biquad, SVF, PEQ, GEQ, OnePoleAttenuation, "
+                     "ShelfAttenuation, GEQAttenuation), or a Series of those")
 
 
-def _unsupported(system, why: str) -> ValueError:
-    return ValueError(f"fdn_parameters: unsupported structure ({why}); got "
-                      f"{type(system).__name__} of shape {getattr(system, 'shape', '?')}. "
-                      f"Supported: {_FDN_STRUCTURE}")
+def _unsupported(module, why: str) -> ValueError:
+    return ValueError(f"fdn_structure: {why}; got {type(module).__name__} of shape "
+                      f"{getattr(module, 'shape', '?')}. Supported layout: {LAYOUT}")
 
 
-def _gain_matrix(module, what: str, shape: tuple) -> torch.Tensor:
+def _constant_matrix(module, what: str, shape: tuple) -> torch.Tensor:
     """(out, in) matrix of a Gain or Matrix module, differentiable; checks ``shape``."""
     if isinstance(module, Matrix):
         value = module.matrix
     elif isinstance(module, Gain):
-        value = module.gains
-        if module.diagonal:
-            value = torch.diag_embed(value)
+        value = torch.diag_embed(module.gains) if module.diagonal else module.gains
     else:
-        raise _unsupported(module, f"{what} must be a Gain or Matrix, "
-                                   f"got {type(module).__name__}")
+        raise ValueError(f"FDNStructure: {what} must be a flamo.Gain or flamo.Matrix for its "
+                         f"constant matrix, got {type(module).__name__}")
     if tuple(value.shape) != shape:
-        raise _unsupported(module, f"{what} must have shape {shape} without batch dims, "
-                                   f"got {tuple(value.shape)}")
+        raise ValueError(f"FDNStructure: {what} must have shape {shape} without batch dims, "
+                         f"got {tuple(value.shape)}")
     return value
 
 
-def _integer_delays(module: "Delay") -> torch.Tensor:
-    samples = module.samples.detach()
-    if samples.ndim != 1:
-        raise ValueError(f"fdn_parameters: Delay samples must have shape (N,) without batch "
-                         f"dims, got {tuple(samples.shape)}")
-    if not bool(torch.all(samples == torch.round(samples))):
-        raise ValueError(f"fdn_parameters: Delay samples must be integer-valued for a "
-                         f"time-domain rendering, got {samples.tolist()}")
-    if bool((samples < 1).any()):
-        raise ValueError(f"fdn_parameters: Delay samples must be >= 1 inside a feedback loop, "
-                         f"got {samples.tolist()}")
-    return samples.to(torch.int64)
+def _gains_and_sections(module, n: int, what: str
+                       ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Per-channel gains (n,) and second-order sections (n, K, 6) of a diagonal module.
+
+    A 1 x 1 module counts as a diagonal of one channel. A Series multiplies the gains of its
+    parts and concatenates their sections (diagonal parts commute). Either result is None
+    when the module has none. Both keep the autograd graph to the module's parameters.
+
+    Raises
+    ------
+    ValueError
+        For a module that is neither (see :data:`ATTENUATION_KINDS`), naming ``what``.
+    """
+    if isinstance(module, Series):
+        gains, sections = None, []
+        for part in module:
+            g, s = _gains_and_sections(part, n, what)
+            if g is not None:
+                gains = g if gains is None else gains * g
+            if s is not None:
+                sections.append(s)
+        return gains, (torch.cat(sections, dim=-2) if sections else None)
+    scalar = not module.diagonal and tuple(module.shape) == (1, 1) and n == 1
+    if not (module.diagonal or scalar) or tuple(module.shape) != (n, n):
+        raise ValueError(f"FDNStructure: {what} must be a diagonal {n} x {n} module "
+                         f"({ATTENUATION_KINDS}), got {type(module).__name__} of shape "
+                         f"{tuple(module.shape)} (diagonal={module.diagonal})")
+    if hasattr(module, "sos"):
+        s = module.sos
+        if scalar:  # (6,) one section or (K, 6) a cascade
+            s = s.reshape(1, -1, 6)
+        elif s.ndim == 2:  # (N, 6): one section per channel
+            s = s.unsqueeze(-2)
+        if s.ndim != 3 or s.shape[0] != n or s.shape[-1] != 6:
+            raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) must have sections "
+                             f"of shape ({n}, K, 6) without batch dims, got {tuple(s.shape)}")
+        return None, s
+    if hasattr(module, "gains"):  # Gain, HomogeneousAttenuation
+        g = module.gains.reshape(-1)
+        if g.shape != (n,):
+            raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) must have gains "
+                             f"of shape ({n},) without batch dims, got {tuple(module.gains.shape)}")
+        return g, None
+    raise ValueError(f"FDNStructure: {what} {type(module).__name__} has no gain or second-order-"
+                     f"section form (supported: {ATTENUATION_KINDS})")
 
 
-def _forward_path(forward, N: int):
-    """(m, g, sos) of the loop's forward path: a Delay, or a Series of diagonal parts."""
-    parts = list(forward) if isinstance(forward, Series) else [forward]
-    delays = [p for p in parts if isinstance(p, Delay)]
-    if len(delays) != 1:
-        raise _unsupported(forward, f"the loop's forward path needs exactly one Delay, "
-                                    f"found {len(delays)}")
-    g, sos = None, []
-    for p in parts:
-        if isinstance(p, Delay):
-            continue
-        if isinstance(p, Gain) and p.diagonal:
-            gp = p.gains
-            if tuple(gp.shape) != (N,):
-                raise _unsupported(p, f"loop gain must have shape ({N},), got {tuple(gp.shape)}")
-            g = gp if g is None else g * gp
-        elif isinstance(p, SOS) and p.diagonal:
-            sp = p.sos
-            if sp.ndim != 3 or sp.shape[0] != N:
-                raise _unsupported(p, f"loop SOS must have shape ({N}, K, 6), got "
-                                      f"{tuple(sp.shape)}")
-            sos.append(sp)
-        else:
-            raise _unsupported(p, f"the loop's forward path may hold only a Delay, diagonal "
-                                  f"Gains and diagonal SOS modules, got {type(p).__name__} "
-                                  f"(diagonal={p.diagonal})")
-    return _integer_delays(delays[0]), g, (torch.cat(sos, dim=1) if sos else None)
+@dataclass(frozen=True)
+class FDNStructure:
+    """The parts of an FDN (see the module docstring), read by :func:`fdn_structure`.
+
+    Attributes
+    ----------
+    system : DSPModule
+        The system read.
+    core : flamo.Series
+        The reverberant part (input, loop, output, tone), without the direct path.
+    input, output : DSPModule
+        b (N, in) and c (out, N) gain modules.
+    loop : flamo.Recursion
+    delays : flamo.Delay
+    attenuation : DSPModule
+        The N x N module after the delays in the loop.
+    feedback : DSPModule
+        The feedback path (A).
+    tone : DSPModule or None
+        The (out, out) module after the output gains.
+    direct : DSPModule or None
+        The direct-path gain (out, in).
+
+    The tensor properties (``m``, ``A``, ``b``, ``c``, ``d``, ``gains``, ``sections``,
+    ``tone_gains``, ``tone_sections``) are computed from the modules at each access, so
+    gradients reach the parameters; they have no batch dims.
+    """
+
+    system: DSPModule
+    core: Series
+    input: DSPModule
+    loop: Recursion
+    delays: Delay
+    attenuation: DSPModule
+    feedback: DSPModule
+    output: DSPModule
+    tone: Optional[DSPModule]
+    direct: Optional[DSPModule]
+
+    @property
+    def n_lines(self) -> int:
+        """N, the number of delay lines."""
+        return self.loop.shape[0]
+
+    @property
+    def shape(self) -> tuple:
+        """(out, in) of the whole FDN."""
+        return self.core.shape
+
+    @property
+    def m(self) -> torch.Tensor:
+        """(N,) int64 delay lengths in samples (integer-valued, >= 1; no gradient)."""
+        samples = self.delays.samples.detach()
+        if samples.ndim != 1:
+            raise ValueError(f"FDNStructure.m: Delay samples must have shape (N,) without batch "
+                             f"dims, got {tuple(samples.shape)}")
+        if not bool(torch.all(samples == torch.round(samples))) or bool((samples < 1).any()):
+            raise ValueError(f"FDNStructure.m: delay lengths must be integers >= 1 sample (for a "
+                             f"time-domain rendering or a modal decomposition), got "
+                             f"{samples.tolist()}")
+        return samples.to(torch.int64)
+
+    @property
+    def A(self) -> torch.Tensor:
+        """(N, N) feedback matrix (raises ValueError when the feedback is not a constant)."""
+        n = self.n_lines
+        return _constant_matrix(self.feedback, "the feedback path", (n, n))
+
+    @property
+    def b(self) -> torch.Tensor:
+        """(N, in) input gains."""
+        return _constant_matrix(self.input, "the input gains", (self.n_lines, self.shape[1]))
+
+    @property
+    def c(self) -> torch.Tensor:
+        """(out, N) output gains."""
+        return _constant_matrix(self.output, "the output gains", (self.shape[0], self.n_lines))
+
+    @property
+    def d(self) -> torch.Tensor:
+        """(out, in) direct gains; zeros without a direct path."""
+        if self.direct is None:
+            c = self.c
+            return c.new_zeros(self.shape)
+        return _constant_matrix(self.direct, "the direct path", self.shape)
+
+    @property
+    def gains(self) -> Optional[torch.Tensor]:
+        """(N,) per-line gains of the attenuation, None when it has none."""
+        return self._line_attenuation()[0]
+
+    @property
+    def sections(self) -> Optional[torch.Tensor]:
+        """(N, K, 6) per-line second-order sections of the attenuation (scipy layout), None
+        when it is frequency-independent."""
+        return self._line_attenuation()[1]
+
+    @property
+    def tone_gains(self) -> Optional[torch.Tensor]:
+        """(out,) gains of the tone module, None without tone or gains."""
+        return self._tone()[0]
+
+    @property
+    def tone_sections(self) -> Optional[torch.Tensor]:
+        """(out, K, 6) sections of the tone module, None without tone or sections."""
+        return self._tone()[1]
+
+    @property
+    def frequency_dependent(self) -> bool:
+        """True when the loop attenuation or the tone module has filter sections."""
+        return self.sections is not None or self.tone_sections is not None
+
+    def _line_attenuation(self):
+        return _gains_and_sections(self.attenuation, self.n_lines, "the attenuation")
+
+    def _tone(self):
+        if self.tone is None:
+            return None, None
+        return _gains_and_sections(self.tone, self.shape[0], "the tone module")
 
 
-def fdn_parameters(system) -> FDNParameters:
-    """Read the parameters of a library-built FDN, keeping their autograd graph.
+def fdn_structure(system) -> FDNStructure:
+    """Read the parts of an FDN (the layout of :func:`flamo.reverb.build_fdn`).
 
     Parameters
     ----------
-    system : Series or Parallel
-        An FDN in the structure described in this module's docstring,
-        without leading batch dimensions on its parameters.
+    system : flamo.Series or flamo.Parallel
+        An FDN in the layout of this module's docstring.
 
     Returns
     -------
-    FDNParameters
-        ``m, A, b, c, d, g, sos`` in the convention of ``baselines.fdn_block``.
+    FDNStructure
+        Its modules; tensors on request (properties).
 
     Raises
     ------
     TypeError
         ``system`` is not a flamo module.
     ValueError
-        An unsupported structure (the message names the supported one) or non-integer
-        delays.
+        Another layout (the message names the supported one).
+
+    Examples
+    --------
+    >>> from flamo.reverb import build_fdn
+    >>> fdn = fdn_structure(build_fdn(delays=[3, 5], line_gains=[0.5, 0.25], seed=0))
+    >>> fdn.m.tolist(), fdn.gains.tolist(), fdn.sections is None
+    ([3, 5], [0.5, 0.25], True)
     """
     if not isinstance(system, DSPModule):
-        raise TypeError(f"fdn_parameters: system must be a flamo module, got "
-                        f"{type(system).__name__}")
-    d = None
-    core = system
+        raise TypeError(f"fdn_structure: system must be a flamo module, got {type(system).__name__}")
+    core, direct = system, None
     if isinstance(system, Parallel):
         if len(system) != 2:
             raise _unsupported(system, f"a Parallel needs 2 branches (FDN, direct gain), got "
                                        f"{len(system)}")
         first, second = list(system)
         core, direct = (first, second) if isinstance(first, Series) else (second, first)
-        d = _gain_matrix(direct, "the direct path", (1, 1))[0, 0]
-    if not isinstance(core, Series) or len(core) != 3:
-        raise _unsupported(core, "expected a Series of 3 parts (input gains, Recursion, "
-                                 "output gains)")
-    gain_in, loop, gain_out = list(core)
+        if not isinstance(direct, Gain):
+            raise _unsupported(direct, "the direct path must be a flamo.Gain")
+    if not isinstance(core, Series) or len(core) not in (3, 4):
+        raise _unsupported(core, "expected a Series of 3 or 4 parts (input gains, Recursion, "
+                                 "output gains, optional tone)")
+    parts = list(core)
+    gain_in, loop, gain_out = parts[:3]
     if not isinstance(loop, Recursion):
-        raise _unsupported(loop, f"the middle part must be a Recursion, got "
-                                 f"{type(loop).__name__}")
-    N = loop.shape[0]
-    b = _gain_matrix(gain_in, "the input gains", (N, 1))[:, 0]
-    c = _gain_matrix(gain_out, "the output gains", (1, N))[0]
-    A = _gain_matrix(loop.feedback_path, "the feedback path", (N, N))
-    m, g, sos = _forward_path(loop.forward_path, N)
-    if d is None:
-        d = A.new_zeros(())
-    return FDNParameters(m=m, A=A, b=b, c=c, d=d, g=g, sos=sos)
+        raise _unsupported(loop, "the second part of the Series must be a Recursion")
+    for module, what in ((gain_in, "input"), (gain_out, "output")):
+        if not isinstance(module, (Gain, Matrix)):
+            raise _unsupported(module, f"the {what} gains must be a flamo.Gain")
+    forward = loop.forward_path
+    if not (isinstance(forward, Series) and len(forward) == 2 and isinstance(forward[0], Delay)):
+        raise _unsupported(forward, "the loop's forward path must be Series(Delay, attenuation)")
+    return FDNStructure(system=system, core=core, input=gain_in, loop=loop, delays=forward[0],
+                        attenuation=forward[1], feedback=loop.feedback_path, output=gain_out,
+                        tone=parts[3] if len(parts) == 4 else None, direct=direct)

@@ -3,8 +3,8 @@ r"""Wall time and accuracy: frequency sampling vs the time-domain baselines, sam
 The system is the FDN of the colorless-FDN paper (Dal Santo, Prawda, Schlecht, Valimaki,
 "Differentiable feedback delay network for colorless reverberation", DAFx 2023): N = 6
 delay lines of 887, 911, 941, 1699, 1951, 2053 samples, an orthogonal feedback matrix
-(``flamo.Matrix(6, seed=0)``), input and output gains b = c = 1 and per-line gains
-0.9999^m.  It is built once with the library and evaluated
+(drawn by :func:`flamo.reverb.build_fdn` from seed 0), input and output gains b = c = 1 and
+per-line gains 0.9999^m.  It is built once with the library's builder and evaluated
 
 * by frequency sampling (``system.impulse_response(grid)``, nfft = 2^16 >= 1 s at 48 kHz,
   alias_decay_db = 60),
@@ -44,6 +44,7 @@ import scipy.signal
 import torch
 
 import flamo
+from flamo.reverb import build_fdn
 
 from .convert import render
 from .iir import lfilter
@@ -81,16 +82,14 @@ def attenuation_sos(delays, sections: int, fs: float = FS) -> np.ndarray:
                      for m in delays])
 
 
-def colorless_fdn(sos=None) -> flamo.Series:
-    """The colorless-FDN paper system built with the library (float32 as built)."""
-    m = np.asarray(DELAYS, dtype=float)
-    N = len(m)
-    forward = [flamo.Delay(m), flamo.Gain(0.9999 ** m)]
-    if sos is not None:
-        forward.append(flamo.SOS(sos))
-    return flamo.Series(flamo.Gain(np.ones((N, 1))),
-                        flamo.Recursion(flamo.Series(*forward), flamo.Matrix(N, seed=0)),
-                        flamo.Gain(np.ones((1, N))))
+def paper_fdn(sos=None) -> flamo.Series:
+    """The colorless-FDN paper system from the library's builder (float32 as built), with
+    the (N, K, 6) attenuation filters ``sos`` after the line gains when given; every value
+    learnable except the delays."""
+    gains = flamo.Gain(0.9999 ** np.asarray(DELAYS, dtype=float))
+    attenuation = gains if sos is None else flamo.Series(gains, flamo.SOS(sos))
+    return build_fdn(delays=DELAYS, attenuation=attenuation, input_gains=1.0, output_gains=1.0,
+                     seed=0)
 
 
 def median_time(fn, repeats: int) -> float:
@@ -136,8 +135,8 @@ def run(T: int = FS, sections: int = 8, repeats: int = 5) -> list:
             for dt in (torch.float64, torch.float32)}
     sos = attenuation_sos(DELAYS, sections)
 
-    for label, system in (("FDN", colorless_fdn()),
-                          (f"FDN + {sections} SOS/line", colorless_fdn(sos))):
+    for label, system in (("FDN", paper_fdn()),
+                          (f"FDN + {sections} SOS/line", paper_fdn(sos))):
         ref_h = ref_g = None
         for dtype, dname in ((torch.float64, "float64"), (torch.float32, "float32")):
             mod = copy.deepcopy(system).to(dtype)

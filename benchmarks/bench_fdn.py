@@ -1,18 +1,19 @@
 """Feedback delay network evaluated by frequency sampling: the library against its floor.
 
-Workload: H(z) = c^T (I - D(z) A)^-1 D(z) b, N lines, D(z) = diag(g_i z^-m_i), A orthogonal
-(learnable through expm of a skew matrix), evaluated at nfft // 2 + 1 frequencies. "forward"
-is the response under ``torch.no_grad``; "forward_backward" adds a spectral loss and its
-backward pass to the learnable W, g, b, c.
+Workload (``workloads.library_fdn``, from the library's builder): H(z) = c^T (I - D(z) A)^-1
+D(z) b, N lines, D(z) = diag(g_i z^-m_i), A orthogonal (learnable through expm of a skew
+matrix), evaluated at nfft // 2 + 1 frequencies. "forward" is the response under
+``torch.no_grad``; "forward_backward" adds a spectral loss and its backward pass to the
+learnable W, g (the library learns the T60 that sets g), b, c.
 """
 
 import math
 
 import torch
 
-from .workloads import (DEVICES, SOS_SECTIONS, FDNParams, SkipNotImplemented, cuda_peak_bytes,
-                        floor_fdn_response, host_peak_bytes, median_time, prepare, spectral_loss,
-                        sync)
+from .workloads import (DEVICES, FS, SOS_SECTIONS, T60, FDNParams, SkipNotImplemented,
+                        cuda_peak_bytes, fdn_delays, floor_fdn_response, host_peak_bytes,
+                        library_fdn, median_time, prepare, spectral_loss, sync)
 
 SIZES = [6, 16, 64]
 NFFTS = [2 ** 15, 2 ** 17]
@@ -29,9 +30,8 @@ class _Library:
         import flamo
 
         self.device = prepare(device)
-        params = FDNParams(n, self.device)
-        self.system = params.library_system()
-        self.grid = flamo.Grid(nfft, device=self.device)
+        self.system = FDNParams(n, self.device).library_system()
+        self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
 
     def forward(self):
         with torch.no_grad():
@@ -55,13 +55,14 @@ class _Floor:
 
     def forward(self):
         with torch.no_grad():
-            floor_fdn_response(self.params.m, *self.leaves, self.nfft)
+            floor_fdn_response(self.params.m, self.params.base, *self.leaves, self.nfft)
         sync(self.device)
 
     def step(self):
         for t in self.leaves:
             t.grad = None
-        spectral_loss(floor_fdn_response(self.params.m, *self.leaves, self.nfft)).backward()
+        spectral_loss(floor_fdn_response(self.params.m, self.params.base, *self.leaves,
+                                         self.nfft)).backward()
         sync(self.device)
 
 
@@ -154,32 +155,25 @@ class _WithAttenuation(_Library):
     GEQAttenuation (T60 2 s .. 0.5 s); "sos": a learnable SOS of 8 peak filters per line
     (63 Hz .. 8 kHz, Q = 1, -1 .. -3 dB, so |H_i| <= g_i < 1) times the line gain g_i."""
 
-    FS = 48000.0  # Hz: the filters are designed in Hz, so the grid must use the same rate
-
     def setup(self, device, kind, n, nfft):
         import flamo
-        from flamo.functional import biquad
+        from flamo.functional import biquad, t60_to_gain
 
         self.device = prepare(device)
-        params = FDNParams(n, self.device)
-        m = params.m.cpu()
+        m = fdn_delays(n)
         if kind == "geq":
             t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
-            filters = flamo.GEQAttenuation(m, t60, fs=self.FS)
+            filters = flamo.GEQAttenuation(m, t60, fs=FS)
         else:
             f64 = dict(dtype=torch.float64)
             freq = torch.logspace(math.log10(63.0), math.log10(8000.0), SOS_SECTIONS, **f64)
             gen = torch.Generator().manual_seed(0)
             gain_db = -1.0 - 2.0 * torch.rand(n, SOS_SECTIONS, generator=gen, **f64)
-            sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db,
-                         self.FS)
-            sos[:, 0, :3] *= params.g.detach().cpu().double().unsqueeze(-1)
+            sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db, FS)
+            sos[:, 0, :3] *= t60_to_gain(m.double(), T60, FS).unsqueeze(-1)
             filters = flamo.SOS(sos.float())
-        loop = flamo.Recursion(flamo.Series(flamo.Delay(m), filters),
-                               flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)))
-        self.system = flamo.Series(flamo.Gain(params.b.cpu().reshape(n, 1)), loop,
-                                   flamo.Gain(params.c.cpu().reshape(1, n))).to(self.device)
-        self.grid = flamo.Grid(nfft, fs=self.FS, device=self.device)
+        self.system = library_fdn(n, attenuation=filters).to(self.device)
+        self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
 
 
 class FDNAttenuationOverPlain:

@@ -57,7 +57,8 @@ class BlockFDN(_Benchmarks):
     def run(self):
         w, g, b, c = self.leaves
         m = [int(v) for v in self.params.m.tolist()]
-        return self.fdn(IR_LENGTH, m, torch.linalg.matrix_exp(w - w.T), b, c, 0.0, g=g)
+        a = self.params.base @ torch.linalg.matrix_exp(w - w.T)
+        return self.fdn(IR_LENGTH, m, a, b, c, 0.0, g=g)
 
 
 class RecursiveSOS(_Benchmarks):

@@ -3,10 +3,12 @@ device helpers.
 
 Every workload exists twice: through the library (``flamo`` modules) and as a *floor*, the
 same math written directly in torch with no library code, so the library's overhead can be
-tracked as a ratio. The time-domain baselines (``baselines``) are imported lazily by the
-benchmarks that need them, to keep this module's import light.
+tracked as a ratio. The FDN is built by the library's builder (:func:`flamo.reverb.build_fdn`)
+and the floors take their numbers (delays, matrix, gains) from that system, read back by
+:func:`flamo.reverb.fdn_structure`. The time-domain baselines (``baselines``) are imported
+lazily by the benchmarks that need them, to keep this module's import light.
 
-All parameters are drawn from a seeded generator, so every process builds the same systems.
+All parameters are drawn from seeded generators, so every process builds the same systems.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 FS = 48000
-#: T60 of the benchmark FDN (s); sets the per-line attenuation gains g_i = 10^(-3 m_i / (fs T60)).
+#: T60 of the benchmark FDN (s): a HomogeneousAttenuation, gains g_i = 10^(-3 m_i / (fs T60)).
 T60 = 1.5
 #: Range of the FDN delay lengths in samples, [low, high).
 DELAY_RANGE = (500, 3000)
@@ -116,56 +118,60 @@ def median_time(fn, device: torch.device, repeat: int = 5) -> float:
 
 
 # -- the FDN ------------------------------------------------------------------------------
-class FDNParams:
-    """Seeded FDN parameters as plain tensors (float32 leaves on ``device``).
+def fdn_delays(n: int, seed: int = 0) -> torch.Tensor:
+    """(n,) integer delay lengths in samples drawn from DELAY_RANGE with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(*DELAY_RANGE, (n,), generator=gen)
 
-    H(z) = c^T (I - D(z) A)^-1 D(z) b with D(z) = diag(g_i z^-m_i) and A = expm(W - W^T)
+
+def library_fdn(n: int, seed: int = 0, attenuation=None):
+    """The benchmark FDN from :func:`flamo.reverb.build_fdn`, float32 on the CPU.
+
+    H(z) = c^T (I - D(z) A)^-1 D(z) b, D(z) = diag(z^-m_i Gamma_i(z)), A = expm(W - W^T)
     orthogonal [Dal Santo et al., "Differentiable feedback delay network for colorless
-    reverberation", DAFx 2023]. ``m`` (integer delays) is fixed; ``W, g, b, c`` are learnable.
+    reverberation", DAFx 2023]; W, b, c drawn by the builder from ``seed``; fixed integer
+    delays (:func:`fdn_delays`). ``attenuation``: an N x N module, default a learnable
+    :class:`flamo.HomogeneousAttenuation` of T60.
     """
+    from flamo.reverb import build_fdn
+
+    loss = (dict(t60=T60, learnable_attenuation=True) if attenuation is None
+            else dict(attenuation=attenuation))
+    return build_fdn(delays=fdn_delays(n, seed), seed=seed, fs=FS, **loss)
+
+
+class FDNParams:
+    """The benchmark FDN's numbers as plain tensors (float32, on ``device``), read from the
+    builder's system: delays ``m``, the orthogonal matrix's ``base`` and learnable ``w``
+    (A = base expm(w - w^T)), per-line gains ``g``, input and output gains ``b``, ``c``."""
 
     def __init__(self, n: int, device: torch.device, seed: int = 0):
-        gen = torch.Generator().manual_seed(seed)
-        self.n = n
-        self.m = torch.randint(*DELAY_RANGE, (n,), generator=gen).to(torch.float32)
-        self.w = 0.1 * torch.randn(n, n, generator=gen)
-        self.g = 10.0 ** (-3.0 * self.m / (FS * T60))
-        self.b = torch.randn(n, generator=gen) / math.sqrt(n)
-        self.c = torch.randn(n, generator=gen) / math.sqrt(n)
-        for name in ("m", "w", "g", "b", "c"):
-            setattr(self, name, getattr(self, name).to(device))
+        from flamo.reverb import fdn_structure
+
+        self.n, self.seed, self.device = n, seed, device
+        fdn = fdn_structure(library_fdn(n, seed))
+        with torch.no_grad():
+            values = dict(m=fdn.m, base=fdn.feedback.base, w=fdn.feedback.raw, g=fdn.gains,
+                          b=fdn.b[:, 0], c=fdn.c[0])
+        for name, value in values.items():
+            setattr(self, name, value.detach().to(torch.float32).clone().to(device))
 
     def leaves(self):
         """Fresh learnable copies (W, g, b, c) of the parameters."""
         return [t.detach().clone().requires_grad_(True) for t in (self.w, self.g, self.b, self.c)]
 
     def library_system(self):
-        """The FDN built from flamo modules (learnable W, g, b, c; fixed delays)."""
-        import flamo
-
-        n = self.n
-        loop = flamo.Recursion(
-            flamo.Series(flamo.Delay(self.m.cpu()), flamo.Gain(self.g.cpu(), learnable=True)),
-            flamo.Matrix(n, kind="orthogonal", init=torch.eye(n)),
-        )
-        system = flamo.Series(flamo.Gain(self.b.cpu().reshape(n, 1)), loop,
-                              flamo.Gain(self.c.cpu().reshape(1, n)))
-        with torch.no_grad():  # the orthogonal Matrix starts at W = 0; use the seeded W
-            loop.feedback_path.raw.copy_(self.w.cpu())
-        return system.to(self.m.device)
-
-    def baseline_args(self):
-        """(m, A, b, c, d, g) for ``baselines.fdn_impulse_response`` (A already mapped)."""
-        a = torch.linalg.matrix_exp(self.w - self.w.T)
-        return [int(v) for v in self.m.tolist()], a, self.b, self.c, 0.0, self.g
+        """The same FDN through the library (learnable W, T60, b, c; fixed delays)."""
+        return library_fdn(self.n, self.seed).to(self.device)
 
 
-def floor_fdn_response(m, w, g, b, c, nfft: int) -> torch.Tensor:
+def floor_fdn_response(m, base, w, g, b, c, nfft: int) -> torch.Tensor:
     """The FDN response written directly in torch, no library code: the floor.
 
-    z^-m per line (phase 2 pi (k m mod nfft) / nfft in float64, then complex64), the loop
-    matrix I - diag(d) A at every frequency, one batched ``torch.linalg.solve`` with the
-    input-gain column as right-hand side, then the output gains.
+    A = base expm(w - w^T); z^-m per line (phase 2 pi (k m mod nfft) / nfft in float64, then
+    complex64), the loop matrix I - diag(d) A at every frequency, one batched
+    ``torch.linalg.solve`` with the input-gain column as right-hand side, then the output
+    gains.
 
     Returns
     -------
@@ -176,7 +182,7 @@ def floor_fdn_response(m, w, g, b, c, nfft: int) -> torch.Tensor:
     k = torch.arange(n_bins, dtype=torch.float64, device=m.device).unsqueeze(-1)
     phase = (2 * math.pi / nfft) * torch.remainder(k * m.to(torch.float64), nfft)
     z_m = torch.polar(torch.ones_like(phase), -phase).to(torch.complex64)  # (M, N)
-    a = torch.linalg.matrix_exp(w - w.T).to(torch.complex64)
+    a = (base @ torch.linalg.matrix_exp(w - w.T)).to(torch.complex64)
     d = z_m * g.to(torch.complex64)  # (M, N) diagonal of D(z)
     eye = torch.eye(len(g), dtype=torch.complex64, device=m.device)
     loop = eye - d.unsqueeze(-1) * a  # (M, N, N)

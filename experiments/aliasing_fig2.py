@@ -1,8 +1,9 @@
 """Reproduction of FLAMO (Dal Santo et al., ICASSP 2025) Fig. 2: the impulse response of a
 T60 = 9 s FDN with and without time aliasing; extension: its error analysis.
 
-The poster's figure (``fig2.png``): an FDN (N = 6, delays 887 ... 2053 samples, orthogonal
-A from seed 0, per-line gains g_i = 10^(-3 m_i / (fs T60))) evaluated by frequency sampling
+The poster's figure (``fig2.png``): an FDN (:func:`experiments.fdn_common.homogeneous_fdn`:
+N = 6, delays 887 ... 2053 samples, b = c = 1, orthogonal A from seed 0, per-line gains
+g_i = 10^(-3 m_i / (fs T60))) evaluated by frequency sampling
 at nfft = 96000, fs = 48 kHz, without anti-aliasing (aliased) and with alias_decay_db = 60
 (mitigated): the normalized linear IR over 0 .. 1.5 s and the envelope gamma^n (falling
 30 dB/s) dashed. In numbers: before the first echo (n < 887) the true IR is zero, so the
@@ -28,7 +29,9 @@ import pandas as pd
 import torch
 
 import flamo
-from experiments.fdn_common import DTYPE_NAMES, edc_db, make_fdn, relative_l2_db
+from experiments.fdn_common import (DTYPE_NAMES, edc_db, ground_truth, homogeneous_fdn,
+                                    relative_l2_db)
+from flamo.reverb import fdn_structure
 
 DESCRIPTION = ("reproduction of FLAMO (ICASSP 2025) Fig. 2: T60 = 9 s FDN IR aliased vs mitigated "
                "(nfft 96000, 60 dB); extension: errors against the time-domain ground truth")
@@ -77,7 +80,8 @@ def _fig2(cfg, fdn, ctx):
         irs = {}
         for label, db in (("aliased", 0.0), ("mitigated", cfg.alias_decay_db)):
             grid = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=dtype, device=ctx.device)
-            irs[label] = fdn.impulse_response(grid).cpu().double().numpy()
+            with torch.no_grad():
+                irs[label] = fdn.impulse_response(grid)[:, 0, 0].cpu().double().numpy()
         rms = {k: float(np.sqrt(np.mean(v[:first] ** 2))) for k, v in irs.items()}
         rows.append({"dtype": DTYPE_NAMES[dtype], "nfft": cfg.nfft, "alias_decay_db": cfg.alias_decay_db,
                      "pre_echo_samples": first, "aliased_pre_echo_rms": rms["aliased"],
@@ -126,7 +130,7 @@ def _fig2_figure(cfg, irs, gamma):
 
 def run(cfg: Config, ctx) -> None:
     """Fig. 2 and the extension's IRs, errors and figure."""
-    fdn = make_fdn(cfg.delays, cfg.t60, cfg.fs, seed=cfg.matrix_seed)
+    fdn = homogeneous_fdn(cfg.delays, cfg.t60, cfg.fs, seed=cfg.matrix_seed)
     fig2 = _fig2(cfg, fdn, ctx)
     cfg_ext = dataclasses.replace(cfg, nfft=cfg.analysis_nfft)
     _extension(cfg_ext, fdn, ctx, fig2)
@@ -135,12 +139,13 @@ def run(cfg: Config, ctx) -> None:
 def _extension(cfg, fdn, ctx, fig2) -> None:
     """Errors of the frequency-sampled IR against the time-domain ground truth (not in the
     poster); ``cfg.nfft`` is the analysis length here."""
-    truth = fdn.ground_truth(cfg.nfft)
+    truth = ground_truth(fdn, cfg.nfft)
     rows, irs = [], {}
     settings = _settings(cfg)
     for label, db, dtype, recommended in ctx.progress(settings, desc="settings", total=len(settings)):
         grid = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=dtype, device=ctx.device)
-        h = fdn.impulse_response(grid).cpu().double().numpy()
+        with torch.no_grad():
+            h = fdn.impulse_response(grid)[:, 0, 0].cpu().double().numpy()
         err_db = relative_l2_db(h, truth)
         rho = flamo.aliasing.decay_rate(cfg.t60, cfg.fs)
         rows.append({"setting": label, "alias_decay_db": db, "dtype": DTYPE_NAMES[dtype],
@@ -169,13 +174,14 @@ def _extension(cfg, fdn, ctx, fig2) -> None:
 def _naive_fdn_response(fdn, grid):
     """c^T (I - D A)^-1 D b with z^-m = gamma^m exp(-1j omega m) formed in the grid's dtype
     (omega m rounded in float32 for a float32 grid), as a naive implementation would."""
+    parts = fdn_structure(fdn)
     rdt, cdt = grid.dtype, grid.complex_dtype
     omega = grid.omega.to(rdt)[:, None]
-    m = torch.tensor(fdn.delays, dtype=rdt)[None, :]
+    m = parts.m.to(rdt)[None, :]
     gamma = torch.tensor(grid.gamma, dtype=rdt)
-    d = torch.polar(gamma**m * fdn.g.to(rdt), -omega * m).to(cdt)  # (M, N)
-    A, b, c = fdn.A.to(cdt), fdn.b.to(cdt), fdn.c.to(cdt)
-    loop = torch.eye(len(fdn.delays), dtype=cdt) - d[:, :, None] * A
+    d = torch.polar(gamma**m * parts.gains.to(rdt), -omega * m).to(cdt)  # (M, N)
+    A, b, c = parts.A.to(cdt), parts.b[:, 0].to(cdt), parts.c[0].to(cdt)
+    loop = torch.eye(m.shape[-1], dtype=cdt) - d[:, :, None] * A
     x = torch.linalg.solve(loop, (d * b)[:, :, None])[..., 0]
     return x @ c
 
@@ -186,7 +192,8 @@ def _precision_stages(cfg, fdn, truth):
     for db in cfg.stage_alias_decay_db:
         g64 = flamo.Grid(cfg.nfft, cfg.fs, db, dtype=torch.float64)
         g32 = g64.replace(dtype=torch.float32)
-        h64, h32 = fdn.response(g64), fdn.response(g32)
+        with torch.no_grad():
+            h64, h32 = fdn.response(g64)[:, 0, 0], fdn.response(g32)[:, 0, 0]
         irfft = flamo.signal.irfft
         variants = {
             "float64 everywhere": irfft(h64, g64, dim=-1),

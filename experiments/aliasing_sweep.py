@@ -5,8 +5,8 @@ Systems with known ground truth:
 - one-pole filters H(z) = 1 / (1 - p z^-1) (``flamo.SOS``), truth h[n] = p^n; the float64
   frequency-sampled IR must equal the closed form p^n / (1 - (gamma p)^nfft) to float64
   precision (checked and recorded in ``closed_form.csv``);
-- FDNs with homogeneous decay (``experiments.fdn_common.make_fdn``), truth = the float64
-  time-domain block baseline over the same nfft samples.
+- FDNs with homogeneous decay (``experiments.fdn_common.homogeneous_fdn``), truth = the
+  float64 time-domain block baseline on the same system over the same nfft samples.
 
 Variants: ``float32`` and ``float64`` evaluate the whole system on a grid of that dtype;
 ``mixed`` evaluates the response in float32 and only the inverse FFT and the gamma^-n
@@ -29,7 +29,7 @@ import torch
 
 import flamo
 from flamo import aliasing
-from experiments.fdn_common import make_fdn, relative_l2_db
+from experiments.fdn_common import ground_truth, homogeneous_fdn, relative_l2_db
 
 DESCRIPTION = "aliasing error vs alias_decay_db and nfft (one-poles, FDNs; float32/64/mixed), bound, recommendation"
 
@@ -85,6 +85,20 @@ class _OnePole:
             return self.system.response(grid)[:, 0, 0]
 
 
+class _FDN:
+    """An FDN of :func:`experiments.fdn_common.homogeneous_fdn`, with its time-domain IR."""
+
+    def __init__(self, delays, t60, fs, seed):
+        self.system = homogeneous_fdn(delays, t60, fs, seed=seed)
+
+    def ground_truth(self, length):
+        return ground_truth(self.system, length)
+
+    def response(self, grid):
+        with torch.no_grad():
+            return self.system.response(grid)[:, 0, 0]
+
+
 def _systems(cfg):
     """list of dicts: name, kind, role (train/heldout), t60, object."""
     out = []
@@ -97,10 +111,10 @@ def _systems(cfg):
                         obj=_OnePole(-aliasing.decay_rate(t60, cfg.fs))))
     for t60 in cfg.fdn_t60:
         out.append(dict(name=f"fdn6_T{t60:g}", kind="fdn", role="train", t60=t60,
-                        obj=make_fdn(_N6, t60, cfg.fs, seed=0)))
+                        obj=_FDN(_N6, t60, cfg.fs, seed=0)))
     for name, delays, t60, seed in cfg.heldout:
         out.append(dict(name=name, kind="fdn", role="heldout", t60=t60,
-                        obj=make_fdn(delays, t60, cfg.fs, seed=seed)))
+                        obj=_FDN(delays, t60, cfg.fs, seed=seed)))
     return out
 
 

@@ -63,17 +63,24 @@ class Config:
 # --------------------------------------------------------------------------------------
 # workloads (built identically in every child from the seed)
 # --------------------------------------------------------------------------------------
-def fdn_parameters(n, cfg, seed):
-    """Delays (N,) ints, orthogonal A, b, c, per-line gains g: plain float64 numpy arrays."""
+def fdn_system(n, cfg, seed, dtype):
+    """The task's FDN from :func:`flamo.reverb.build_fdn`: N sorted integer delays drawn
+    from ``delay_range_s``, a free feedback matrix initialized to a random orthogonal A,
+    b ~ N(0, 1), c ~ N(0, 1) / N, and a learnable :class:`flamo.HomogeneousAttenuation` of
+    ``t60_s``; every value learnable except the delays. The same draws for every dtype."""
     import scipy.stats
+    import torch
+
+    from flamo.reverb import build_fdn
 
     rng = np.random.default_rng(seed + n)
     lo, hi = (int(s * cfg.fs) for s in cfg.delay_range_s)
     m = np.sort(rng.choice(np.arange(lo, hi), size=n, replace=False))
     A = scipy.stats.ortho_group.rvs(n, random_state=seed + n) if n > 1 else np.ones((1, 1))
     b, c = rng.normal(size=n), rng.normal(size=n) / n
-    g = 10 ** (-3 * m / (cfg.fs * cfg.t60_s))
-    return m, A, b, c, g
+    return build_fdn(delays=m, matrix="free", matrix_init=A, input_gains=b, output_gains=c,
+                     t60=cfg.t60_s, fs=cfg.fs, learnable_attenuation=True,
+                     dtype=getattr(torch, dtype))
 
 
 def sos_parameters(cfg, seed):
@@ -92,13 +99,12 @@ def _ground_truth(task, cfg):
     import scipy.signal
     import torch
 
-    from baselines import fdn_impulse_response
+    from baselines import render
 
     length = int(task["length_s"] * cfg.fs)
     if task["system"] == "fdn":
-        m, A, b, c, g = fdn_parameters(task["n"], cfg, task["seed"])
-        return fdn_impulse_response(length, torch.as_tensor(m), torch.as_tensor(A), torch.as_tensor(b),
-                                    torch.as_tensor(c), 0.0, g=torch.as_tensor(g)).numpy()
+        with torch.no_grad():
+            return render(fdn_system(task["n"], cfg, task["seed"], "float64"), length).numpy()
     x = np.zeros(length)
     x[0] = 1
     return scipy.signal.sosfilt(sos_parameters(cfg, task["seed"]), x)
@@ -110,28 +116,25 @@ def _step_function(task, cfg, device):
 
     import flamo
     from baselines import fdn_block, sosfilt
+    from flamo.reverb import fdn_structure
 
     length = int(task["length_s"] * cfg.fs)
     f32 = dict(dtype=torch.float32, device=device)
     method = task["method"]
     if task["system"] == "fdn":
-        m, A, b, c, g = fdn_parameters(task["n"], cfg, task["seed"])
-        n = len(m)
+        system = fdn_system(task["n"], cfg, task["seed"], "float32").to(device)
         if method == "frequency_sampling":
-            system = flamo.Series(
-                flamo.Gain(torch.as_tensor(b.reshape(n, 1), **f32)),
-                flamo.Recursion(flamo.Series(flamo.Delay(torch.as_tensor(m, **f32)),
-                                             flamo.Gain(torch.as_tensor(g, **f32))),
-                                flamo.Matrix(n, kind="free", init=torch.as_tensor(A, **f32))),
-                flamo.Gain(torch.as_tensor(c.reshape(1, n), **f32))).to(device)
             grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs,
                               alias_decay_db=cfg.alias_decay_db, device=device)
             return (lambda: system.impulse_response(grid)[:length, 0, 0]), list(system.parameters())
-        params = [torch.as_tensor(v, **f32).requires_grad_(True) for v in (A, b, c, g)]
+        fdn = fdn_structure(system)  # the same numbers as plain leaves for the baseline
+        with torch.no_grad():
+            values = (fdn.A, fdn.b[:, 0], fdn.c[0], fdn.gains)
+        params = [v.detach().to(**f32).clone().requires_grad_(True) for v in values]
+        m = fdn.m
         x = torch.zeros(length, **f32)
         x[0] = 1
-        return (lambda: fdn_block(x, torch.as_tensor(m), params[0], params[1], params[2], 0.0,
-                                  g=params[3])), params
+        return (lambda: fdn_block(x, m, params[0], params[1], params[2], 0.0, g=params[3])), params
     sos = sos_parameters(cfg, task["seed"])
     if method == "frequency_sampling":
         module = flamo.SOS(torch.as_tensor(sos, **f32)).to(device)
@@ -247,40 +250,57 @@ def run(cfg, ctx):
     _headline(df, cfg, ctx)
 
 
+_STYLES = {"frequency_sampling": ("-", "frequency sampling (library)"),
+           "time_block": ("--", "time-domain block FDN"),
+           "iir_scipy": (":", "recursive IIR, scipy"),
+           "iir_torch": ("-.", "recursive IIR, torch")}
+
+
 def _plot(df, ctx):
+    """2 x 2 panels; colour = FDN size N, line style = method; the legends sit below the
+    panels so that no curve is hidden."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, NullLocator
 
     ok = df[df.status == "ok"]
     sizes = sorted(ok[ok.system == "fdn"].n.unique())
     colour = {n: plt.cm.viridis(i / max(1, len(sizes) - 1)) for i, n in enumerate(sizes)}
-    styles = {"frequency_sampling": "-", "time_block": "--", "iir_scipy": ":", "iir_torch": "-."}
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
-    # FDN panels: colour = N, line style = method (solid: frequency sampling, dashed: block)
+    sos_colour = "tab:red"
+    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    t_fdn, mem, t_sos, err = axes.flat
     for (n, method), part in ok[ok.system == "fdn"].groupby(["n", "method"]):
-        kw = dict(ls=styles[method], color=colour[n], marker="o", label=f"N={n}, {method}")
-        axes[0].loglog(part.length_s, part.step_time_s, **kw)
-        axes[1].loglog(part.length_s, part.peak_memory_bytes / 2**20, **kw)
-        axes[3].semilogx(part.length_s, part.ir_error_db, **kw)
+        kw = dict(ls=_STYLES[method][0], color=colour[n], marker="o", ms=4)
+        t_fdn.loglog(part.length_s, part.step_time_s, **kw)
+        mem.loglog(part.length_s, part.peak_memory_bytes / 2**20, **kw)
+        err.semilogx(part.length_s, part.ir_error_db, **kw)
     for method, part in ok[ok.system == "sos"].groupby("method"):
-        kw = dict(ls=styles[method], color="tab:red", marker="s", label=f"8 biquads, {method}")
-        axes[2].loglog(part.length_s, part.step_time_s, **kw)
-        axes[3].semilogx(part.length_s, part.ir_error_db, **kw)
-    axes[0].set(title="FDN: time per gradient step", ylabel="time (s)")
-    axes[1].set(title="FDN: peak memory of a step", ylabel="memory (MiB)")
-    axes[2].set(title="8-biquad cascade: time per gradient step", ylabel="time (s)")
-    axes[3].set(title="float32 IR error vs float64 time-domain truth", ylabel="relative L2 error (dB)")
+        kw = dict(ls=_STYLES[method][0], color=sos_colour, marker="s", ms=5)
+        t_sos.loglog(part.length_s, part.step_time_s, **kw)
+        err.semilogx(part.length_s, part.ir_error_db, **kw)
+    t_fdn.set(title="FDN: time per gradient step", ylabel="time (s)")
+    mem.set(title="FDN: peak memory of a step", ylabel="memory (MiB)")
+    t_sos.set(title="8-biquad cascade: time per gradient step", ylabel="time (s)")
+    err.set(title="float32 IR error vs float64 time-domain truth",
+            ylabel="relative L2 error (dB)")
     lengths = sorted(ok.length_s.unique())
-    for ax in axes:
+    for ax in axes.flat:
         ax.set_xlabel("IR length (s)")
         ax.xaxis.set_major_locator(FixedLocator(lengths))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([f"{v:g}" for v in lengths])
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, ncol=2 if ax is not axes[2] else 1)
-    fig.suptitle(f"device: {ctx.device}; solid = frequency sampling, dashed = time-domain block, "
-                 f"dotted / dash-dot = recursive IIR (scipy / torch)", fontsize=9)
-    fig.tight_layout()
+    colours = [Line2D([], [], color=colour[n], marker="o", label=f"FDN, N = {n}") for n in sizes]
+    colours.append(Line2D([], [], color=sos_colour, marker="s", label="8-biquad cascade"))
+    methods = sorted(set(ok.method), key=list(_STYLES).index)
+    styles = [Line2D([], [], color="k", ls=_STYLES[m][0], label=_STYLES[m][1]) for m in methods]
+    fig.legend(handles=colours, loc="lower left", bbox_to_anchor=(0.06, 0.0), ncol=3,
+               fontsize=10, title="colour: system", title_fontsize=10, frameon=False)
+    fig.legend(handles=styles, loc="lower right", bbox_to_anchor=(0.98, 0.0), ncol=2,
+               fontsize=10, title="line style: method", title_fontsize=10, frameon=False)
+    fig.suptitle(f"Gradient step (impulse response + squared-error loss + backward), "
+                 f"device {ctx.device}", fontsize=12)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.97))
     ctx.save_figure(fig, "speed_comparison.png")
 
 

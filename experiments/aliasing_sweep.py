@@ -265,6 +265,21 @@ def run(cfg: Config, ctx) -> None:
 
 
 # -- figures ------------------------------------------------------------------------------
+def _column_edges(values):
+    """Cell edges of a heatmap with one column per measured value, each as wide as the
+    smallest spacing and centred on its value, so that columns sit at their true positions;
+    a wider gap becomes an empty (NaN) column. Returns (edges, index of each value's column)."""
+    values = np.asarray(values, dtype=float)
+    half = (np.diff(values).min() if values.size > 1 else 1.0) / 2
+    edges, columns = [values[0] - half], []
+    for i, v in enumerate(values):
+        if v - half > edges[-1] + 1e-9:  # an unmeasured gap before v
+            edges.append(v - half)
+        columns.append(len(edges) - 1)
+        edges.append(v + half)
+    return np.array(edges), columns
+
+
 def _heatmaps(df, systems, variants, title):
     fig, axes = plt.subplots(len(systems), len(variants), figsize=(5.2 * len(variants), 3.2 * len(systems)),
                              squeeze=False)
@@ -273,20 +288,26 @@ def _heatmaps(df, systems, variants, title):
             ax = axes[i, j]
             sub = df[(df.system == name) & (df.variant == variant)]
             table = sub.pivot(index="nfft", columns="alias_decay_db", values="error_db")
-            im = ax.imshow(table.values, aspect="auto", origin="lower", cmap="viridis_r", vmin=-200, vmax=0)
-            ax.set_xticks(range(len(table.columns)))
-            ax.set_xticklabels([f"{c:g}" for c in table.columns], rotation=90, fontsize=6)
-            ax.set_yticks(range(len(table.index)))
-            ax.set_yticklabels([f"2^{int(np.log2(n))}" for n in table.index], fontsize=7)
-            best = np.unravel_index(np.nanargmin(table.values), table.values.shape)
+            x_edges, columns = _column_edges(table.columns)
+            grid = np.full((table.shape[0], x_edges.size - 1), np.nan)
+            grid[:, columns] = table.values
+            k = np.log2(table.index.to_numpy()).astype(int)
+            y_edges = np.append(k - 0.5, k[-1] + 0.5)
+            im = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap="viridis_r",
+                               vmin=-200, vmax=0)
+            ax.set_xticks(table.columns)
+            ax.set_xticklabels([f"{c:g}" for c in table.columns], rotation=90, fontsize=7)
+            ax.set_yticks(k)
+            ax.set_yticklabels([f"2^{v}" for v in k], fontsize=7)
             for r in range(table.shape[0]):
-                c = int(np.nanargmin(table.values[r]))
-                ax.plot(c, r, "r*", ms=6)
-            ax.set_xlabel("alias_decay_db [dB]")
+                ax.plot(table.columns[int(np.nanargmin(table.values[r]))], k[r], "r*", ms=6)
+            ax.set_xlabel("alias_decay_db [dB] (columns at their values; blank: not measured)",
+                          fontsize=8)
             ax.set_ylabel("nfft [samples]")
-            ax.set_title(f"{name}, {variant} (red *: best per nfft; min {table.values[best]:.0f} dB)", fontsize=8)
-            fig.colorbar(im, ax=ax, label="relative L2 error [dB]")
-    fig.suptitle(title)
+            ax.set_title(f"{name}, {variant} (red *: best per nfft; min {np.nanmin(table.values):.0f} dB)",
+                         fontsize=8)
+            fig.colorbar(im, ax=ax, label="relative L2 error [dB]", extend="min")
+    fig.suptitle(title + " (colour scale clipped at -200 dB)")
     fig.tight_layout()
     return fig
 

@@ -10,8 +10,8 @@ import torch
 
 import flamo
 from flamo.functional import delay_response, fir_response, sos_response
-from flamo.reverb import colorless_fdn, line_outputs
-from conftest import build_fdn, fdn_transfer_numpy, random_stable_sos, response_with
+from flamo.reverb import build_fdn, colorless_fdn, fdn_structure, line_outputs
+from conftest import fdn_transfer_numpy, random_stable_sos, response_with
 
 FS = 48000.0
 
@@ -154,8 +154,9 @@ def test_probe_of_a_nested_fdn_matches_a_numpy_solve(structured):
     m = [7, 11, 13, 17]
     A = np.linalg.qr(rng.normal(size=(n, n)))[0]
     b, c, g = rng.normal(size=n), rng.normal(size=n), np.full(n, 0.8)
-    system = build_fdn(m, A, b, c, 0.3, g)
-    system[0][1].structured_solve = structured
+    system = build_fdn(delays=m, matrix="free", matrix_init=A, input_gains=b, output_gains=c,
+                       direct_gain=0.3, line_gains=g, dtype=torch.float64)
+    fdn_structure(system).loop.structured_solve = structured
     z = _random_points(rng, 30, low=1.0, high=1.3)
     _close(system.probe(z)[:, 0, 0].detach().numpy(),
            fdn_transfer_numpy(z.numpy(), m, A, b, c, 0.3, g), 1e-10)
@@ -206,11 +207,11 @@ def test_colorless_line_outputs_on_random_frequencies():
     z = torch.from_numpy(np.exp(1j * rng.uniform(0, np.pi, 2000)))
     lines = line_outputs(system, flamo.Points(z))
     assert lines.shape == (2000, 6)
-    parts = flamo.reverb.fdn_parts(system)
-    A = parts["feedback"].matrix.detach().numpy()
-    b = parts["input"].gains.detach().numpy()[:, 0]
-    c = parts["output"].gains.detach().numpy()[0]
-    g = parts["attenuation"].gains.detach().numpy()
+    parts = fdn_structure(system)
+    A = parts.A.detach().numpy()
+    b = parts.b.detach().numpy()[:, 0]
+    c = parts.c.detach().numpy()[0]
+    g = parts.gains.detach().numpy()
     m = np.asarray(delays, dtype=float)
     for k in (0, 777, 1999):
         D = np.diag(g * z[k].item() ** -m)

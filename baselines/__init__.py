@@ -13,7 +13,9 @@ Differentiable reference implementations:
   module) in the time domain, keeping the autograd graph to the module parameters, so
   that every comparison runs the same system (:mod:`baselines.convert`).
 
-This package depends on torch, numpy, scipy and, for the conversions only, on ``flamo``.
+Signals are time first, (T,) or (..., T, C), as in ``flamo`` (:mod:`flamo.signal`).
+This package depends on torch, numpy, scipy and on ``flamo`` for that layout's helpers and
+for the conversions.
 The core library (``flamo``) never imports ``baselines``; the dependency goes one way only
 (benchmarks and tests compare the library against these baselines).
 """

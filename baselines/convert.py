@@ -75,11 +75,9 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         if sos.ndim not in (2, 3):
             raise ValueError(f"render: SOS module with batch dims is not supported, got sos "
                              f"of shape {tuple(sos.shape)}")
-        n_ch = sos.shape[0] if sos.ndim == 3 else 1
-        x = torch.zeros(n_ch, int(length), dtype=sos.dtype, device=sos.device)
-        x[:, 0] = 1.0
-        h = sosfilt(sos, x, backend=backend)
-        return h[0] if sos.ndim == 2 else h.T
+        x = torch.zeros(int(length), dtype=sos.dtype, device=sos.device)
+        x[0] = 1.0
+        return sosfilt(sos, x, backend=backend)  # (length,) or (length, N), time first
     fdn = fdn_structure(system)
     if fdn.shape != (1, 1):
         raise ValueError(f"render: time-domain rendering supports an FDN with one input and one "

@@ -6,6 +6,10 @@ Two public functions:
   initial conditions, batched and broadcast over leading dimensions.
 * :func:`sosfilt` -- cascade of second-order sections (scipy layout).
 
+Signals are time first, ``(T,)`` or ``(..., T, C)``, as everywhere in flamo
+(:mod:`flamo.signal`); the coefficients' batch dims broadcast against the
+signal's ``(..., C)``.  The private helpers below work on time-last rows.
+
 Both are differentiable w.r.t. the coefficients and the input.  ``lfilter``
 (and ``sosfilt`` with the scipy backend, one ``lfilter`` per section) uses a
 custom :class:`torch.autograd.Function` whose backward pass is itself an IIR
@@ -38,6 +42,8 @@ from typing import Optional, Tuple
 import numpy as np
 import scipy.signal
 import torch
+
+from flamo.signal import time_first, time_last
 
 __all__ = ["lfilter", "sosfilt"]
 
@@ -441,8 +447,10 @@ def lfilter(b: torch.Tensor, a: torch.Tensor, x: torch.Tensor,
     r"""Differentiable IIR filter ``Y(z) = B(z) / A(z) X(z)``, zero initial state.
 
     Computes ``sum_k a_k y[n-k] = sum_k b_k x[n-k]`` (same semantics as
-    :func:`scipy.signal.lfilter`, including normalization by ``a[..., 0]``).
-    Leading dimensions of ``b``, ``a`` and ``x`` broadcast against each other.
+    :func:`scipy.signal.lfilter`, including normalization by ``a[..., 0]``),
+    along the time axis of ``x``.  The batch dims of ``b`` and ``a`` broadcast
+    against the dims of ``x`` other than time, ``(..., C)``: ``b`` of shape
+    ``(C, nb)`` filters each of C channels with its own filter.
     Gradients w.r.t. ``b``, ``a`` and ``x`` are computed by the adjoint
     filter (see :class:`_LFilter` for the derivation): one extra IIR pass on
     the time-reversed output gradient plus lagged inner products.
@@ -454,7 +462,7 @@ def lfilter(b: torch.Tensor, a: torch.Tensor, x: torch.Tensor,
     a : torch.Tensor
         Denominator coefficients, shape (..., na), ``a[..., 0] != 0``.
     x : torch.Tensor
-        Input signal, shape (..., T), samples.
+        Input signal, time first: shape (T,) or (..., T, C), samples.
     backend : {"scipy", "torch"}, optional
         ``"scipy"`` (CPU only) or the block state-space ``"torch"``
         algorithm (any device).  Default: ``"scipy"`` for CPU tensors,
@@ -466,7 +474,8 @@ def lfilter(b: torch.Tensor, a: torch.Tensor, x: torch.Tensor,
     Returns
     -------
     torch.Tensor
-        Output, shape (broadcast(...), T), dtype promoted from the inputs.
+        Output, time first: (T, *broadcast) for a (T,) input with batched coefficients,
+        else (broadcast(...), T, C), dtype promoted from the inputs.
 
     Raises
     ------
@@ -479,7 +488,7 @@ def lfilter(b: torch.Tensor, a: torch.Tensor, x: torch.Tensor,
     """
     b = _check_tensor("b", b)
     a = _check_tensor("a", a)
-    x = _check_tensor("x", x)
+    x = _check_tensor("x", time_last(x, "lfilter", "x"))
     if not (b.device == a.device == x.device):
         raise ValueError(f"b, a, x: expected tensors on one device, got {b.device}, {a.device}, {x.device}")
     if bool((a[..., 0] == 0).any()):
@@ -503,7 +512,7 @@ def lfilter(b: torch.Tensor, a: torch.Tensor, x: torch.Tensor,
         return t.expand(*batch, t.shape[-1]).reshape(B, t.shape[-1])
 
     y = _LFilter.apply(rows(b), rows(a), rows(x), backend)
-    return y.expand(B, y.shape[-1]).reshape(*batch, x.shape[-1])
+    return time_first(y.expand(B, y.shape[-1]).reshape(*batch, x.shape[-1]))
 
 
 def sosfilt(sos: torch.Tensor, x: torch.Tensor, backend: Optional[str] = None,
@@ -522,32 +531,35 @@ def sosfilt(sos: torch.Tensor, x: torch.Tensor, backend: Optional[str] = None,
     ----------
     sos : torch.Tensor
         Sections, shape (..., K, 6).  A (K, 6) array applies one cascade to
-        every channel of ``x``; (N, K, 6) with ``x`` (N, T) applies one
-        cascade per channel (leading dims broadcast as in :func:`lfilter`).
+        every channel of ``x``; (N, K, 6) with ``x`` (T, N) applies one
+        cascade per channel (batch dims broadcast as in :func:`lfilter`).
     x : torch.Tensor
-        Input, shape (..., T).
+        Input, time first: shape (T,) or (..., T, C).
     backend, check_stability
         As in :func:`lfilter`.
 
     Returns
     -------
     torch.Tensor
-        Output, shape (broadcast(...), T).
+        Output, time first, shaped as in :func:`lfilter`.
     """
     if not isinstance(sos, torch.Tensor):
         raise TypeError(f"sos: expected a torch.Tensor, got {type(sos).__name__}")
     if sos.ndim < 2 or sos.shape[-1] != 6 or sos.shape[-2] < 1:
         raise ValueError(f"sos: expected shape (..., K, 6) with K >= 1, got {tuple(sos.shape)}")
+    x = time_last(x, "sosfilt", "x")
     if backend == "torch" or (backend is None and sos.device.type != "cpu"):
-        return _sosfilt_cascade(sos, x, check_stability)
+        return time_first(_sosfilt_cascade(sos, x, check_stability))
     y = x
     for k in range(sos.shape[-2]):
         try:
-            y = lfilter(sos[..., k, :3], sos[..., k, 3:], y, backend=backend,
-                        check_stability=check_stability)
+            # lfilter takes time first: one section at a time on the time-last rows
+            y = time_last(lfilter(sos[..., k, :3], sos[..., k, 3:], time_first(y),
+                                  backend=backend, check_stability=check_stability),
+                          check_channels=False)
         except ValueError as err:
             raise ValueError(f"sos: section {k}: {err}") from err
-    return y
+    return time_first(y)
 
 
 def _sosfilt_cascade(sos: torch.Tensor, x: torch.Tensor, check_stability: bool,

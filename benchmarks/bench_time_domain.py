@@ -36,7 +36,7 @@ class _Benchmarks:
     def step(self):
         for t in self.leaves:
             t.grad = None
-        wl.spectral_loss(torch.fft.rfft(self.run(), dim=-1)).backward()
+        wl.spectral_loss(torch.fft.rfft(self.run(), dim=0)).backward()  # time first
         wl.sync(self.device)
 
 
@@ -73,8 +73,8 @@ class RecursiveSOS(_Benchmarks):
 
         self.device = wl.prepare(device)
         self.leaves = [wl.random_sos(channels, device=self.device).requires_grad_(True)]
-        self.impulse = torch.zeros(channels, IR_LENGTH, device=self.device)
-        self.impulse[:, 0] = 1.0
+        self.impulse = torch.zeros(IR_LENGTH, channels, device=self.device)  # (T, C)
+        self.impulse[0] = 1.0
         self.sosfilt = baselines.sosfilt
 
     def run(self):

@@ -196,13 +196,13 @@ def _precision_stages(cfg, fdn, truth):
             h64, h32 = fdn.response(g64)[:, 0, 0], fdn.response(g32)[:, 0, 0]
         irfft = flamo.signal.irfft
         variants = {
-            "float64 everywhere": irfft(h64, g64, dim=-1),
-            "float64 response stored as complex64, rest float64": irfft(h64.to(torch.complex64).to(torch.complex128), g64, dim=-1),
-            "float64 response (loop solve), float32 irfft + envelope": irfft(h64.to(torch.complex64), g32, dim=-1),
-            "float32 response (loop solve), float64 irfft + envelope (mixed)": irfft(h32.to(torch.complex128), g64, dim=-1),
-            "float32 everywhere (library)": irfft(h32, g32, dim=-1),
-            "float32, naive delay phase omega*m in float32": irfft(_naive_fdn_response(fdn, g32), g32, dim=-1),
-            "float64, naive delay phase omega*m in float64": irfft(_naive_fdn_response(fdn, g64), g64, dim=-1),
+            "float64 everywhere": irfft(h64, g64),
+            "float64 response stored as complex64, rest float64": irfft(h64.to(torch.complex64).to(torch.complex128), g64),
+            "float64 response (loop solve), float32 irfft + envelope": irfft(h64.to(torch.complex64), g32),
+            "float32 response (loop solve), float64 irfft + envelope (mixed)": irfft(h32.to(torch.complex128), g64),
+            "float32 everywhere (library)": irfft(h32, g32),
+            "float32, naive delay phase omega*m in float32": irfft(_naive_fdn_response(fdn, g32), g32),
+            "float64, naive delay phase omega*m in float64": irfft(_naive_fdn_response(fdn, g64), g64),
         }
         for name, h in variants.items():
             rows.append({"alias_decay_db": db, "nfft": cfg.nfft, "stages": name,

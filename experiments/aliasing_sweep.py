@@ -122,10 +122,10 @@ def _irs(obj, nfft, db, fs, dtype_name):
     """{variant: IR (float64 numpy)} for one evaluation dtype (float32 also yields mixed)."""
     grid = flamo.Grid(nfft, fs, db, dtype=_DTYPES[dtype_name])
     h = obj.response(grid)
-    out = {dtype_name: flamo.signal.irfft(h, grid, dim=-1).double().numpy()}
+    out = {dtype_name: flamo.signal.irfft(h, grid).double().numpy()}
     if dtype_name == "float32":
         grid64 = grid.replace(dtype=torch.float64)
-        out["mixed"] = flamo.signal.irfft(h.to(torch.complex128), grid64, dim=-1).numpy()
+        out["mixed"] = flamo.signal.irfft(h.to(torch.complex128), grid64).numpy()
     return out
 
 

@@ -129,8 +129,8 @@ def run(cfg: Config, ctx) -> None:
     template = make_template(cfg)
     names = list(hyper.parameter_shapes(template))  # raw_freq, raw_q, raw_gain
     centers = third_octave_bands()
-    masks = octave_band_masks(grid.M, cfg.fs, centers, fraction=3)  # (bands, M)
-    masks = masks / masks.sum(-1, keepdim=True)
+    masks = octave_band_masks(grid.M, cfg.fs, centers, fraction=3)  # (M, bands)
+    masks = masks / masks.sum(0, keepdim=True)
     freqs = grid.freqs
     in_band = (freqs >= 20) & (freqs <= 20000)
 
@@ -140,7 +140,7 @@ def run(cfg: Config, ctx) -> None:
 
     def features(mag_db):  # band energies in dB, (B, bands)
         power = 10 ** (mag_db / 10)
-        return 10 * torch.log10(power @ masks.T + 1e-12)
+        return 10 * torch.log10(power @ masks + 1e-12)
 
     def err_db(pred_db, target_db):  # (B,) RMS dB error over 20 Hz..20 kHz
         return ((pred_db - target_db)[..., in_band] ** 2).mean(-1).sqrt()

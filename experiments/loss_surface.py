@@ -62,15 +62,15 @@ def _losses(cfg):
     return {
         "complex MSE (freq.)": ("freq", lambda p, t: ((p - t).abs() ** 2).mean(-1)),
         "magnitude MSE dB (freq.)": ("freq", lambda p, t: ((db(p) - db(t)) ** 2).mean(-1)),
-        "IR MSE (time)": ("time", lambda p, t: ((p - t) ** 2).mean(-1)),
+        "IR MSE (time)": ("time", lambda p, t: ((p - t) ** 2).mean((-2, -1))),
         "MR-STFT (time)": ("time", lambda p, t: losses.multi_resolution_stft_loss(
-            p, t.expand_as(p), cfg.stft_sizes, per_item=True)),
+            p, t.expand_as(p), cfg.stft_sizes, per_item=True)[..., 0]),
     }
 
 
 def _profiles(system, target_system, axes, grid, cfg, ctx, case):
     outputs = {"freq": lambda s: s.response(grid)[..., 0, 0],
-               "time": lambda s: s.impulse_response(grid)[..., 0, 0]}
+               "time": lambda s: s.impulse_response(grid)[..., 0]}  # (..., nfft, 1), time first
     with torch.no_grad():
         targets = {k: f(target_system) for k, f in outputs.items()}
     rows, results = [], {}

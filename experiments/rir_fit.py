@@ -147,16 +147,19 @@ def _noise_onset(h, fs, window_ms=10.0, margin_db=3.0, tail=0.1):
 # -- measurements ------------------------------------------------------------------------
 
 def _band_edcs(h, cfg):
-    """(B, T) per-band EDCs in dB and (B, T) band signals, float64 numpy."""
+    """(T, B) per-band EDCs in dB and band signals (time first, bands as channels), float64."""
     bands = octave_filterbank(torch.as_tensor(h, dtype=torch.float64), cfg.fs, cfg.centres)
-    return schroeder_edc(bands, db=True).numpy(), bands.numpy()
+    return schroeder_edc(bands, db=True), bands
 
 
 def _decay_metrics(h, target_edc, cfg):
+    """Per-band (B, T) EDCs in dB (numpy), T60 from the EDC and from pyroomacoustics (B,),
+    and the mean EDC error (B,) against ``target_edc`` (B, T) where given."""
     import pyroomacoustics as pra
 
-    edc, bands = _band_edcs(h, cfg)
-    t60_edc = t60_from_edc(torch.as_tensor(edc), cfg.fs).numpy()
+    edc_t, bands_t = _band_edcs(h, cfg)
+    t60_edc = t60_from_edc(edc_t, cfg.fs).numpy()
+    edc, bands = edc_t.T.numpy(), bands_t.T.numpy()  # (B, T) rows, one per band
     t60_pra = []
     for band in bands:
         try:

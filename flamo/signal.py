@@ -1,4 +1,16 @@
-"""Time <-> frequency on a grid, with the anti-aliasing envelope.
+"""Time signals: the layout every flamo function uses, and time <-> frequency on a grid.
+
+**Time first, like frequency first.** A time signal is (T,) (one channel) or (..., T, C):
+time at dim -2, channels last, batch dims leading, exactly as responses are (..., M, out, in)
+with the points first. ``module(x, grid)`` returns (..., nfft, out), the losses and decay
+analyses of :mod:`flamo.optim` and the baselines take signals this way, and none of them has
+an axis argument; ``module.impulse_response(grid)`` is (..., nfft, out, in), so
+``ir[..., j]`` is the (nfft, out) signal for input j. Functions whose output gains an axis
+(bands of a filterbank, bins of an STFT) put it first, before the batch dims; for a (T,)
+signal it becomes the channel axis. :func:`time_last` and :func:`time_first` convert to and
+from the time-last layout of torch.stft, scipy.signal and most audio libraries, and
+:func:`time_last` is where layouts are checked: a time axis shorter than a function needs
+raises ValueError naming the layout, and more channels than samples warns.
 
 Sampling a system at z_k = exp(1j omega_k) / gamma is the DFT of h[n] gamma^n, so every
 signal that meets a sampled response must be weighted the same way: a time signal x[n]
@@ -10,11 +22,64 @@ by ``alias_decay_db`` per wrap; rounding noise is amplified by up to gamma^-(nff
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .grid import Grid
 
-__all__ = ["rfft", "irfft", "impulse", "filter_signal"]
+__all__ = ["rfft", "irfft", "impulse", "filter_signal", "time_last", "time_first"]
+
+
+def time_last(x, owner: str = "time_last", name: str = "x", min_length: int = 1,
+              check_channels: bool = True) -> torch.Tensor:
+    """A time signal (T,) or (..., T, C) as (T,) or (..., C, T), after checking its layout.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Real signal, time first: (T,) or (..., T, C).
+    owner, name : str
+        Function and argument named in error messages.
+    min_length : int, default 1
+        Fewest samples the caller needs along the time axis.
+    check_channels : bool, default True
+        Warn when ``x`` has more channels than samples (a transposed signal, usually);
+        False for layouts where that is expected (an STFT's bins as channels).
+
+    Returns
+    -------
+    torch.Tensor
+        A view with time last.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a real floating tensor.
+    ValueError
+        If ``x`` is 0-d or has fewer than ``min_length`` samples along its time axis (the
+        usual sign of a time-last signal passed where time comes first).
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{owner}: {name} must be a real floating tensor, got {what}")
+    if x.ndim == 0:
+        raise ValueError(f"{owner}: {name} must be a time signal (T,) or (..., T, C), got a scalar")
+    length = x.shape[0] if x.ndim == 1 else x.shape[-2]
+    if length < min_length:
+        raise ValueError(f"{owner}: {name} of shape {tuple(x.shape)} has {length} samples along "
+                         f"its time axis, needs >= {min_length}; time signals are (T,) or "
+                         f"(..., T, C), time first (transpose a time-last signal)")
+    if check_channels and x.ndim >= 2 and x.shape[-1] > length:
+        warnings.warn(f"{owner}: {name} of shape {tuple(x.shape)} has more channels "
+                      f"({x.shape[-1]}) than samples ({length}); time signals are (..., T, C), "
+                      f"time first: is it time-last?", stacklevel=3)
+    return x if x.ndim == 1 else x.movedim(-2, -1)
+
+
+def time_first(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`time_last`: (T,) stays, (..., C, T) becomes (..., T, C)."""
+    return y if y.ndim == 1 else y.movedim(-1, -2)
 
 
 def _envelope(grid):
@@ -41,25 +106,32 @@ def _envelope_shape(ndim: int, dim: int, length: int):
     return shape
 
 
-def rfft(x: torch.Tensor, grid, dim: int = -2) -> torch.Tensor:
+def _layout_dim(x, dim):
+    """The time (or frequency) axis: ``dim`` if given, else that of (T,) or (..., T, C)."""
+    return dim if dim is not None else (0 if x.ndim == 1 else -2)
+
+
+def rfft(x: torch.Tensor, grid, dim: int | None = None) -> torch.Tensor:
     """Spectrum of a real signal on the grid: rfft(x[n] gamma^n, nfft).
 
     Parameters
     ----------
     x : torch.Tensor
-        Real signal with time along ``dim`` (default -2: shape (..., T, channels)),
-        T <= nfft samples; it is zero-padded to nfft.
+        Real signal (T,) or (..., T, C), time first, T <= nfft samples; it is zero-padded
+        to nfft.
     grid : flamo.Grid
-    dim : int
+    dim : int, optional
+        Another time axis (e.g. -3 for impulse-response matrices (..., T, out, in)).
 
     Returns
     -------
     torch.Tensor
-        Complex tensor with M = nfft // 2 + 1 frequencies along ``dim``.
+        Complex tensor with M = nfft // 2 + 1 frequencies along the time axis.
     """
     _require_grid("rfft", grid)
     if x.is_complex():
         raise TypeError("rfft: x must be a real tensor, got a complex one")
+    dim = _layout_dim(x, dim)
     length = x.shape[dim]
     if length > grid.nfft:
         raise ValueError(f"rfft: signal has {length} samples along dim {dim}, more than "
@@ -69,22 +141,24 @@ def rfft(x: torch.Tensor, grid, dim: int = -2) -> torch.Tensor:
     return torch.fft.rfft(x, n=grid.nfft, dim=dim)
 
 
-def irfft(spectrum: torch.Tensor, grid, dim: int = -2) -> torch.Tensor:
+def irfft(spectrum: torch.Tensor, grid, dim: int | None = None) -> torch.Tensor:
     """Real signal from its spectrum on the grid: irfft(X, nfft) gamma^-n.
 
     Parameters
     ----------
     spectrum : torch.Tensor
-        Complex tensor with M = nfft // 2 + 1 frequencies along ``dim``.
+        Complex spectrum (M,) or (..., M, C), frequency first, M = nfft // 2 + 1.
     grid : flamo.Grid
-    dim : int
+    dim : int, optional
+        Another frequency axis (-3 for responses (..., M, out, in)).
 
     Returns
     -------
     torch.Tensor
-        Real tensor with nfft samples along ``dim``, gamma-compensated.
+        Real tensor with nfft samples along the frequency axis, gamma-compensated.
     """
     _require_grid("irfft", grid)
+    dim = _layout_dim(spectrum, dim)
     if spectrum.shape[dim] != grid.M:
         raise ValueError(f"irfft: expected M={grid.M} frequencies along dim {dim}, "
                          f"got {spectrum.shape[dim]}")

@@ -62,7 +62,7 @@ def test_baselines_on_cuda():
     gpu = fdn_impulse_response(500, m, A.cuda(), b.cuda(), c.cuda(), 0.2, g=g.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu)
     sos = torch.as_tensor(random_stable_sos(rng, 3))
-    x = torch.as_tensor(rng.normal(size=(2, 400)))
+    x = torch.as_tensor(rng.normal(size=(400, 2)))  # (T, C), time first
     torch.testing.assert_close(sosfilt(sos.cuda(), x.cuda()).cpu(), sosfilt(sos, x, backend="scipy"))
 
 

@@ -65,9 +65,15 @@ def test_stft_loss_matches_numpy():
            + np.mean(np.abs(np.log(sx + eps) - np.log(sy + eps))))
     got = losses.multi_resolution_stft_loss(torch.as_tensor(x), torch.as_tensor(y), fft_sizes=(64,))
     assert got.item() == pytest.approx(ref, rel=1e-9)
+    # (T, C) signals: the same loss per channel; per_item gives one value per channel
+    two = losses.multi_resolution_stft_loss(torch.as_tensor(np.stack([x, x], -1)),
+                                            torch.as_tensor(np.stack([y, y], -1)), fft_sizes=(64,),
+                                            per_item=True)
+    assert two.shape == (2,)
+    np.testing.assert_allclose(two.numpy(), ref, rtol=1e-9)
     # mel variant: the filterbank applied to the same magnitudes
-    fb = losses.mel_filterbank(33, 8, fs=16000, dtype=torch.float64).numpy()
-    mx, my = fb @ sx, fb @ sy
+    fb = losses.mel_filterbank(33, 8, fs=16000, dtype=torch.float64).numpy()  # (bins, mels)
+    mx, my = fb.T @ sx, fb.T @ sy
     ref_mel = (np.linalg.norm(my - mx) / np.linalg.norm(my)
                + np.mean(np.abs(np.log(mx + eps) - np.log(my + eps))))
     got_mel = losses.MelSTFTLoss(fs=16000, n_mels=8, fft_sizes=(64,))(torch.as_tensor(x), torch.as_tensor(y))
@@ -76,8 +82,8 @@ def test_stft_loss_matches_numpy():
 
 def test_mel_filterbank_triangles():
     fb = losses.mel_filterbank(513, 20, fs=16000, dtype=torch.float64).numpy()
-    assert fb.shape == (20, 513) and fb.min() >= 0 and fb.max() <= 1 + 1e-12
-    centres = fb.argmax(axis=1)
+    assert fb.shape == (513, 20) and fb.min() >= 0 and fb.max() <= 1 + 1e-12
+    centres = fb.argmax(axis=0)
     assert np.all(np.diff(centres) > 0)  # increasing centre frequencies
     with pytest.raises(ValueError, match="fmin"):
         losses.mel_filterbank(10, 4, fs=100, fmax=80)
@@ -103,25 +109,29 @@ def test_octave_filterbank_reconstructs_and_separates():
     fs = 16000
     centers = (250, 500, 1000, 2000, 4000)
     masks = decay.octave_band_masks(257, fs, centers, dtype=torch.float64)
-    assert torch.allclose(masks.sum(0), torch.ones(257, dtype=torch.float64))
-    x = torch.randn(3, 400, dtype=torch.float64)
+    assert masks.shape == (257, 5)  # frequency first
+    assert torch.allclose(masks.sum(-1), torch.ones(257, dtype=torch.float64))
+    x = torch.randn(400, 3, dtype=torch.float64)  # (T, C)
     bands = decay.octave_filterbank(x, fs, centers)
-    assert bands.shape == (3, 5, 400)
-    assert torch.allclose(bands.sum(-2), x, atol=1e-10)
+    assert bands.shape == (5, 400, 3)  # bands lead, time stays first of (T, C)
+    assert torch.allclose(bands.sum(0), x, atol=1e-10)
     t = torch.arange(2000, dtype=torch.float64) / fs
     tone = torch.sin(2 * math.pi * 1000 * t)  # a 1 kHz tone lands in the 1 kHz band
-    energy = (decay.octave_filterbank(tone, fs, centers)[..., 200:-200] ** 2).sum(-1)
+    split = decay.octave_filterbank(tone, fs, centers)
+    assert split.shape == (2000, 5)  # a (T,) signal's bands are its channels
+    energy = (split[200:-200] ** 2).sum(0)
     assert energy.argmax().item() == 2 and energy[2] > 0.99 * energy.sum()
+    # per-band T60 of a mono response: one value per band
+    assert decay.t60_from_edc(decay.schroeder_edc(split, db=True), fs).shape == (5,)
 
 
 def test_edc_loss_broadband_and_bands():
-    a, b, ta, tb = _pair((2, 64), seed=3)
-    ea = np.cumsum((a ** 2)[:, ::-1], axis=1)[:, ::-1]
-    eb = np.cumsum((b ** 2)[:, ::-1], axis=1)[:, ::-1]
-    ref = np.mean((10 * np.log10(ea / ea[:, :1]) - 10 * np.log10(eb / eb[:, :1])) ** 2)
+    a, b, ta, tb = _pair((64, 2), seed=3)  # (T, C), the layout module(x, grid) returns
+    ea = np.cumsum((a ** 2)[::-1], axis=0)[::-1]
+    eb = np.cumsum((b ** 2)[::-1], axis=0)[::-1]
+    ref = np.mean((10 * np.log10(ea / ea[:1]) - 10 * np.log10(eb / eb[:1])) ** 2)
     assert losses.edc_loss(ta, tb).item() == pytest.approx(ref, rel=1e-9)
-    # time along dim -2 (flamo's (nfft, out) layout) gives the same value
-    assert losses.EDCLoss(dim=-2)(ta.T, tb.T).item() == pytest.approx(ref, rel=1e-9)
+    assert losses.EDCLoss()(ta, tb).item() == pytest.approx(ref, rel=1e-9)
     per_band = losses.edc_loss(ta, tb, fs=16000, centers=(500, 2000))
     assert per_band.item() > 0 and torch.isfinite(per_band)
     assert losses.edc_loss(ta, ta, fs=16000, centers=(500, 2000)).item() == 0
@@ -160,16 +170,36 @@ def test_colorless_and_sparsity_losses():
     with pytest.raises(TypeError, match="flamo.Matrix"):
         losses.FeedbackSparsity(object())
     # temporal sparsity ||h||2 / ||h||1
-    x = rng.normal(size=(3, 50))
-    ref_t = np.mean(np.linalg.norm(x, axis=-1) / np.abs(x).sum(-1))
+    x = rng.normal(size=(50, 3))  # (T, C)
+    ref_t = np.mean(np.linalg.norm(x, axis=0) / np.abs(x).sum(0))
     assert losses.TemporalSparsity()(torch.as_tensor(x)).item() == pytest.approx(ref_t, rel=1e-12)
     assert losses.temporal_sparsity(torch.tensor([0.0, 3.0, 0.0])).item() == pytest.approx(1.0)
 
 
 def test_losses_differentiable_float64():
-    x = torch.randn(1, 48, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(1, 48, dtype=torch.float64)
+    x = torch.randn(48, 1, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(48, 1, dtype=torch.float64)
     for fn in (lambda p: losses.edc_loss(p, y, fs=8000, centers=(500, 1000)),
                lambda p: losses.multi_resolution_stft_loss(p, y, fft_sizes=(16, 32)),
                lambda p: losses.edr_loss(p, y, n_fft=16)):
         assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-4)
+
+
+def test_time_losses_take_module_outputs_and_refuse_time_last_signals():
+    """module(x, grid) is (nfft, out): it goes into every time loss as it is; a time-last
+    (C, T) signal has too short a time axis for an STFT and raises, naming the layout."""
+    import flamo
+
+    grid = flamo.Grid(nfft=1024, dtype=torch.float64)
+    module = flamo.Delay([3.0, 8.0]).double()
+    x = torch.randn(1024, 2, dtype=torch.float64)
+    y = module(x, grid)
+    assert y.shape == (1024, 2)
+    for loss in (losses.MultiResolutionSTFTLoss((64, 128)), losses.EDCLoss(), losses.EDRLoss(64)):
+        assert torch.isfinite(loss(y, x))
+    # a delay of 3 samples: the STFT loss of the shifted signal against itself is 0
+    assert losses.multi_resolution_stft_loss(y, y, (64,)).item() == 0
+    with pytest.raises(ValueError, match="time first"):
+        losses.multi_resolution_stft_loss(y.T, x.T, (64,))
+    with pytest.raises(ValueError, match="time first"):
+        losses.edc_loss(torch.ones(1, 5), torch.ones(1, 5))

@@ -2,7 +2,9 @@
 
 Shared by the decay losses of :mod:`flamo.optim.losses` and by reverberation code that needs
 an energy decay curve (EDC) or a reverberation time. Everything is plain torch, differentiable
-and batched over leading dimensions; time is the last dimension.
+and batched over leading dimensions. Signals are time first, (T,) or (..., T, C), as
+everywhere in flamo (see :mod:`flamo.signal`); a filterbank's bands and an STFT's bins are a
+new leading axis, or the channel axis of a (T,) signal.
 
 References
 ----------
@@ -18,7 +20,9 @@ import math
 
 import torch
 
-__all__ = ["schroeder_edc", "to_db", "octave_band_masks", "octave_filterbank", "edr",
+from ..signal import time_first, time_last
+
+__all__ = ["schroeder_edc", "to_db", "octave_band_masks", "octave_filterbank", "edr", "stft",
            "t60_from_edc", "OCTAVE_CENTERS"]
 
 #: Nominal octave-band centre frequencies [Hz] (IEC 61260 base-2 series).
@@ -36,7 +40,7 @@ def schroeder_edc(h: torch.Tensor, normalize: bool = True, db: bool = False) -> 
     Parameters
     ----------
     h : torch.Tensor
-        (..., T) real impulse responses, time last.
+        (T,) or (..., T, C) real impulse responses, time first.
     normalize : bool, default True
         Divide by EDC[0] (the total energy) so the curve starts at 1 (0 dB).
     db : bool, default False
@@ -45,11 +49,15 @@ def schroeder_edc(h: torch.Tensor, normalize: bool = True, db: bool = False) -> 
     Returns
     -------
     torch.Tensor
-        (..., T) decay curve, non-increasing in n.
+        Decay curves shaped like ``h``, non-increasing in n.
     """
-    if h.is_complex():
-        raise TypeError("schroeder_edc: h must be real, got a complex tensor")
-    energy = torch.flip(torch.cumsum(torch.flip(h * h, (-1,)), dim=-1), (-1,))
+    x = time_last(h, "schroeder_edc", "h")
+    return time_first(_backward_integral(x * x, normalize, db))
+
+
+def _backward_integral(power, normalize, db):
+    """sum_{k >= n} power[k] along the last dim, optionally normalized and in dB."""
+    energy = torch.flip(torch.cumsum(torch.flip(power, (-1,)), dim=-1), (-1,))
     if normalize:
         energy = energy / energy[..., :1].clamp_min(torch.finfo(energy.dtype).tiny)
     return to_db(energy) if db else energy
@@ -80,7 +88,7 @@ def octave_band_masks(n_freqs: int, fs: float, centers=OCTAVE_CENTERS, fraction:
     Returns
     -------
     torch.Tensor
-        (bands, n_freqs) real masks in [0, 1].
+        (n_freqs, bands) real masks in [0, 1], frequency first.
     """
     centers = [float(c) for c in centers]
     if not centers or any(b <= a for a, b in zip(centers, centers[1:])) or centers[0] <= 0:
@@ -101,7 +109,7 @@ def octave_band_masks(n_freqs: int, fs: float, centers=OCTAVE_CENTERS, fraction:
             t = ((logf - logc[i]) / (logc[i + 1] - logc[i])).clamp(0, 1)
             m = m * torch.cos(0.5 * math.pi * t) ** 2
         masks.append(m)
-    return torch.stack(masks).to(dtype=dtype, device=device)
+    return torch.stack(masks, dim=-1).to(dtype=dtype, device=device)
 
 
 def octave_filterbank(x: torch.Tensor, fs: float, centers=OCTAVE_CENTERS) -> torch.Tensor:
@@ -110,7 +118,7 @@ def octave_filterbank(x: torch.Tensor, fs: float, centers=OCTAVE_CENTERS) -> tor
     Parameters
     ----------
     x : torch.Tensor
-        (..., T) real signals, time last.
+        (T,) or (..., T, C) real signals, time first.
     fs : float
         Sample rate [Hz].
     centers : sequence of float
@@ -119,14 +127,17 @@ def octave_filterbank(x: torch.Tensor, fs: float, centers=OCTAVE_CENTERS) -> tor
     Returns
     -------
     torch.Tensor
-        (..., bands, T) band signals; their sum over bands equals ``x`` (up to rounding).
-        The FFT length is 2T, so the zero-phase band filters wrap around less.
+        (bands, ..., T, C) band signals, or (T, bands) for a (T,) signal (its bands become
+        its channels); their sum over bands equals ``x`` (up to rounding). The FFT length
+        is 2T, so the zero-phase band filters wrap around less.
     """
+    x = time_last(x, "octave_filterbank")
     n = x.shape[-1]
-    spectrum = torch.fft.rfft(x, n=2 * n, dim=-1)
-    masks = octave_band_masks(n + 1, fs, centers, dtype=x.dtype, device=x.device)
-    bands = torch.fft.irfft(spectrum.unsqueeze(-2) * masks, n=2 * n, dim=-1)
-    return bands[..., :n]
+    spectrum = torch.fft.rfft(x, n=2 * n, dim=-1)  # (..., n + 1)
+    masks = octave_band_masks(n + 1, fs, centers, dtype=x.dtype, device=x.device)  # (n + 1, B)
+    banded = spectrum * masks.T.reshape(masks.shape[1], *[1] * (x.ndim - 1), n + 1)
+    bands = torch.fft.irfft(banded, n=2 * n, dim=-1)  # (B, ..., 2n)
+    return time_first(bands[..., :n])
 
 
 def edr(x: torch.Tensor, n_fft: int = 1024, hop: int | None = None, normalize: bool = True,
@@ -136,7 +147,7 @@ def edr(x: torch.Tensor, n_fft: int = 1024, hop: int | None = None, normalize: b
     Parameters
     ----------
     x : torch.Tensor
-        (..., T) real signals, time last.
+        (T,) or (..., T, C) real signals, time first, T >= n_fft // 2.
     n_fft : int
         STFT frame length [samples] (Hann window).
     hop : int, optional
@@ -149,23 +160,45 @@ def edr(x: torch.Tensor, n_fft: int = 1024, hop: int | None = None, normalize: b
     Returns
     -------
     torch.Tensor
-        (..., n_fft // 2 + 1, frames) decay relief.
+        (n_fft // 2 + 1, ..., frames, C) decay relief, or (frames, n_fft // 2 + 1) for a
+        (T,) signal: frames are its time axis, bins a new leading axis (see :func:`stft`).
     """
-    magnitude = stft(x, n_fft, hop).abs()  # schroeder_edc squares it
-    return schroeder_edc(magnitude, normalize=normalize, db=db)
+    power = _stft_time_last(x, n_fft, hop, "edr").abs().square()  # (..., bins, frames)
+    return time_first(_backward_integral(power, normalize, db).movedim(-2, 0))
 
 
 def stft(x: torch.Tensor, n_fft: int, hop: int | None = None) -> torch.Tensor:
-    """Complex STFT (..., n_fft // 2 + 1, frames) of real (..., T) signals, Hann window,
-    centred frames with zero padding."""
+    """Complex STFT of real signals, Hann window, centred frames with zero padding.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (T,) or (..., T, C) real signals, time first, T >= n_fft // 2.
+    n_fft : int
+        Frame length [samples].
+    hop : int, optional
+        Hop size [samples], default n_fft // 4.
+
+    Returns
+    -------
+    torch.Tensor
+        (n_fft // 2 + 1, ..., frames, C) complex, the bins a new leading axis and the frames
+        the time axis, or (frames, n_fft // 2 + 1) for a (T,) signal.
+    """
+    return time_first(_stft_time_last(x, n_fft, hop, "stft").movedim(-2, 0))
+
+
+def _stft_time_last(x, n_fft, hop, owner):
+    """torch.stft of a time-first signal: (..., bins, frames), rows of (..., C) leading."""
     hop = n_fft // 4 if hop is None else hop
     if n_fft < 2 or hop < 1:
-        raise ValueError(f"stft: need n_fft >= 2 and hop >= 1, got n_fft={n_fft}, hop={hop}")
+        raise ValueError(f"{owner}: need n_fft >= 2 and hop >= 1, got n_fft={n_fft}, hop={hop}")
+    x = time_last(x, owner, min_length=n_fft // 2)
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
     spec = torch.stft(flat, n_fft, hop_length=hop, window=window, center=True,
-                      pad_mode="constant", return_complex=True)
+                      pad_mode="constant", return_complex=True)  # (rows, bins, frames)
     return spec.reshape(*lead, *spec.shape[-2:])
 
 
@@ -179,17 +212,19 @@ def t60_from_edc(edc_db: torch.Tensor, fs: float, start_db: float = -5.0,
     Parameters
     ----------
     edc_db : torch.Tensor
-        (..., T) normalized EDC in dB (starting at 0 dB).
+        (T,) or (..., T, C) normalized EDCs in dB (starting at 0 dB), time first.
     fs : float
         Sample rate [Hz].
 
     Returns
     -------
     torch.Tensor
-        (...,) T60 in seconds. Not differentiable with respect to the level crossings.
+        T60 in seconds: a scalar for a (T,) curve, (..., C) for (..., T, C). Not
+        differentiable with respect to the level crossings.
     """
     if not stop_db < start_db <= 0:
         raise ValueError(f"t60_from_edc: need stop_db < start_db <= 0, got {stop_db}, {start_db}")
+    edc_db = time_last(edc_db, "t60_from_edc", "edc_db", min_length=2)
     t = torch.arange(edc_db.shape[-1], dtype=edc_db.dtype, device=edc_db.device) / fs
     mask = ((edc_db <= start_db) & (edc_db >= stop_db)).to(edc_db.dtype)
     count = mask.sum(-1).clamp_min(2)

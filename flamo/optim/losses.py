@@ -2,8 +2,10 @@
 
 Conventions: ``pred`` and ``target`` have the same shape and every loss returns a scalar
 (mean over all elements unless stated). Frequency-domain losses act on sampled responses
-(e.g. ``system.response(grid)``, (..., M, out, in)); time-domain losses act on signals with
-time along ``dim`` (default -1; filter outputs of flamo are (..., nfft, out), pass ``dim=-2``).
+(e.g. ``system.response(grid)``, (..., M, out, in)); time-domain losses act on time signals
+in flamo's one layout, (T,) or (..., T, C), time first (:mod:`flamo.signal`), so the output
+of ``module(x, grid)``, (..., nfft, out), goes in as it is. A time axis shorter than a loss
+needs raises ValueError (the usual sign of a time-last signal).
 Model-dependent regularizers (sparsity of a feedback matrix) take the module they act on as
 an argument; their ``nn.Module`` forms store it and ignore ``pred``/``target`` so a Trainer
 can call every criterion the same way.
@@ -16,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from ..signal import time_last
 from .decay import edr, octave_filterbank, schroeder_edc, stft
 
 __all__ = [
@@ -31,10 +34,6 @@ def _check_pair(pred, target, name):
     if pred.shape != target.shape:
         raise ValueError(f"{name}: pred and target must have the same shape, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
-
-
-def _time_last(x, dim):
-    return x if dim in (-1, x.ndim - 1) else x.movedim(dim, -1)
 
 
 # -- frequency-domain losses -------------------------------------------------------------
@@ -93,15 +92,16 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int | N
     """Single-resolution STFT loss: spectral convergence + mean |log S_t - log S_p|.
 
     Spectral convergence ||S_t - S_p||_F / ||S_t||_F plus the log-magnitude L1 distance
-    (Yamamoto, Song, Kim, "Parallel WaveGAN", ICASSP 2020). Time is last, (..., T).
-    With ``mel_fb`` (n_mels, n_fft // 2 + 1) the magnitudes are first mapped to mel bands.
-    ``per_item=True`` returns one value per leading index (...,) instead of a scalar (the
-    norms are then taken per signal).
+    (Yamamoto, Song, Kim, "Parallel WaveGAN", ICASSP 2020), on signals (T,) or (..., T, C)
+    with T >= n_fft // 2. With ``mel_fb`` (n_fft // 2 + 1, n_mels) (:func:`mel_filterbank`)
+    the magnitudes are first mapped to mel bands. ``per_item=True`` returns one value per signal, (..., C) (a scalar
+    for (T,) signals), instead of the mean (the norms are then taken per signal).
     """
-    sp, st = stft(pred, n_fft, hop).abs(), stft(target, n_fft, hop).abs()
+    # bins first, frames last: (bins, ..., C, frames), or (bins, frames) for (T,) signals
+    sp, st = (time_last(stft(x, n_fft, hop).abs(), check_channels=False) for x in (pred, target))
     if mel_fb is not None:
-        sp, st = mel_fb @ sp, mel_fb @ st
-    dims = (-2, -1) if per_item else None
+        sp, st = (torch.tensordot(mel_fb, s, dims=([0], [0])) for s in (sp, st))
+    dims = (0, -1) if per_item else None
     conv = (torch.linalg.vector_norm(st - sp, dim=dims)
             / torch.linalg.vector_norm(st, dim=dims).clamp_min(eps))
     log_diff = (torch.log(sp + eps) - torch.log(st + eps)).abs()
@@ -109,25 +109,23 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int | N
 
 
 def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
-                               fft_sizes=(512, 1024, 2048), dim: int = -1,
-                               mel_bands: int | None = None, fs: float | None = None,
-                               per_item: bool = False) -> torch.Tensor:
+                               fft_sizes=(512, 1024, 2048), mel_bands: int | None = None,
+                               fs: float | None = None, per_item: bool = False) -> torch.Tensor:
     """Mean of :func:`stft_loss` over several frame lengths (hop = n_fft / 4, Hann windows).
 
     Parameters
     ----------
     pred, target : torch.Tensor
-        Real time signals with time along ``dim``.
+        Real time signals (T,) or (..., T, C), time first, T >= max(fft_sizes) // 2.
     fft_sizes : sequence of int
         Frame lengths [samples].
     mel_bands, fs : int, float, optional
         Use a mel filterbank with this many bands (needs the sample rate ``fs`` [Hz]).
     per_item : bool
-        Return (...,) losses, one per signal, instead of a scalar.
+        Return one loss per signal, (..., C), instead of a scalar.
     """
     if not per_item:
         _check_pair(pred, target, "multi_resolution_stft_loss")
-    pred, target = _time_last(pred, dim), _time_last(target, dim)
     total = 0.0
     for n_fft in fft_sizes:
         fb = None
@@ -150,7 +148,8 @@ def mel_filterbank(n_freqs: int, n_mels: int, fs: float, fmin: float = 0.0,
     Returns
     -------
     torch.Tensor
-        (n_mels, n_freqs) weights on the rfft bins 0..fs/2; each triangle peaks at 1.
+        (n_freqs, n_mels) weights on the rfft bins 0..fs/2, frequency first; each triangle
+        peaks at 1.
     """
     fmax = fs / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= fs / 2 or n_mels < 1:
@@ -162,19 +161,20 @@ def mel_filterbank(n_freqs: int, n_mels: int, fs: float, fmin: float = 0.0,
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rise = (f - lo) / (mid - lo)
     fall = (hi - f) / (hi - mid)
-    return torch.clamp(torch.minimum(rise, fall), min=0).to(dtype=dtype, device=device)
+    weights = torch.clamp(torch.minimum(rise, fall), min=0)  # (n_mels, n_freqs)
+    return weights.T.to(dtype=dtype, device=device)
 
 
 # -- decay losses ------------------------------------------------------------------------
 
-def edc_loss(pred: torch.Tensor, target: torch.Tensor, dim: int = -1, fs: float | None = None,
+def edc_loss(pred: torch.Tensor, target: torch.Tensor, fs: float | None = None,
              centers=None, db: bool = True, normalize: bool = True) -> torch.Tensor:
     """Mean squared difference of energy decay curves (Schroeder integration).
 
     Parameters
     ----------
     pred, target : torch.Tensor
-        Real impulse responses with time along ``dim``.
+        Real impulse responses (T,) or (..., T, C), time first, T >= 2.
     fs : float, optional
         Sample rate [Hz]; needed with ``centers``.
     centers : sequence of float, optional
@@ -186,7 +186,7 @@ def edc_loss(pred: torch.Tensor, target: torch.Tensor, dim: int = -1, fs: float 
         Normalize each EDC to start at 1; False compares absolute energies.
     """
     _check_pair(pred, target, "edc_loss")
-    pred, target = _time_last(pred, dim), _time_last(target, dim)
+    time_last(pred, "edc_loss", "pred", min_length=2)  # checks the layout
     if centers is not None:
         if fs is None:
             raise ValueError("edc_loss: per-band EDCs (centers given) need fs")
@@ -196,12 +196,11 @@ def edc_loss(pred: torch.Tensor, target: torch.Tensor, dim: int = -1, fs: float 
     return ((e_p - e_t) ** 2).mean()
 
 
-def edr_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int = 1024, dim: int = -1,
+def edr_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int = 1024,
              hop: int | None = None) -> torch.Tensor:
-    """Mean absolute difference of normalized energy decay reliefs in dB (see
-    :func:`flamo.optim.decay.edr`)."""
+    """Mean absolute difference of normalized energy decay reliefs in dB of signals (T,) or
+    (..., T, C), time first (see :func:`flamo.optim.decay.edr`)."""
     _check_pair(pred, target, "edr_loss")
-    pred, target = _time_last(pred, dim), _time_last(target, dim)
     return (edr(pred, n_fft, hop) - edr(target, n_fft, hop)).abs().mean()
 
 
@@ -267,14 +266,15 @@ def feedback_sparsity(matrix) -> torch.Tensor:
     return ((n * math.sqrt(n) - a.abs().sum((-2, -1))) / (n * (math.sqrt(n) - 1))).mean()
 
 
-def temporal_sparsity(h: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
-    """||h||_2 / ||h||_1 along ``dim`` (mean over the other dims).
+def temporal_sparsity(h: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """||h||_2 / ||h||_1 over time of signals (T,) or (..., T, C), mean over the signals.
 
     Between 1/sqrt(T) (all samples equal in magnitude) and 1 (a single impulse): low means
     dense. Temporal loss of Dal Santo et al., DAFx 2023 (weighted by 300 there).
     """
-    return (torch.linalg.vector_norm(h, 2, dim=dim)
-            / torch.linalg.vector_norm(h, 1, dim=dim).clamp_min(eps)).mean()
+    x = time_last(h, "temporal_sparsity", "h")
+    return (torch.linalg.vector_norm(x, 2, dim=-1)
+            / torch.linalg.vector_norm(x, 1, dim=-1).clamp_min(eps)).mean()
 
 
 # -- nn.Module forms ---------------------------------------------------------------------
@@ -351,47 +351,47 @@ class MaskedMSE(nn.Module):
 class MultiResolutionSTFTLoss(nn.Module):
     """Module form of :func:`multi_resolution_stft_loss`."""
 
-    def __init__(self, fft_sizes=(512, 1024, 2048), dim: int = -1):
+    def __init__(self, fft_sizes=(512, 1024, 2048)):
         super().__init__()
-        self.fft_sizes, self.dim = tuple(fft_sizes), dim
+        self.fft_sizes = tuple(fft_sizes)
 
     def forward(self, pred, target):
-        return multi_resolution_stft_loss(pred, target, self.fft_sizes, self.dim)
+        return multi_resolution_stft_loss(pred, target, self.fft_sizes)
 
 
 class MelSTFTLoss(nn.Module):
     """Multi-resolution STFT loss on mel-band magnitudes (``n_mels`` bands, sample rate ``fs``)."""
 
-    def __init__(self, fs: float, n_mels: int = 64, fft_sizes=(512, 1024, 2048), dim: int = -1):
+    def __init__(self, fs: float, n_mels: int = 64, fft_sizes=(512, 1024, 2048)):
         super().__init__()
-        self.fs, self.n_mels, self.fft_sizes, self.dim = fs, n_mels, tuple(fft_sizes), dim
+        self.fs, self.n_mels, self.fft_sizes = fs, n_mels, tuple(fft_sizes)
 
     def forward(self, pred, target):
-        return multi_resolution_stft_loss(pred, target, self.fft_sizes, self.dim,
-                                          mel_bands=self.n_mels, fs=self.fs)
+        return multi_resolution_stft_loss(pred, target, self.fft_sizes, mel_bands=self.n_mels,
+                                          fs=self.fs)
 
 
 class EDCLoss(nn.Module):
     """Module form of :func:`edc_loss`; ``centers`` (Hz) selects per-octave-band EDCs."""
 
-    def __init__(self, dim: int = -1, fs: float | None = None, centers=None, db: bool = True,
+    def __init__(self, fs: float | None = None, centers=None, db: bool = True,
                  normalize: bool = True):
         super().__init__()
-        self.dim, self.fs, self.centers, self.db, self.normalize = dim, fs, centers, db, normalize
+        self.fs, self.centers, self.db, self.normalize = fs, centers, db, normalize
 
     def forward(self, pred, target):
-        return edc_loss(pred, target, self.dim, self.fs, self.centers, self.db, self.normalize)
+        return edc_loss(pred, target, self.fs, self.centers, self.db, self.normalize)
 
 
 class EDRLoss(nn.Module):
     """Module form of :func:`edr_loss`."""
 
-    def __init__(self, n_fft: int = 1024, dim: int = -1, hop: int | None = None):
+    def __init__(self, n_fft: int = 1024, hop: int | None = None):
         super().__init__()
-        self.n_fft, self.dim, self.hop = n_fft, dim, hop
+        self.n_fft, self.hop = n_fft, hop
 
     def forward(self, pred, target):
-        return edr_loss(pred, target, self.n_fft, self.dim, self.hop)
+        return edr_loss(pred, target, self.n_fft, self.hop)
 
 
 class ColorlessSpectralLoss(nn.Module):
@@ -428,11 +428,7 @@ class FeedbackSparsity(nn.Module):
 
 
 class TemporalSparsity(nn.Module):
-    """:func:`temporal_sparsity` of ``pred`` (time along ``dim``); ``target`` is ignored."""
-
-    def __init__(self, dim: int = -1):
-        super().__init__()
-        self.dim = dim
+    """:func:`temporal_sparsity` of ``pred``, (T,) or (..., T, C); ``target`` is ignored."""
 
     def forward(self, pred, target=None):
-        return temporal_sparsity(pred, self.dim)
+        return temporal_sparsity(pred)

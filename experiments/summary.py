@@ -35,8 +35,8 @@ HEADER = (
 )
 
 
-def _fmt(value: Any) -> str:
-    """Format one headline value for a markdown table cell."""
+def format_value(value: Any) -> str:
+    """One headline value as one line of text (floats to 6 significant digits)."""
     if isinstance(value, bool) or value is None:
         text = str(value)
     elif isinstance(value, int):
@@ -47,7 +47,24 @@ def _fmt(value: Any) -> str:
         text = value
     else:
         text = json.dumps(value, sort_keys=True)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("\n", " ")
+
+
+def _cell(value: Any) -> str:
+    """A headline value (or key) for a markdown table cell."""
+    return format_value(value).replace("|", "\\|")
+
+
+def provenance(meta: dict) -> str:
+    """One sentence on where a result comes from, from its ``meta.json``."""
+    commit = str(meta.get("git_commit", "unknown"))
+    mode = "quick" if meta.get("quick") else "full"
+    wall = meta.get("wall_time_s")
+    wall_text = f"{wall:.2f} s" if isinstance(wall, (int, float)) else "unknown"
+    return (f"commit `{commit[:12]}` (dirty: {meta.get('git_dirty', 'unknown')}), {mode} run, "
+            f"{meta.get('start_time_utc', 'unknown date')}, wall time {wall_text}, "
+            f"device {meta.get('device', '?')} ({meta.get('device_name', 'unknown')}), "
+            f"dtype {meta.get('dtype', '?')}, seed {meta.get('seed', '?')}")
 
 
 def _read_json(path: Path) -> Any:
@@ -65,7 +82,7 @@ def _section(exp_dir: Path, root: Path) -> str:
     headline = _read_json(headline_path) if headline_path.exists() else {}
     if headline:
         lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {_fmt(k)} | {_fmt(headline[k])} |" for k in sorted(headline)]
+        lines += [f"| {_cell(k)} | {_cell(headline[k])} |" for k in sorted(headline)]
     else:
         lines.append("_No headline numbers recorded._")
     lines.append("")
@@ -80,17 +97,7 @@ def _section(exp_dir: Path, root: Path) -> str:
             lines.append(link if (exp_dir / rel).is_file() else f"{link} **(missing on disk)**")
         lines.append("")
 
-    commit = str(meta.get("git_commit", "unknown"))
-    dirty = meta.get("git_dirty", "unknown")
-    mode = "quick" if meta.get("quick") else "full"
-    wall = meta.get("wall_time_s")
-    wall_text = f"{wall:.2f} s" if isinstance(wall, (int, float)) else "unknown"
-    lines.append(
-        f"_Provenance: commit `{commit[:12]}` (dirty: {dirty}), {mode} run, "
-        f"{meta.get('start_time_utc', 'unknown date')}, wall time {wall_text}, "
-        f"device {meta.get('device', '?')} ({meta.get('device_name', 'unknown')}), "
-        f"dtype {meta.get('dtype', '?')}, seed {meta.get('seed', '?')}._"
-    )
+    lines.append(f"_Provenance: {provenance(meta)}._")
     lines.append("")
     return "\n".join(lines)
 

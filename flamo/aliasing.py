@@ -75,8 +75,8 @@ import torch
 
 from .functional.decay import t60_to_gain
 
-__all__ = ["ROUNDING_CONSTANT", "decay_rate", "aliased_one_pole", "aliasing_error",
-           "rounding_error", "predicted_error", "recommend_alias_decay_db"]
+__all__ = ["ROUNDING_CONSTANT", "ROUNDING_NFFT_EXPONENT", "decay_rate", "aliased_one_pole",
+           "aliasing_error", "rounding_error", "predicted_error", "recommend_alias_decay_db"]
 
 #: Fitted constant C of the rounding term at nfft = 2^15 (see the module docstring and
 #: ``experiments/aliasing_sweep.py``, file ``rounding_fit.csv``).

@@ -25,7 +25,7 @@ def skew_expm(w: torch.Tensor) -> torch.Tensor:
 
 @register_mapping
 def householder(u: torch.Tensor) -> torch.Tensor:
-    """Householder reflection I - 2 u u^T / |u|^2 from a vector u, (..., n) -> (..., n, n)."""
+    """Householder reflection ``I - 2 u u^T / |u|^2`` from a vector u, (..., n) -> (..., n, n)."""
     n = u.shape[-1]
     eye = torch.eye(n, dtype=u.dtype, device=u.device)
     outer = u.unsqueeze(-1) * u.unsqueeze(-2)

@@ -13,7 +13,7 @@ from .config_fields import DTYPES, BuildContext, Choice, join, with_context
 from ..grid import Points, as_points
 from ..response import Response, matmul
 
-__all__ = ["DSPModule", "as_real_tensor", "from_config"]
+__all__ = ["DSPModule", "as_real_tensor", "from_config", "MAX_CONFIG_DEPTH"]
 
 
 def as_real_tensor(value, name: str, owner: str, ndim=None) -> torch.Tensor:

@@ -84,7 +84,7 @@ class Matrix(DSPModule):
         - ``orthogonal``: A = base @ expm(W - W^T) with learnable W; stays orthogonal
           whatever W becomes. ``init`` (an orthogonal matrix) becomes ``base`` with W = 0,
           so any orthogonal matrix, det = -1 included, can be the start.
-        - ``householder``: A = I - 2 u u^T / |u|^2 with learnable u; ``init`` is u, (n,).
+        - ``householder``: ``A = I - 2 u u^T / |u|^2`` with learnable u; ``init`` is u, (n,).
         - ``hadamard``: the fixed orthogonal matrix H / sqrt(n); not learnable.
         - ``circulant``: orthogonal circulant C = F^-1 diag(exp(1j phi)) F with learnable
           phases phi, ((n - 1) // 2,) (see :func:`flamo.functional.circulant`); ``init``

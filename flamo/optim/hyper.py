@@ -36,7 +36,7 @@ def parameter_shapes(system: nn.Module, learnable_only: bool = True) -> "Ordered
 
 
 def flatten(params: dict, shapes: dict | None = None) -> torch.Tensor:
-    """Concatenate a dict of (..., *shape) tensors into (..., P) in the order of ``shapes``
+    """Concatenate a dict of ``(..., *shape)`` tensors into (..., P) in the order of ``shapes``
     (default: the dict order)."""
     names = list(shapes) if shapes is not None else list(params)
     first = params[names[0]]
@@ -45,7 +45,7 @@ def flatten(params: dict, shapes: dict | None = None) -> torch.Tensor:
 
 
 def unflatten(vector: torch.Tensor, shapes: dict) -> "OrderedDict[str, torch.Tensor]":
-    """Split (..., P) into {name: (..., *shape)}; P must equal the total size of ``shapes``."""
+    """Split (..., P) into ``{name: (..., *shape)}``; P must equal the total size of ``shapes``."""
     sizes = [math.prod(s) for s in shapes.values()]
     if vector.shape[-1] != sum(sizes):
         raise ValueError(f"unflatten: vector has {vector.shape[-1]} entries in its last dim, "
@@ -73,7 +73,7 @@ def batched_call(system: nn.Module, params: dict, fn, *args):
     ----------
     system : nn.Module
     params : dict[str, torch.Tensor]
-        Some or all names of :func:`raw_parameters` with a leading batch dim (B, *shape);
+        Some or all names of :func:`raw_parameters` with a leading batch dim ``(B, *shape)``;
         names not given keep their current (unbatched) values and broadcast.
     fn : callable
         e.g. ``lambda s, g: s.response(g)``.
@@ -116,5 +116,5 @@ class ParameterHead(nn.Module):
                 self.linear.bias.copy_(flatten(raw_parameters(system)).detach())
 
     def forward(self, features: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """(B, in_features) -> {name: (B, *shape)}."""
+        """(B, in_features) -> ``{name: (B, *shape)}``."""
         return unflatten(self.linear(features), self.shapes)

@@ -39,7 +39,7 @@ def _check_pair(pred, target, name):
 # -- frequency-domain losses -------------------------------------------------------------
 
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean |pred - target|^2 over all elements (complex or real responses, any shape)."""
+    """mean ``|pred - target|^2`` over all elements (complex or real responses, any shape)."""
     _check_pair(pred, target, "complex_mse")
     return ((pred - target).abs() ** 2).mean()
 

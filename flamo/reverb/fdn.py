@@ -264,7 +264,7 @@ def _set_gains(gain: Gain, value: torch.Tensor):
 def normalize_energy(system, grid, target=1.0) -> float:
     """Scale the input and output gains b, c in place so the FDN's energy is ``target``.
 
-    The energy is the Parseval-weighted mean of |H(z_k)|^2 over the full circle of the grid
+    The energy is the Parseval-weighted mean of ``|H(z_k)|^2`` over the full circle of the grid
     (the M grid points stand for their mirror images too), summed over the output and input
     channels of the reverberant part (the direct path is excluded). On a grid with
     alias_decay_db = 0 this equals the energy sum_n h_M[n]^2 of the impulse response on the

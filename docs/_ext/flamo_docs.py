@@ -274,9 +274,12 @@ def _documented_name(dotted: str):
         return None
     parts = dotted.split(".")
     for i in range(len(parts), 1, -1):
-        home = DOCUMENTED.get(id(_lookup(".".join(parts[:i]))))
+        head, rest = _lookup(".".join(parts[:i])), parts[i:]
+        if inspect.isclass(head) and len(rest) == 1:  # a member: the class that defines it
+            head = next((k for k in head.__mro__ if rest[0] in vars(k)), head)
+        home = DOCUMENTED.get(id(head))
         if home is not None:
-            return ".".join([home, *parts[i:]])
+            return ".".join([home, *rest])
     return None
 
 

@@ -101,6 +101,7 @@ class Matrix(DSPModule):
     learnable : bool, default True
     """
 
+    #: The matrix families ``kind`` accepts.
     KINDS = ("orthogonal", "householder", "hadamard", "circulant", "free")
     config_fields = {"n": cf.Int(1), "kind": cf.Choice(KINDS), "init": cf.Tensor((1, 2), nullable=True),
                      "learnable": cf.Bool()}

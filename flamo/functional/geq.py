@@ -21,9 +21,11 @@ edges (c = 0.3 in the paper), bandwidth 1.5 times the centre frequency in radian
 bands (narrowed for the three highest octave bands as in the paper). The published design
 has no broadband gain, and that is the default here. As an explicit extension
 (``offset=True``) a broadband gain equal to the mean command gain is subtracted from the
-targets before the least squares (an Oliver-Jot style offset): it reduces the filter gains,
-hence the interaction error, and sets the gain at DC and Nyquist, where every band filter is
-transparent (the attenuation filters of :func:`flamo.functional.geq_attenuation` need that).
+targets before the least squares (an Oliver-Jot style offset): it sets the gain at DC and
+Nyquist, where every band filter is transparent (the attenuation filters of
+:func:`flamo.functional.geq_attenuation` need that). It does not make the design more
+accurate: on 500 random +-12 dB octave commands at 44.1 kHz the maximum error is 0.98 dB at
+the band centres with the offset against 0.58 dB without (``experiments/geq_accuracy.py``).
 """
 
 from __future__ import annotations

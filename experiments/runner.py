@@ -67,6 +67,12 @@ class RunContext:
         Device to compute on.
     dtype : torch.dtype
         Floating point dtype to compute in.
+    resume_dir : Path or None
+        Folder for work that an interrupted run should not redo (Trainer checkpoints,
+        finished trials): it survives a failed or killed run, is reused by the next run of
+        the same experiment only if commit, dirty flag, seed, quick flag, device, dtype and
+        config are all the same (else it is emptied), and is removed when a run completes.
+        Never an output: write results through the writers below.
     """
 
     name: str
@@ -75,6 +81,7 @@ class RunContext:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    resume_dir: Path | None = None
     _files: list[Path] = field(default_factory=list, repr=False)
     _headline: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -241,6 +248,26 @@ def work_paths(out_root: Path, name: str) -> tuple[Path, Path, Path]:
     return work / f"{name}.lock", work / f"{name}.staging", work / f"{name}.previous"
 
 
+def resume_path(out_root: Path, name: str) -> Path:
+    """Folder of work kept across an interrupted run of ``name`` (see RunContext.resume_dir)."""
+    return Path(out_root) / RUNNER_DIR / f"{name}.resume"
+
+
+def _open_resume_dir(path: Path, key: dict) -> bool:
+    """Create ``path`` for a run identified by ``key``; keep its content only when the
+    previous run had the same key. Returns True when earlier work is resumed."""
+    key_file = path / "run_key.json"
+    text = json.dumps(io.to_jsonable(key), sort_keys=True)
+    old = key_file.read_text(encoding="utf-8") if key_file.is_file() else None
+    if old == text:
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    io.write_text(key_file, text)
+    return False
+
+
 def _recover(out_dir: Path, staging: Path, previous: Path) -> None:
     """Bring ``out_dir`` back to its last complete results after a run that was killed.
 
@@ -390,14 +417,20 @@ def run_experiment(
                        f"outputs in {staging}, removed by the next run)", file=sys.stderr)
             raise
         _swap_in(staging, out_dir, previous)
+        shutil.rmtree(resume_path(out_root, name), ignore_errors=True)
     return meta
 
 
 def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command) -> dict[str, Any]:
     """Run the experiment into ``staging`` and write its meta.json there (last)."""
     cfg = module.Config.quick() if quick else module.Config()
-    ctx = RunContext(name=name, out_dir=staging, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype])
     git = git_info(exclude=Path(out_root))  # before the run writes anything
+    resume = resume_path(out_root, name)
+    resumed = _open_resume_dir(resume, {"commit": git["commit"], "dirty": git["dirty"], "seed": seed,
+                                        "quick": quick, "device": str(dev), "dtype": dtype,
+                                        "config": dataclasses.asdict(cfg)})
+    ctx = RunContext(name=name, out_dir=staging, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype],
+                     resume_dir=resume)
     start = _dt.datetime.now(_dt.timezone.utc)
     seed_everything(seed)
 
@@ -418,6 +451,7 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
         "seed": seed,
         "quick": quick,
         "wall_time_s": round(wall, 3),
+        "resumed": resumed,
         "start_time_utc": start.isoformat(timespec="seconds"),
         "config": dataclasses.asdict(cfg),
         "command": command,

@@ -388,3 +388,51 @@ def test_run_killed_during_the_swap_is_completed(tmp_path, gated, monkeypatch):
         assert main(["run", "gated", "--seed", "3", "--out", str(out)]) == 1  # recovers, then fails
     assert json.loads((out / "gated" / "meta.json").read_text())["seed"] == 2
     assert not (out / ".runner" / "gated.previous").exists()
+
+
+def _counting_module(calls):
+    """An experiment that counts units of work in ctx.resume_dir and fails after the first
+    unit while ``calls["fail"]`` is set."""
+    @dataclasses.dataclass
+    class Config:
+        units: int = 3
+
+        @classmethod
+        def quick(cls):
+            return cls(units=2)
+
+    def run(cfg, ctx):
+        done = ctx.resume_dir / "done.txt"
+        count = int(done.read_text()) if done.exists() else 0
+        calls["resumed_at"].append(count)
+        while count < cfg.units:
+            count += 1
+            done.write_text(str(count))
+            if calls["fail"]:
+                raise RuntimeError("killed")
+        ctx.headline(units=count)
+
+    mod = types.ModuleType("experiments.counting")
+    mod.DESCRIPTION, mod.Config, mod.run = "counts resumable work", Config, run
+    return mod
+
+
+def test_resume_dir_survives_a_failed_run_and_is_removed_on_completion(tmp_path, monkeypatch):
+    calls = {"fail": True, "resumed_at": []}
+    monkeypatch.setitem(sys.modules, "experiments.counting", _counting_module(calls))
+    monkeypatch.setattr(registry, "EXPERIMENTS", ["counting"])
+    assert main(["run", "counting", "--out", str(tmp_path)]) == 1
+    resume = tmp_path / ".runner" / "counting.resume"
+    assert (resume / "done.txt").read_text() == "1"
+    calls["fail"] = False
+    assert main(["run", "counting", "--seed", "1", "--out", str(tmp_path)]) == 0  # other seed
+    assert calls["resumed_at"] == [0, 0] and not resume.exists()
+    meta = json.loads((tmp_path / "counting" / "meta.json").read_text())
+    assert meta["resumed"] is False
+    calls["fail"] = True
+    assert main(["run", "counting", "--out", str(tmp_path)]) == 1
+    calls["fail"] = False
+    assert main(["run", "counting", "--out", str(tmp_path)]) == 0  # same key: resumes
+    assert calls["resumed_at"] == [0, 0, 0, 1] and not resume.exists()
+    meta = json.loads((tmp_path / "counting" / "meta.json").read_text())
+    assert meta["resumed"] is True and json.loads((tmp_path / "counting" / "headline.json").read_text())["units"] == 3

@@ -6,8 +6,8 @@ Import it explicitly (``import flamo.reverb``); ``import flamo`` does not load i
 
 from .analysis import ModalDecomposition, echo_density, fdn_modes, modal_decomposition
 from ..functional.decay import gain_to_t60, t60_to_gain
-from .colorless import (COLORLESS_GAIN_PER_SAMPLE, colorless_criteria, colorless_fdn,
-                        line_outputs)
+from .colorless import (COLORLESS_GAIN_PER_SAMPLE, PUBLISHED_INITS, LineScale, colorless_criteria,
+                        colorless_fdn, line_outputs, published_colorless_fdn, upper_skew_expm)
 from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays
 from .fdn import FDNConfig, build_fdn, normalize_energy
 from .structure import FDNStructure, fdn_structure
@@ -20,5 +20,6 @@ __all__ = [
     "FDNConfig", "build_fdn", "normalize_energy", "FDNStructure", "fdn_structure",
     "ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density",
     "COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria",
+    "PUBLISHED_INITS", "published_colorless_fdn", "upper_skew_expm", "LineScale",
     "find_recursions", "loop_gain", "certify_stable", "StabilityCertificate", "StabilityCallback",
 ]

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import pytest
 
+from experiments import registry
 from experiments.claims import (CLAIMS, COLUMNS, Claim, Fixed, MeanOverTrials, OneRunOverTrials,
                                 PooledOverTrials, Requirement, StdOverTrials, claims_section,
                                 claims_table, evaluate)
@@ -84,6 +85,7 @@ def test_registry_is_consistent():
         assert by_name[name].paper == value
     assert by_name["geq.max_error_centres_db"].relation == "<"
     for claim in CLAIMS:
+        assert claim.experiment in registry.names(), claim.claim
         assert claim.source
 
 

@@ -1,0 +1,36 @@
+"""Reproduction of Dal Santo et al., "Optimizing tiny colorless feedback delay networks"
+(EURASIP JASMP 2025, arXiv 2402.11216), delay-set figure (Fig. 6): the second delay sets.
+
+The protocol, measurements, outputs and resumable trials of :mod:`experiments.colorless_fdn`
+(the journal protocol), on the journal's second delay sets N4 [797, 839, 3547, 3581],
+N6 [887, 911, 941, 2017, 2053, 2129], N8 [241, 263, 281, 293, 1871, 1973, 1999, 2027],
+without the sparsity ablation. The first sets run in :mod:`experiments.colorless_fdn`; the
+two experiments are separate so that each full run fits in a few hours on two shared cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments import colorless_fdn
+from experiments.colorless_common import JOURNAL_DELAY_SETS
+
+DESCRIPTION = ("reproduction of Dal Santo et al. (EURASIP JASMP 2025) delay-set figure (Fig. 6), "
+               "second delay sets, on the journal protocol")
+
+
+@dataclass
+class Config(colorless_fdn.Config):
+    """The journal protocol of :class:`experiments.colorless_fdn.Config` on the second sets."""
+
+    delay_sets: tuple = JOURNAL_DELAY_SETS[3:]
+    ablation_set: str = ""  # no ablation here
+
+    @classmethod
+    def quick(cls) -> "Config":
+        """CI variant: one small set, 2 trials, 1 epoch, a coarser frequency set."""
+        return cls(delay_sets=(("N4_small_second", (79, 83, 353, 359)),), trials=2, epochs=1,
+                   points=48000, ir_seconds=0.5)
+
+
+run = colorless_fdn.run

@@ -49,7 +49,7 @@ from experiments.colorless_common import (TrialStore, echo_density_mean, magnitu
                                           plot_residue_histograms, residue_levels_db)
 from flamo.optim import Trainer
 from flamo.optim.losses import temporal_sparsity
-from flamo.reverb import fdn_arrays, fdn_modes, fdn_parts, line_outputs, normalize_energy, published_colorless_fdn
+from flamo.reverb import fdn_modes, fdn_structure, line_outputs, normalize_energy, published_colorless_fdn
 
 DESCRIPTION = ("reproduction of Dal Santo et al. (DAFx 2023): the conference configuration (asymmetric "
                "spectral loss, temporal sparsity x 300, 256 grids, batch 4) against the released N8 run")
@@ -94,8 +94,8 @@ class Config:
 def _at_zero(system):
     """Per-line outputs at z = 0, c_i [(-A)^-1 b]_i = -c_i [A^T b]_i (A orthogonal), (N,): the
     value the released model gives its zero-padded grid entries."""
-    p = fdn_parts(system)
-    A, b, c = p["feedback"].matrix, p["input"].gains[:, 0], p["output"].gains[0]
+    s = fdn_structure(system)
+    A, b, c = s.A, s.b[:, 0], s.c[0]
     return -c * (A.transpose(-1, -2) @ b)
 
 
@@ -152,9 +152,11 @@ def _trial(cfg, ctx, store, t):
     system = published_colorless_fdn(cfg.delays, seed, init=cfg.init, gain_per_sample=cfg.gain_per_sample,
                                      dtype=dtype).to(device)
     normalize_energy(system, flamo.Grid(2 * (cfg.energy_points - 1), fs=cfg.fs, dtype=dtype, device=device), 1.0)
-    p = {k: v.numpy() for k, v in fdn_arrays(system).items()}
+    s = fdn_structure(system)
+    with torch.no_grad():
+        b, c, g = (v.double().cpu().numpy() for v in (s.b[:, 0], s.c[0], s.gains))
     haar = scipy.stats.ortho_group.rvs(len(cfg.delays), random_state=seed)
-    random_modes = fdn_modes(p["m"], haar, p["b"], p["c"], g=p["g"])
+    random_modes = fdn_modes(s.m.numpy(), haar, b, c, g=g)
     random_spread = float((20 * np.log10(np.abs(random_modes.residues))).std())
     mag_grid = flamo.Grid(cfg.magnitude_nfft, fs=cfg.fs, dtype=dtype, device=device)
     init = _measure(system, cfg, mag_grid)

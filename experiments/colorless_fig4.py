@@ -44,7 +44,7 @@ from flamo.functional import octave_bands
 from flamo.optim import Trainer, octave_filterbank, schroeder_edc, t60_from_edc
 from flamo.optim.datasets import onset_index
 from flamo.optim.losses import FeedbackSparsity, MagnitudeMSE
-from flamo.reverb import build_fdn, fdn_arrays
+from flamo.reverb import build_fdn, fdn_structure
 
 DESCRIPTION = ("reproduction of FLAMO (ICASSP 2025) Fig. 4: N = 6 FDN before/after the colorless "
                "optimization as spectrograms with a measured room's decay, WAVs; journal Fig. 6 form")
@@ -106,8 +106,9 @@ def _fdn(cfg, A, b, c, **kwargs):
 
 
 def _parameters(system):
-    p = fdn_arrays(system)
-    return p["A"], p["b"], p["c"]
+    s = fdn_structure(system)
+    with torch.no_grad():
+        return tuple(v.detach().double().cpu().clone() for v in (s.A, s.b[:, 0], s.c[0]))
 
 
 def _render(cfg, params, t60):
@@ -141,7 +142,7 @@ def run(cfg: Config, ctx) -> None:
     grid = flamo.Grid(cfg.nfft, cfg.fs, cfg.alias_decay_db, dtype=torch.float64, device=ctx.device)
     system = build_fdn(delays=list(cfg.delays), matrix="orthogonal", seed=ctx.seed, fs=cfg.fs,
                        dtype=torch.float64).to(ctx.device)
-    feedback = flamo.reverb.fdn_parts(system)["feedback"]
+    feedback = fdn_structure(system).feedback
     criteria = {"mse": (MagnitudeMSE(), 1.0), "sparsity": (FeedbackSparsity(feedback), cfg.sparsity_weight)}
     target = torch.ones(grid.M, dtype=torch.float64, device=ctx.device)
     forward = lambda model, _: model.response(grid)[:, 0, 0]  # noqa: E731

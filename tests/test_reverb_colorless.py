@@ -83,10 +83,10 @@ def test_published_fdn_is_the_released_model_in_value_and_gradient(init):
     m = torch.tensor([7.0, 11, 13, 17], dtype=torch.float64)
     system = published_colorless_fdn(m.long().tolist(), seed=5, init=init, gain_per_sample=0.99,
                                      dtype=torch.float64)
-    parts = fdn_parts(system)
-    W = parts["feedback"].raw.detach().clone().requires_grad_(True)
-    b = parts["input"].raw.detach()[:, 0].clone().requires_grad_(True)
-    c = parts["output"].raw.detach()[0].clone().requires_grad_(True)
+    parts = fdn_structure(system)
+    W = parts.feedback.raw.detach().clone().requires_grad_(True)
+    b = parts.input.raw.detach()[:, 0].clone().requires_grad_(True)
+    c = parts.output.raw.detach()[0].clone().requires_grad_(True)
     bound = 1 / np.sqrt(4)
     if init == "journal":
         assert W.abs().max() <= bound
@@ -99,10 +99,10 @@ def test_published_fdn_is_the_released_model_in_value_and_gradient(init):
     loss = lambda h: ((h.abs() - 1) ** 2).mean() + ((h.sum(-1).abs() - 1) ** 2).mean()  # noqa: E731
     loss(ours).backward()
     loss(ref).backward()
-    torch.testing.assert_close(parts["feedback"].raw.grad.triu(1), W.grad.triu(1), rtol=1e-9, atol=1e-12)
-    assert torch.count_nonzero(parts["feedback"].raw.grad.tril()) == 0
-    torch.testing.assert_close(parts["input"].raw.grad[:, 0], b.grad, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(parts["output"].raw.grad[0], c.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(parts.feedback.raw.grad.triu(1), W.grad.triu(1), rtol=1e-9, atol=1e-12)
+    assert torch.count_nonzero(parts.feedback.raw.grad.tril()) == 0
+    torch.testing.assert_close(parts.input.raw.grad[:, 0], b.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(parts.output.raw.grad[0], c.grad, rtol=1e-9, atol=1e-12)
     # the residues of the built system are those of the released model's transfer function
     modes = flamo.reverb.modal_decomposition(system)
     k = 3
@@ -128,4 +128,4 @@ def test_published_fdn_energy_normalization_and_bad_arguments():
     scale = LineScale([2.0, 4.0])
     torch.testing.assert_close(scale.inverse(scale(torch.tensor([1.0, 3.0]))), torch.tensor([1.0, 3.0]))
     with pytest.raises(ValueError, match="preset"):
-        fdn_parts(system)["output"].config()
+        fdn_structure(system).output.config()

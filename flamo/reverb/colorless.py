@@ -159,12 +159,12 @@ def published_colorless_fdn(delays, seed, init="journal", gain_per_sample=COLORL
     system = build_fdn(delays=m, line_gains=g, matrix="orthogonal", input_gains=b,
                        output_gains=c / g, learnable_matrix=True, learnable_gains=True,
                        dtype=torch.float64)
-    parts = fdn_parts(system)
-    parts["output"].mapping = LineScale(1 / g)
-    parts["feedback"].mapping = upper_skew_expm
+    parts = fdn_structure(system)
+    parts.output.mapping = LineScale(1 / g)
+    parts.feedback.mapping = upper_skew_expm
     with torch.no_grad():
-        parts["output"].raw.copy_(c.reshape(1, n))
-        parts["feedback"].raw.copy_(w)
+        parts.output.raw.copy_(c.reshape(1, n))
+        parts.feedback.raw.copy_(w)
     return system.to(dtype)
 
 

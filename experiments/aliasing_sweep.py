@@ -31,7 +31,8 @@ import flamo
 from flamo import aliasing
 from experiments.fdn_common import ground_truth, homogeneous_fdn, relative_l2_db
 
-DESCRIPTION = "aliasing error vs alias_decay_db and nfft (one-poles, FDNs; float32/64/mixed), bound, recommendation"
+DESCRIPTION = ("extension of FLAMO (ICASSP 2025) Fig. 2: aliasing error vs alias_decay_db and nfft "
+               "(one-poles, FDNs; float32/64/mixed), bound, recommendation")
 
 _N6 = (887, 911, 941, 1699, 1951, 2053)
 

@@ -28,7 +28,8 @@ from flamo.functional import third_octave_bands
 from flamo.optim import hyper
 from flamo.optim.decay import octave_band_masks
 
-DESCRIPTION = "hyperconditioning: MLP -> PEQ parameters (shelves + peaks) vs per-target Adam (dB error, time per target)"
+DESCRIPTION = ("extension of FLAMO (ICASSP 2025) Fig. 3 (hyperconditioning): MLP -> PEQ parameters "
+               "vs per-target Adam (dB error, time per target)")
 
 
 @dataclass

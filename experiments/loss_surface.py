@@ -23,7 +23,8 @@ import flamo
 from flamo.optim import losses
 from flamo.optim.surface import Axis, local_minima, sweep
 
-DESCRIPTION = "loss landscapes: delay length and biquad centre frequency, frequency-sampled vs time-domain losses"
+DESCRIPTION = ("extension: loss landscapes of a delay length and a biquad centre frequency, "
+               "frequency-sampled vs time-domain losses")
 
 
 @dataclass

@@ -55,8 +55,8 @@ from flamo.optim import t60_from_edc
 from flamo.optim.datasets import onset_index
 from flamo.reverb import build_fdn, coprime_delays, normalize_energy
 
-DESCRIPTION = ("fit an FDN (GEQ attenuation + tone EQ) to simulated and measured RIRs by EDC + STFT "
-               "loss (not by T60): per-target EDC and per-band T60 errors before/after")
+DESCRIPTION = ("extension: fit an FDN (GEQ attenuation + tone EQ) to simulated and measured RIRs by "
+               "EDC + STFT loss (not by T60): per-target EDC and per-band T60 errors before/after")
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "rirs"
 

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.signal
 import torch
 
-DESCRIPTION = "one-pole filter: closed-form vs scipy.signal.lfilter impulse response"
+DESCRIPTION = "extension (runner smoke test): one-pole filter, closed-form vs scipy.signal.lfilter impulse response"
 
 
 @dataclass

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-DESCRIPTION = "Speed and memory of a gradient step: frequency sampling vs time-domain FDN vs recursive IIR"
+DESCRIPTION = ("extension: speed and memory of a gradient step, frequency sampling vs time-domain FDN "
+               "vs recursive IIR")
 
 
 @dataclass

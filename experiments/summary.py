@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from experiments import io
+from experiments import io, registry
 from experiments.claims import CLAIMS_FILE, claims_section, write_claims
 from experiments.lock import exclusive_lock
 from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR
@@ -76,7 +76,10 @@ def _section(exp_dir: Path, root: Path) -> str:
     """Markdown section for one experiment folder holding ``meta.json``."""
     meta = _read_json(exp_dir / META_FILE)
     name = exp_dir.name
-    lines = [f"## {name}", "", meta.get("description", "(no description)"), ""]
+    # the label (reproduction of which figure, or extension) is the code's current one
+    description = (registry.description(name) if name in registry.names()
+                   else meta.get("description", "(no description)"))
+    lines = [f"## {name}", "", description, ""]
 
     headline_path = exp_dir / HEADLINE_FILE
     headline = _read_json(headline_path) if headline_path.exists() else {}

@@ -105,3 +105,10 @@ def test_table_written_with_the_summary(tmp_path):
     assert summary.index("## Claims") < summary.index("## geq_accuracy")
     assert claims_section(tmp_path) in summary
     assert claims_table(tmp_path).equals(claims_table(tmp_path))
+
+
+def test_every_experiment_says_what_it_reproduces():
+    """Each description names the paper and figure it reproduces, or says it is an extension."""
+    for name in registry.names():
+        text = registry.description(name)
+        assert text.startswith(("reproduction of ", "extension")), (name, text)

@@ -99,7 +99,7 @@ def _gains_and_sections(module, n: int, what: str
                          f"{tuple(module.shape)} (diagonal={module.diagonal})")
     if hasattr(module, "sos"):
         s = module.sos
-        if scalar:  # (6,) one section or (K, 6) a cascade
+        if scalar and s.ndim <= 2:  # (6,) one section or (K, 6) a cascade
             s = s.reshape(1, -1, 6)
         elif s.ndim == 2:  # (N, 6): one section per channel
             s = s.unsqueeze(-2)

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import flamo
 from baselines import render
 from experiments import io
-from flamo.reverb import echo_density, modal_decomposition
+from flamo.reverb import echo_density, modal_decomposition, normalize_energy, published_colorless_fdn
 
-__all__ = ["JOURNAL_DELAY_SETS", "residue_levels_db", "magnitude_db", "echo_density_mean",
-           "TrialStore", "histogram", "plot_band_responses", "plot_residue_histograms"]
+__all__ = ["JOURNAL_DELAY_SETS", "initial_fdn", "measure_fdn", "residue_levels_db", "magnitude_db",
+           "echo_density_mean", "TrialStore", "histogram", "plot_band_responses",
+           "plot_residue_histograms"]
 
 #: Delay sets of Dal Santo et al., arXiv 2402.11216 (samples at 48 kHz): the first sets of
 #: the loss test and the second sets of the delay-set figure and listening test. (The
@@ -34,6 +36,27 @@ JOURNAL_DELAY_SETS = (
 
 #: Width of the residue-level histogram bins of the journal's delay-set figure [dB].
 HISTOGRAM_BIN_DB = 2.0
+
+
+def initial_fdn(cfg, delays, seed, dtype, device):
+    """:func:`flamo.reverb.published_colorless_fdn` (``cfg.init``, ``cfg.gain_per_sample``)
+    with its energy normalized to 1 on ``cfg.energy_points`` frequencies of [0, pi]."""
+    system = published_colorless_fdn(delays, seed, init=cfg.init, gain_per_sample=cfg.gain_per_sample,
+                                     dtype=dtype).to(device)
+    grid = flamo.Grid(2 * (cfg.energy_points - 1), fs=cfg.fs, dtype=dtype, device=device)
+    normalize_energy(system, grid, 1.0)
+    return system
+
+
+def measure_fdn(system, cfg, points) -> dict:
+    """Modal-excitation spread (and the residue levels), magnitude spread at ``points`` and
+    mean echo density (``cfg.ir_seconds``, ``cfg.echo_window``, ``cfg.echo_hop``)."""
+    res_db, converged = residue_levels_db(system)
+    mag = magnitude_db(system, points)
+    eta, _ = echo_density_mean(system, cfg.fs, cfg.ir_seconds, cfg.echo_window, cfg.echo_hop)
+    return {"modal_spread_db": float(res_db.std()), "modes": int(res_db.size), "modal_converged": converged,
+            "magnitude_spread_db": float(mag.std()), "echo_density": eta, "residues_db": res_db.tolist(),
+            "magnitude_db": mag}
 
 
 def residue_levels_db(system) -> tuple[np.ndarray, bool]:

@@ -45,11 +45,10 @@ import torch
 from torch import nn
 
 import flamo
-from experiments.colorless_common import (TrialStore, echo_density_mean, magnitude_db,
-                                          plot_residue_histograms, residue_levels_db)
+from experiments.colorless_common import TrialStore, initial_fdn, measure_fdn, plot_residue_histograms
 from flamo.optim import Trainer
 from flamo.optim.losses import temporal_sparsity
-from flamo.reverb import fdn_modes, fdn_structure, line_outputs, normalize_energy, published_colorless_fdn
+from flamo.reverb import fdn_modes, fdn_structure, line_outputs
 
 DESCRIPTION = ("reproduction of Dal Santo et al. (DAFx 2023): the conference configuration (asymmetric "
                "spectral loss, temporal sparsity x 300, 256 grids, batch 4) against the released N8 run")
@@ -134,11 +133,9 @@ class DAFxTemporalLoss(nn.Module):
 
 
 def _measure(system, cfg, mag_grid):
-    res_db, converged = residue_levels_db(system)
-    mag = magnitude_db(system, mag_grid)
-    eta, _ = echo_density_mean(system, cfg.fs, cfg.ir_seconds, cfg.echo_window, cfg.echo_hop)
-    return {"modal_spread_db": float(res_db.std()), "modes": int(res_db.size), "modal_converged": converged,
-            "magnitude_spread_db": float(mag.std()), "echo_density": eta, "residues_db": res_db.tolist()}
+    out = measure_fdn(system, cfg, mag_grid)
+    del out["magnitude_db"]
+    return out
 
 
 def _trial(cfg, ctx, store, t):
@@ -149,9 +146,7 @@ def _trial(cfg, ctx, store, t):
     folder = store.folder(*key)
     seed = 1000 * ctx.seed + t
     dtype, device = ctx.dtype, ctx.device
-    system = published_colorless_fdn(cfg.delays, seed, init=cfg.init, gain_per_sample=cfg.gain_per_sample,
-                                     dtype=dtype).to(device)
-    normalize_energy(system, flamo.Grid(2 * (cfg.energy_points - 1), fs=cfg.fs, dtype=dtype, device=device), 1.0)
+    system = initial_fdn(cfg, cfg.delays, seed, dtype, device)
     s = fdn_structure(system)
     with torch.no_grad():
         b, c, g = (v.double().cpu().numpy() for v in (s.b[:, 0], s.c[0], s.gains))

@@ -50,10 +50,10 @@ import torch
 import flamo
 from experiments import io
 from experiments.colorless_common import (JOURNAL_DELAY_SETS, TrialStore, echo_density_mean, histogram,
-                                          magnitude_db, plot_band_responses, plot_residue_histograms,
-                                          residue_levels_db)
+                                          initial_fdn, measure_fdn, plot_band_responses,
+                                          plot_residue_histograms)
 from flamo.optim import Trainer
-from flamo.reverb import colorless_criteria, line_outputs, normalize_energy, published_colorless_fdn
+from flamo.reverb import colorless_criteria, line_outputs
 
 DESCRIPTION = ("reproduction of Dal Santo et al. (EURASIP JASMP 2025): colorless FDN on the journal "
                "protocol, loss test (N4), delay-set figure (Fig. 6, first sets), sparsity ablation (N8)")
@@ -159,13 +159,9 @@ def _valid_losses(system, criteria, points):
 
 
 def _measure(system, cfg, criteria, valid_points, all_points, keep_band):
-    res_db, converged = residue_levels_db(system)
-    mag = magnitude_db(system, all_points)
-    eta, _ = echo_density_mean(system, cfg.fs, cfg.ir_seconds, cfg.echo_window, cfg.echo_hop)
-    out = {"modal_spread_db": float(res_db.std()), "modes": int(res_db.size),
-           "modal_converged": converged, "magnitude_spread_db": float(mag.std()),
-           "echo_density": eta, "residues_db": res_db.tolist(),
-           **_valid_losses(system, criteria, valid_points)}
+    out = measure_fdn(system, cfg, all_points)
+    mag = out.pop("magnitude_db")
+    out.update(_valid_losses(system, criteria, valid_points))
     if keep_band is not None:
         out["band_db"] = mag[keep_band].tolist()
     return out
@@ -180,10 +176,7 @@ def _trial(cfg, ctx, store, name, delays, alpha, t):
     folder = store.folder(*key)
     seed = 1000 * ctx.seed + t
     dtype, device = ctx.dtype, ctx.device
-    system = published_colorless_fdn(delays, seed, init=cfg.init, gain_per_sample=cfg.gain_per_sample,
-                                     dtype=dtype).to(device)
-    normalize_energy(system, flamo.Grid(2 * (cfg.energy_points - 1), fs=cfg.fs, dtype=dtype,
-                                        device=device), 1.0)
+    system = initial_fdn(cfg, delays, seed, dtype, device)
     omega = torch.arange(cfg.points, dtype=torch.float64) * math.pi / cfg.points
     order = torch.randperm(cfg.points, generator=torch.Generator().manual_seed(seed))
     n_train = int(round(cfg.train_fraction * cfg.points))

@@ -74,7 +74,7 @@ def test_an_interrupted_trial_resumes_to_the_uninterrupted_result(tmp_path, monk
     assert [e["valid_total"] for e in resumed["epochs"]] == [e["valid_total"] for e in whole["epochs"]]
     assert not (store.folder("tiny", "alpha1", "trial0") / "last.pt").exists()
     # a finished trial is loaded, not recomputed
-    monkeypatch.setattr(colorless_fdn, "published_colorless_fdn", None)
+    monkeypatch.setattr(colorless_fdn, "initial_fdn", None)
     loaded = colorless_fdn._trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
     assert loaded["final"]["residues_db"] == resumed["final"]["residues_db"]
     assert loaded["epochs_run"] == resumed["epochs_run"]

@@ -289,15 +289,15 @@ CLAIMS: tuple[Claim, ...] = (
             0.0, "dB", JOURNAL_FIG6, relation=">",
             requires=_JOURNAL_SETTINGS + (Requirement(f"{s}.trials_not_stopped_early", 0,
                                                       where="headline"),))
-      for exp, sets in (("colorless_fdn", ("N4", "N6", "N8")),
-                        ("colorless_delay_sets", ("N4_second", "N6_second", "N8_second")))
+      for exp, sets in (("colorless_fdn", ("N4",)), ("colorless_ablation", ("N8",)),
+                        ("colorless_delay_sets", ("N6", "N4_second", "N6_second", "N8_second")))
       for s in sets),
     # -- sparsity ablation, N8 [809 ... 1499], alpha 0 and 1, the same trials ----------------
-    Claim("colorless.ablation.echo_density_drops_without_sparsity", "colorless_fdn",
+    Claim("colorless.ablation.echo_density_drops_without_sparsity", "colorless_ablation",
           "ablation.echo_density_change_alpha0",
           "mean over trials of echo density (2 s IR, 1024-sample window) after - before, alpha = 0",
           0.0, "1", JOURNAL_ABLATION, relation="<", requires=_ABLATION_SETTINGS),
-    Claim("colorless.ablation.echo_density_kept_with_sparsity", "colorless_fdn",
+    Claim("colorless.ablation.echo_density_kept_with_sparsity", "colorless_ablation",
           "ablation.echo_density_alpha1_minus_alpha0",
           "mean over trials of final echo density, alpha = 1 minus alpha = 0 (same trials)",
           0.0, "1", JOURNAL_ABLATION, relation=">", requires=_ABLATION_SETTINGS),

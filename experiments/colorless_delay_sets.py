@@ -1,11 +1,12 @@
 """Reproduction of Dal Santo et al., "Optimizing tiny colorless feedback delay networks"
-(EURASIP JASMP 2025, arXiv 2402.11216), delay-set figure (Fig. 6): the second delay sets.
+(EURASIP JASMP 2025, arXiv 2402.11216), delay-set figure (Fig. 6): the delay sets not run
+elsewhere.
 
 The protocol, measurements, outputs and resumable trials of :mod:`experiments.colorless_fdn`
-(the journal protocol), on the journal's second delay sets N4 [797, 839, 3547, 3581],
-N6 [887, 911, 941, 2017, 2053, 2129], N8 [241, 263, 281, 293, 1871, 1973, 1999, 2027],
-without the sparsity ablation. The first sets run in :mod:`experiments.colorless_fdn`; the
-two experiments are separate so that each full run fits in a few hours on two shared cores.
+(the journal protocol), on the first N6 set [997, 1153, 1327, 1559, 1801, 2099] and the
+journal's second sets N4 [797, 839, 3547, 3581], N6 [887, 911, 941, 2017, 2053, 2129],
+N8 [241, 263, 281, 293, 1871, 1973, 1999, 2027]. The first N4 set runs in
+:mod:`experiments.colorless_fdn`, the first N8 set in :mod:`experiments.colorless_ablation`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from dataclasses import dataclass
 from experiments import colorless_fdn
 from experiments.colorless_common import JOURNAL_DELAY_SETS
 
-DESCRIPTION = ("reproduction of Dal Santo et al. (EURASIP JASMP 2025) delay-set figure (Fig. 6), "
-               "second delay sets, on the journal protocol")
+DESCRIPTION = ("reproduction of Dal Santo et al. (EURASIP JASMP 2025) delay-set figure (Fig. 6): "
+               "N6 and the second N4, N6, N8 sets on the journal protocol")
 
 
 @dataclass
 class Config(colorless_fdn.Config):
-    """The journal protocol of :class:`experiments.colorless_fdn.Config` on the second sets."""
+    """The journal protocol of :class:`experiments.colorless_fdn.Config` on these sets."""
 
-    delay_sets: tuple = JOURNAL_DELAY_SETS[3:]
-    ablation_set: str = ""  # no ablation here
+    delay_sets: tuple = JOURNAL_DELAY_SETS[1:2] + JOURNAL_DELAY_SETS[3:]
 
     @classmethod
     def quick(cls) -> "Config":

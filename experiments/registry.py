@@ -31,6 +31,7 @@ EXPERIMENTS: list[str] = [
     "loss_surface",
     "hyperconditioning",
     "colorless_fdn",
+    "colorless_ablation",
     "colorless_delay_sets",
     "colorless_dafx23",
     "colorless_fig4",

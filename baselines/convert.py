@@ -36,8 +36,8 @@ from .iir import sosfilt
 __all__ = ["render"]
 
 
-def render(system, length: int, method: str = "block", backend: Optional[str] = None
-           ) -> torch.Tensor:
+def render(system, length: int, fs: Optional[float] = None, method: str = "block",
+           backend: Optional[str] = None) -> torch.Tensor:
     """Impulse response of a library-built system computed in the time domain.
 
     Parameters
@@ -47,6 +47,9 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         module.
     length : int
         Number of samples, >= 1.
+    fs : float, optional
+        Sample rate in Hz of the rendering, needed when the FDN has modules designed in Hz
+        or seconds (attenuation from T60, filters): their sections are designed at ``fs``.
     method : {"block", "naive"}
         FDN algorithm: :func:`baselines.fdn_block` (default) or the test reference
         :func:`baselines.fdn_naive`.  Ignored for SOS modules.
@@ -78,7 +81,7 @@ def render(system, length: int, method: str = "block", backend: Optional[str] = 
         x = torch.zeros(int(length), dtype=sos.dtype, device=sos.device)
         x[0] = 1.0
         return sosfilt(sos, x, backend=backend)  # (length,) or (length, N), time first
-    fdn = fdn_structure(system)
+    fdn = fdn_structure(system, fs=fs)
     if fdn.shape != (1, 1):
         raise ValueError(f"render: time-domain rendering supports an FDN with one input and one "
                          f"output, got shape {fdn.shape}")

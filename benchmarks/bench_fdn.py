@@ -163,7 +163,7 @@ class _WithAttenuation(_Library):
         m = fdn_delays(n)
         if kind == "geq":
             t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
-            filters = flamo.GEQAttenuation(m, t60, fs=FS)
+            filters = flamo.GEQAttenuation(m, t60)
         else:
             f64 = dict(dtype=torch.float64)
             freq = torch.logspace(math.log10(63.0), math.log10(8000.0), SOS_SECTIONS, **f64)

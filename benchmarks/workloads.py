@@ -137,7 +137,7 @@ def library_fdn(n: int, seed: int = 0, attenuation=None):
 
     loss = (dict(t60=T60, learnable_attenuation=True) if attenuation is None
             else dict(attenuation=attenuation))
-    return build_fdn(delays=fdn_delays(n, seed), seed=seed, fs=FS, **loss)
+    return build_fdn(delays=fdn_delays(n, seed), seed=seed, **loss)
 
 
 class FDNParams:
@@ -149,7 +149,7 @@ class FDNParams:
         from flamo.reverb import fdn_structure
 
         self.n, self.seed, self.device = n, seed, device
-        fdn = fdn_structure(library_fdn(n, seed))
+        fdn = fdn_structure(library_fdn(n, seed), fs=FS)
         with torch.no_grad():
             values = dict(m=fdn.m, base=fdn.feedback.base, w=fdn.feedback.raw, g=fdn.gains,
                           b=fdn.b[:, 0], c=fdn.c[0])

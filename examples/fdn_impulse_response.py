@@ -26,7 +26,7 @@ args = parser.parse_args()
 # --- the README example -------------------------------------------------------------------
 fs = 48000
 fdn = build_fdn(delays=[887, 911, 941, 1699, 1951, 2053],  # samples (DAFx 2023, N = 6)
-                t60=9.0, fs=fs,                   # per-line gains 10^(-3 m / (fs T60))
+                t60=9.0,                          # gains 10^(-3 m / (fs T60)) at the grid's fs
                 input_gains=1.0, output_gains=1 / 6, seed=0)  # orthogonal matrix from the seed
 for db in (0.0, 60.0):  # alias_decay_db = 0: aliased; 60: each wrap 60 dB down
     grid = flamo.Grid(nfft=2**15, fs=fs, alias_decay_db=db)

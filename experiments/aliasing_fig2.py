@@ -130,7 +130,7 @@ def _fig2_figure(cfg, irs, gamma):
 
 def run(cfg: Config, ctx) -> None:
     """Fig. 2 and the extension's IRs, errors and figure."""
-    fdn = homogeneous_fdn(cfg.delays, cfg.t60, cfg.fs, seed=cfg.matrix_seed)
+    fdn = homogeneous_fdn(cfg.delays, cfg.t60, seed=cfg.matrix_seed)
     fig2 = _fig2(cfg, fdn, ctx)
     cfg_ext = dataclasses.replace(cfg, nfft=cfg.analysis_nfft)
     _extension(cfg_ext, fdn, ctx, fig2)
@@ -139,7 +139,7 @@ def run(cfg: Config, ctx) -> None:
 def _extension(cfg, fdn, ctx, fig2) -> None:
     """Errors of the frequency-sampled IR against the time-domain ground truth (not in the
     poster); ``cfg.nfft`` is the analysis length here."""
-    truth = ground_truth(fdn, cfg.nfft)
+    truth = ground_truth(fdn, cfg.nfft, cfg.fs)
     rows, irs = [], {}
     settings = _settings(cfg)
     for label, db, dtype, recommended in ctx.progress(settings, desc="settings", total=len(settings)):
@@ -174,7 +174,7 @@ def _extension(cfg, fdn, ctx, fig2) -> None:
 def _naive_fdn_response(fdn, grid):
     """c^T (I - D A)^-1 D b with z^-m = gamma^m exp(-1j omega m) formed in the grid's dtype
     (omega m rounded in float32 for a float32 grid), as a naive implementation would."""
-    parts = fdn_structure(fdn)
+    parts = fdn_structure(fdn, fs=grid.fs)
     rdt, cdt = grid.dtype, grid.complex_dtype
     omega = grid.omega.to(rdt)[:, None]
     m = parts.m.to(rdt)[None, :]

@@ -90,10 +90,10 @@ class _FDN:
     """An FDN of :func:`experiments.fdn_common.homogeneous_fdn`, with its time-domain IR."""
 
     def __init__(self, delays, t60, fs, seed):
-        self.system = homogeneous_fdn(delays, t60, fs, seed=seed)
+        self.system, self.fs = homogeneous_fdn(delays, t60, seed=seed), fs
 
     def ground_truth(self, length):
-        return ground_truth(self.system, length)
+        return ground_truth(self.system, length, self.fs)
 
     def response(self, grid):
         with torch.no_grad():

@@ -19,20 +19,21 @@ __all__ = ["homogeneous_fdn", "ground_truth", "relative_l2_db", "edc_db", "DTYPE
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-def homogeneous_fdn(delays, t60: float, fs: float = 48000.0, seed: int = 0):
+def homogeneous_fdn(delays, t60: float, seed: int = 0):
     """float64 FDN with b = c = 1, an orthogonal A drawn from ``seed`` and a
-    :class:`flamo.HomogeneousAttenuation` of ``t60`` seconds, so every mode decays at the
-    same rate; nothing learnable. Shape (1, 1), no direct path."""
-    return build_fdn(delays=[int(m) for m in delays], t60=float(t60), fs=float(fs), seed=seed,
+    :class:`flamo.HomogeneousAttenuation` of ``t60`` seconds (at the sample rate of each
+    evaluation), so every mode decays at the same rate; nothing learnable. Shape (1, 1), no
+    direct path."""
+    return build_fdn(delays=[int(m) for m in delays], t60=float(t60), seed=seed,
                      input_gains=1.0, output_gains=1.0, learnable_matrix=False,
                      learnable_gains=False, dtype=torch.float64)
 
 
-def ground_truth(system, length: int) -> np.ndarray:
-    """(length,) impulse response of ``system`` from the time-domain block baseline, as
-    numpy (float64 for the float64 systems of :func:`homogeneous_fdn`)."""
+def ground_truth(system, length: int, fs: float) -> np.ndarray:
+    """(length,) impulse response of ``system`` at ``fs`` Hz from the time-domain block
+    baseline, as numpy (float64 for the float64 systems of :func:`homogeneous_fdn`)."""
     with torch.no_grad():
-        return render(system, int(length)).double().numpy()
+        return render(system, int(length), fs=fs).double().numpy()
 
 
 def relative_l2_db(estimate, truth) -> float:

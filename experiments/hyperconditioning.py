@@ -79,7 +79,7 @@ def make_template(cfg: Config) -> flamo.PEQ:
     """The PEQ whose raw parameters the network predicts: 0 dB, shelves and K spread peaks."""
     freq = [cfg.init_low_shelf_hz, *np.geomspace(*cfg.init_peak_hz, cfg.peaks), cfg.init_high_shelf_hz]
     q = [cfg.init_shelf_q] + [cfg.init_peak_q] * cfg.peaks + [cfg.init_shelf_q]
-    return flamo.PEQ(freq, gain_db=0.0, q=q, fs=cfg.fs, freq_range=cfg.freq_range,
+    return flamo.PEQ(freq, gain_db=0.0, q=q, freq_range=cfg.freq_range,
                      q_range=cfg.q_range, gain_range_db=cfg.gain_range_db)
 
 

@@ -103,7 +103,7 @@ def run(cfg: Config, ctx) -> None:
     res_d, rows_d = _profiles(model_d, target_d, d_axis, grid, cfg, ctx, "delay")
     # -- 2. peak-filter centre frequency -------------------------------------------------------
     def peak():
-        return flamo.Biquad("peak", cfg.peak_f0, q=cfg.peak_q, gain_db=cfg.peak_gain_db, fs=cfg.fs).double()
+        return flamo.Biquad("peak", cfg.peak_f0, q=cfg.peak_q, gain_db=cfg.peak_gain_db).double()
 
     target_p, model_p = peak(), peak()
     f_to_raw, g_to_raw = model_p.freq_mapping.inverse, model_p.gain_mapping.inverse

@@ -179,10 +179,10 @@ def _model(cfg, h, t60_init, dtype, device):
     delays = coprime_delays(cfg.n_lines, *cfg.delay_range, seed=cfg.seed)
     bands = len(cfg.centres)
     system = build_fdn(
-        delays=delays, seed=cfg.seed, fs=cfg.fs, direct_gain=float(h[0]),
+        delays=delays, seed=cfg.seed, direct_gain=float(h[0]),
         attenuation=lambda c: flamo.GEQAttenuation(c.delays, [t60_init] * bands,
-                                                   centres=list(cfg.centres), fs=cfg.fs),
-        tone=lambda c: flamo.GEQ([0.0] * bands, centres=list(cfg.centres), fs=cfg.fs),
+                                                   centres=list(cfg.centres)),
+        tone=lambda c: flamo.GEQ([0.0] * bands, centres=list(cfg.centres)),
         dtype=dtype)
     return system.to(device), delays
 

@@ -80,7 +80,7 @@ def fdn_system(n, cfg, seed, dtype):
     A = scipy.stats.ortho_group.rvs(n, random_state=seed + n) if n > 1 else np.ones((1, 1))
     b, c = rng.normal(size=n), rng.normal(size=n) / n
     return build_fdn(delays=m, matrix="free", matrix_init=A, input_gains=b, output_gains=c,
-                     t60=cfg.t60_s, fs=cfg.fs, learnable_attenuation=True,
+                     t60=cfg.t60_s, learnable_attenuation=True,
                      dtype=getattr(torch, dtype))
 
 
@@ -105,7 +105,8 @@ def _ground_truth(task, cfg):
     length = int(task["length_s"] * cfg.fs)
     if task["system"] == "fdn":
         with torch.no_grad():
-            return render(fdn_system(task["n"], cfg, task["seed"], "float64"), length).numpy()
+            return render(fdn_system(task["n"], cfg, task["seed"], "float64"), length,
+                          fs=cfg.fs).numpy()
     x = np.zeros(length)
     x[0] = 1
     return scipy.signal.sosfilt(sos_parameters(cfg, task["seed"]), x)
@@ -128,7 +129,7 @@ def _step_function(task, cfg, device):
             grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs,
                               alias_decay_db=cfg.alias_decay_db, device=device)
             return (lambda: system.impulse_response(grid)[:length, 0, 0]), list(system.parameters())
-        fdn = fdn_structure(system)  # the same numbers as plain leaves for the baseline
+        fdn = fdn_structure(system, fs=cfg.fs)  # the same numbers as plain leaves for the baseline
         with torch.no_grad():
             values = (fdn.A, fdn.b[:, 0], fdn.c[0], fdn.gains)
         params = [v.detach().to(**f32).clone().requires_grad_(True) for v in values]

@@ -41,7 +41,7 @@ def test_first_order_designs_hit_dc_and_nyquist(design):
 
 
 def test_homogeneous_matches_formula_and_gradcheck():
-    module = flamo.HomogeneousAttenuation(DELAYS, [1.0, 2.0, 3.0, 1.5, 0.5, 4.0], fs=FS).double()
+    module = flamo.HomogeneousAttenuation(DELAYS, [1.0, 2.0, 3.0, 1.5, 0.5, 4.0]).double()
     grid = flamo.Grid(nfft=16, fs=FS, dtype=torch.float64)
     h = module.response(grid)
     expected = 10 ** (-3 * np.array(DELAYS) / (FS * module.t60.detach().numpy()))
@@ -52,10 +52,10 @@ def test_homogeneous_matches_formula_and_gradcheck():
 
 def _modules(seed=0):
     return {
-        "homogeneous": flamo.HomogeneousAttenuation(DELAYS, 2.0, fs=FS),
-        "onepole": flamo.OnePoleAttenuation(DELAYS, 3.0, 0.8, fs=FS),
-        "shelf": flamo.ShelfAttenuation(DELAYS, 3.0, 0.8, crossover=3000.0, fs=FS),
-        "geq": flamo.GEQAttenuation(DELAYS, [4.0, 3.5, 3.0, 2.5, 2.0, 1.8, 1.5, 1.0, 0.7, 0.4], fs=FS),
+        "homogeneous": flamo.HomogeneousAttenuation(DELAYS, 2.0),
+        "onepole": flamo.OnePoleAttenuation(DELAYS, 3.0, 0.8),
+        "shelf": flamo.ShelfAttenuation(DELAYS, 3.0, 0.8, crossover=3000.0),
+        "geq": flamo.GEQAttenuation(DELAYS, [4.0, 3.5, 3.0, 2.5, 2.0, 1.8, 1.5, 1.0, 0.7, 0.4]),
     }
 
 
@@ -65,7 +65,7 @@ def test_filter_modules_match_sosfreqz(name, dtype, tol):
     module = _modules()[name].to(dtype)
     grid = flamo.Grid(nfft=256, fs=FS, dtype=dtype)
     h = module.response(grid).detach().numpy()
-    sos = module.sos.detach().numpy()
+    sos = module.sos_at(FS).detach().numpy()
     for i in (0, 5):
         s = np.atleast_2d(sos[i]) if sos.ndim == 2 else sos[i]
         np.testing.assert_allclose(h[:, i, i], sosfreqz_on(s / s[:, 3:4], grid), rtol=tol, atol=tol)
@@ -73,10 +73,10 @@ def test_filter_modules_match_sosfreqz(name, dtype, tol):
 
 def test_geq_attenuation_follows_t60_bands():
     t60 = torch.tensor([4.0, 3.5, 3.0, 2.5, 2.0, 1.8, 1.5, 1.0, 0.7, 0.4], dtype=torch.float64)
-    module = flamo.GEQAttenuation(DELAYS, t60, fs=FS).double()
-    centres = module.design.centres.numpy()
+    module = flamo.GEQAttenuation(DELAYS, t60).double()
+    centres = module.designs(FS).centres.numpy()
     for i in (0, 5):
-        got = _db(module.sos[i].detach().numpy(), centres)
+        got = _db(module.sos_at(FS)[i].detach().numpy(), centres)
         target = -60 * DELAYS[i] / (FS * module.t60.detach().numpy())
         assert np.abs(got - target).max() < 0.5
 
@@ -96,7 +96,7 @@ def test_fdn_loop_gain_below_one_for_random_parameters(name, scale):
     for trial in range(2):
         attenuation = _modules()[name]
         _randomize(attenuation, scale, gen)
-        fdn = build_fdn(delays=DELAYS, attenuation=attenuation, seed=trial, fs=FS)
+        fdn = build_fdn(delays=DELAYS, attenuation=attenuation, seed=trial)
         loop = fdn_structure(fdn).loop
         gains = loop.forward_path.response(grid)  # (M, N, N) diagonal
         norm = torch.linalg.matrix_norm(gains @ loop.feedback_path.response(grid), ord=2)
@@ -107,17 +107,16 @@ def test_fdn_loop_gain_below_one_for_random_parameters(name, scale):
 def test_geq_attenuation_overshoot_is_clamped_for_long_t60():
     """T60 near the top of its range: command gains ~ -0.05 dB, the GEQ's overshoot would cross
     0 dB without the broadband correction."""
-    module = flamo.GEQAttenuation([50.0, 4000.0], [59.0, 1.0, 59.0, 1.0, 59.0, 1.0, 59.0, 1.0, 59.0, 1.0],
-                                  fs=FS).double()
+    module = flamo.GEQAttenuation([50.0, 4000.0], [59.0, 1.0, 59.0, 1.0, 59.0, 1.0, 59.0, 1.0, 59.0, 1.0]).double()
     h = module.response(flamo.Grid(nfft=2 ** 16, fs=FS, dtype=torch.float64))
     assert torch.diagonal(h, dim1=-2, dim2=-1).abs().max() < 1
 
 
 def test_attenuation_gradcheck():
     grid = flamo.Grid(nfft=32, fs=FS, dtype=torch.float64)
-    for module, names in [(flamo.OnePoleAttenuation([100.0, 300.0], 1.0, 0.3, fs=FS), ["raw_t60_dc", "raw_t60_nyquist"]),
-                          (flamo.ShelfAttenuation([100.0, 300.0], 1.0, 0.3, fs=FS), ["raw_t60_dc", "raw_t60_nyquist", "raw_crossover"]),
-                          (flamo.GEQAttenuation([100.0, 300.0], torch.linspace(2.0, 0.5, 10), fs=FS), ["raw_t60"])]:
+    for module, names in [(flamo.OnePoleAttenuation([100.0, 300.0], 1.0, 0.3), ["raw_t60_dc", "raw_t60_nyquist"]),
+                          (flamo.ShelfAttenuation([100.0, 300.0], 1.0, 0.3), ["raw_t60_dc", "raw_t60_nyquist", "raw_crossover"]),
+                          (flamo.GEQAttenuation([100.0, 300.0], torch.linspace(2.0, 0.5, 10)), ["raw_t60"])]:
         module = module.double()
         values = [getattr(module, n).detach().clone().requires_grad_() for n in names]
         assert torch.autograd.gradcheck(lambda *v: response_with(module, names, v, grid), values,
@@ -126,18 +125,36 @@ def test_attenuation_gradcheck():
 
 def test_attenuation_bad_inputs():
     with pytest.raises(ValueError, match="delays must be > 0"):
-        flamo.HomogeneousAttenuation([0.0, 10.0], 1.0, fs=FS)
+        flamo.HomogeneousAttenuation([0.0, 10.0], 1.0)
     with pytest.raises(ValueError, match="t60 must lie in"):
-        flamo.HomogeneousAttenuation([10.0], 0.0, fs=FS)
+        flamo.HomogeneousAttenuation([10.0], 0.0)
     with pytest.raises(ValueError, match="t60_dc must lie in"):
-        flamo.OnePoleAttenuation([10.0], -1.0, 1.0, fs=FS)
+        flamo.OnePoleAttenuation([10.0], -1.0, 1.0)
     with pytest.raises(ValueError, match="finite"):
-        flamo.HomogeneousAttenuation([10.0], float("nan"), fs=FS)
+        flamo.HomogeneousAttenuation([10.0], float("nan"))
     with pytest.raises(ValueError, match="t60 has 9 bands but there are 10"):
-        flamo.GEQAttenuation([10.0], [1.0] * 9, fs=FS)
+        flamo.GEQAttenuation([10.0], [1.0] * 9)
     with pytest.raises(ValueError, match="needs 2 rows"):
-        flamo.GEQAttenuation([10.0, 20.0], [[1.0] * 10] * 3, fs=FS)
+        flamo.GEQAttenuation([10.0, 20.0], [[1.0] * 10] * 3)
     with pytest.raises(ValueError, match="t60 must broadcast"):
-        flamo.HomogeneousAttenuation([10.0, 20.0], [1.0, 2.0, 3.0], fs=FS)
+        flamo.HomogeneousAttenuation([10.0, 20.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="crossover must lie in"):
-        flamo.ShelfAttenuation([10.0], 1.0, 1.0, crossover=24000.0, fs=FS)
+        flamo.ShelfAttenuation([10.0], 1.0, 1.0, crossover=24000.0)
+
+
+def test_attenuation_follows_the_sample_rate_of_the_evaluation():
+    """T60 in seconds: at 44.1 kHz the gains are 10^(-3 m / (44100 T60)), the same module, no
+    fs stored in it or in its preset."""
+    module = flamo.HomogeneousAttenuation(DELAYS, 2.0).double()
+    for fs in (44100.0, 96000.0):
+        h = module.response(flamo.Grid(nfft=16, fs=fs, dtype=torch.float64)).detach()
+        expected = 10 ** (-3 * np.array(DELAYS) / (fs * module.t60.detach().numpy()))  # 2 s
+        np.testing.assert_allclose(torch.diagonal(h[0]).real.numpy(), expected, rtol=1e-12)
+    assert "fs" not in module.config()
+    onepole = flamo.OnePoleAttenuation(DELAYS, 3.0, 0.8).double()
+    grid = flamo.Grid(nfft=64, fs=44100.0, dtype=torch.float64)
+    ends = onepole.response(grid).detach()[[0, -1]].diagonal(dim1=-2, dim2=-1).abs().numpy()
+    np.testing.assert_allclose(20 * np.log10(ends), -60 * np.array(DELAYS) / (44100.0 * np.array([[3.0], [0.8]])),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="sample rate"):
+        module.probe(torch.tensor([1.0 + 0j]))

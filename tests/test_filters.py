@@ -31,13 +31,13 @@ def _db_at(sos, f):
 @pytest.mark.parametrize("kind", BIQUAD_KINDS)
 @pytest.mark.parametrize("grid,tol", [(G64, 1e-10), (G32, 2e-4)])
 def test_biquad_module_matches_sosfreqz(kind, grid, tol):
-    module = flamo.Biquad(kind, [200.0, 3000.0, 15000.0], q=[0.5, 2.0, 0.9], gain_db=[6.0, -9.0, 3.0], fs=FS)
+    module = flamo.Biquad(kind, [200.0, 3000.0, 15000.0], q=[0.5, 2.0, 0.9], gain_db=[6.0, -9.0, 3.0])
     if grid.dtype == torch.float64:
         module = module.double()
     h = module.response(grid).detach().numpy()
-    sos = module.sos.detach().numpy()
+    sos = module.sos_at(FS).detach().numpy()  # (3, 1, 6)
     for i in range(3):
-        np.testing.assert_allclose(h[:, i, i], sosfreqz_on(_norm(sos[i:i + 1]), grid), rtol=tol, atol=tol)
+        np.testing.assert_allclose(h[:, i, i], sosfreqz_on(_norm(sos[i]), grid), rtol=tol, atol=tol)
     assert np.all(h[:, 0, 1] == 0)
 
 
@@ -74,17 +74,17 @@ def test_rbj_lowpass_coefficients_by_hand():
 
 @pytest.mark.parametrize("kind", BIQUAD_KINDS)
 def test_random_raw_parameters_keep_poles_inside(kind):
-    module = flamo.Biquad(kind, torch.full((256,), 1000.0), fs=FS)
+    module = flamo.Biquad(kind, torch.full((256,), 1000.0))
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn_like(p) * 8)  # far into the sigmoids' tails
     f = module.freq
     assert (f > 0).all() and (f < FS / 2).all() and (module.q > 0).all()
-    assert sos_poles(module.sos.unsqueeze(-2)).abs().max() < 1
+    assert sos_poles(module.sos_at(FS)).abs().max() < 1
 
 
 def test_biquad_gradcheck():
-    module = flamo.Biquad("peak", [300.0, 5000.0], q=[0.8, 3.0], gain_db=[4.0, -6.0], fs=FS).double()
+    module = flamo.Biquad("peak", [300.0, 5000.0], q=[0.8, 3.0], gain_db=[4.0, -6.0]).double()
     grid = flamo.Grid(nfft=32, fs=FS, dtype=torch.float64)
     names = ["raw_freq", "raw_q", "raw_gain"]
     values = [getattr(module, n).detach().clone().requires_grad_() for n in names]
@@ -92,7 +92,7 @@ def test_biquad_gradcheck():
 
 
 def test_biquad_batched_parameters():
-    module = flamo.Biquad("lowshelf", [100.0, 1000.0], gain_db=3.0, fs=FS).double()
+    module = flamo.Biquad("lowshelf", [100.0, 1000.0], gain_db=3.0).double()
     raw = module.raw_freq.detach()
     batch = torch.stack([raw, raw + 0.5])
     h = response_with(module, ["raw_freq"], [batch], G64)
@@ -125,26 +125,26 @@ def test_svf_shelf_and_peak_mixes(kind, dc, nyq):
 
 @pytest.mark.parametrize("grid,tol", [(G64, 1e-10), (G32, 2e-4)])
 def test_svf_module_matches_freqz(grid, tol):
-    module = flamo.SVF([300.0, 8000.0], resonance=[0.2, 1.5], mix=[[1.0, 0.3, -0.2], [0.5, 2.0, 1.0]], fs=FS)
+    module = flamo.SVF([300.0, 8000.0], resonance=[0.2, 1.5], mix=[[1.0, 0.3, -0.2], [0.5, 2.0, 1.0]])
     if grid.dtype == torch.float64:
         module = module.double()
     h = module.response(grid).detach().numpy()
     for i in range(2):
-        np.testing.assert_allclose(h[:, i, i], sosfreqz_on(_norm(module.sos[i:i + 1]), grid),
+        np.testing.assert_allclose(h[:, i, i], sosfreqz_on(_norm(module.sos_at(FS)[i]), grid),
                                    rtol=tol, atol=tol)
     g, r = math.tan(math.pi * module.freq[0].item() / FS), module.resonance[0].item()
     assert abs(r - 0.2) < 1e-6
     a = [g * g + 2 * r * g + 1, 2 * (g * g - 1), g * g - 2 * r * g + 1]
-    np.testing.assert_allclose(module.sos[0, 3:].detach().numpy(), a, rtol=1e-12)
+    np.testing.assert_allclose(module.sos_at(FS)[0, 0, 3:].detach().numpy(), a, rtol=1e-12)
 
 
 def test_svf_random_raw_parameters_are_stable_and_gradcheck():
-    module = flamo.SVF(torch.full((512,), 1000.0), fs=FS)
+    module = flamo.SVF(torch.full((512,), 1000.0))
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn_like(p) * 8)
-    assert sos_poles(module.sos.unsqueeze(-2)).abs().max() < 1
-    small = flamo.SVF(700.0, resonance=0.4, mix=[1.0, 0.5, 0.2], fs=FS).double()
+    assert sos_poles(module.sos_at(FS)).abs().max() < 1
+    small = flamo.SVF(700.0, resonance=0.4, mix=[1.0, 0.5, 0.2]).double()
     grid = flamo.Grid(nfft=32, fs=FS, dtype=torch.float64)
     names = ["raw_freq", "raw_resonance", "raw_mix"]
     values = [getattr(small, n).detach().clone().requires_grad_() for n in names]
@@ -154,23 +154,44 @@ def test_svf_random_raw_parameters_are_stable_and_gradcheck():
 def test_bad_inputs():
     for freq in (0.0, -5.0, FS / 2, 30000.0):
         with pytest.raises(ValueError, match="freq must lie in"):
-            flamo.Biquad("peak", freq, fs=FS)
+            flamo.Biquad("peak", freq)
         with pytest.raises(ValueError, match="freq must lie in"):
-            flamo.SVF(freq, fs=FS)
+            flamo.SVF(freq)
     for q in (0.0, -1.0):
         with pytest.raises(ValueError, match="q must lie in"):
-            flamo.Biquad("lowpass", 1000.0, q=q, fs=FS)
+            flamo.Biquad("lowpass", 1000.0, q=q)
     with pytest.raises(ValueError, match="resonance must lie in"):
-        flamo.SVF(1000.0, resonance=0.0, fs=FS)
+        flamo.SVF(1000.0, resonance=0.0)
     with pytest.raises(ValueError, match="finite"):
-        flamo.Biquad("lowpass", float("nan"), fs=FS)
+        flamo.Biquad("lowpass", float("nan"))
     with pytest.raises(ValueError, match="finite"):
-        flamo.Biquad("peak", 100.0, gain_db=float("nan"), fs=FS)
+        flamo.Biquad("peak", 100.0, gain_db=float("nan"))
     with pytest.raises(ValueError, match="q must broadcast"):
-        flamo.Biquad("lowpass", [100.0, 200.0], q=[1.0, 2.0, 3.0], fs=FS)
+        flamo.Biquad("lowpass", [100.0, 200.0], q=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="kind must be one of"):
-        flamo.Biquad("bell", 100.0, fs=FS)
-    with pytest.raises(ValueError, match="fs must be"):
-        flamo.Biquad("lowpass", 100.0, fs=0)
-    with pytest.raises(ValueError, match="fs = 44100"):
-        flamo.Biquad("lowpass", 100.0, fs=FS).response(flamo.Grid(64, fs=44100))
+        flamo.Biquad("bell", 100.0)
+    # the sample rate belongs to the evaluation: above Nyquist there, or no rate at all
+    with pytest.raises(ValueError, match="Nyquist frequency fs/2 = 11025 Hz"):
+        flamo.Biquad("lowpass", 12000.0).response(flamo.Grid(64, fs=22050))
+    with pytest.raises(ValueError, match="sample rate"):
+        flamo.Biquad("lowpass", 100.0).probe(torch.tensor([1.0 + 0j]))
+
+
+@pytest.mark.parametrize("fs", [44100.0, 96000.0])
+def test_one_module_evaluates_at_the_rate_of_each_grid(fs):
+    """Parameters stay in Hz: a module evaluated on a grid at fs equals scipy's design at fs,
+    and a preset saved without fs evaluates the same."""
+    module = flamo.Biquad("peak", [1000.0, 8000.0], q=[2.0, 0.7], gain_db=[6.0, -4.0]).double()
+    grid = flamo.Grid(nfft=256, fs=fs, dtype=torch.float64)
+    h = module.response(grid).detach().numpy()
+    for i in range(2):  # the mapped values (float32 inputs, then float64)
+        f, q, g = module.freq[i].item(), module.q[i].item(), module.gain_db[i].item()
+        w0, amp = 2 * math.pi * f / fs, 10 ** (g / 40)
+        alpha = math.sin(w0) / (2 * q)
+        b = [1 + alpha * amp, -2 * math.cos(w0), 1 - alpha * amp]
+        a = [1 + alpha / amp, -2 * math.cos(w0), 1 - alpha / amp]
+        _, ref = scipy.signal.freqz(b, a, worN=grid.omega.numpy())
+        np.testing.assert_allclose(h[:, i, i], ref, rtol=1e-10, atol=1e-10)
+    assert "fs" not in module.config()
+    np.testing.assert_allclose(flamo.from_config(module.config()).response(grid).detach().numpy(), h,
+                               rtol=1e-10, atol=1e-12)

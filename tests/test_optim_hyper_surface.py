@@ -92,7 +92,7 @@ def test_batched_peq_equals_per_item_design(freq):
     """PEQ raw parameters with two leading batch dims (as a network predicts them): each item
     equals a PEQ built from that item's physical values (mapped here in numpy), sampled by scipy."""
     fs, ranges = 48000.0, {"freq_range": (20.0, 20000.0), "q_range": (0.3, 10.0), "gain_range_db": (-18.0, 18.0)}
-    template = flamo.PEQ(freq, fs=fs, **ranges).double()
+    template = flamo.PEQ(freq, **ranges).double()
     grid = flamo.Grid(nfft=256, fs=fs, dtype=torch.float64)
     gen = torch.Generator().manual_seed(3)
     params = {n: torch.randn(3, 2, *s, generator=gen, dtype=torch.float64)
@@ -106,9 +106,9 @@ def test_batched_peq_equals_per_item_design(freq):
         f = f_lo * (f_hi / f_lo) ** sig(params["raw_freq"][i, j])
         q = 0.3 * (10.0 / 0.3) ** sig(params["raw_q"][i, j])
         g = -18.0 + 36.0 * sig(params["raw_gain"][i, j])
-        item = flamo.PEQ(torch.as_tensor(f), gain_db=torch.as_tensor(g), q=torch.as_tensor(q), fs=fs,
+        item = flamo.PEQ(torch.as_tensor(f), gain_db=torch.as_tensor(g), q=torch.as_tensor(q),
                          **ranges).double()
-        sos = item.sos.detach().reshape(n, -1, 6).numpy()
+        sos = item.sos_at(fs).detach().reshape(n, -1, 6).numpy()
         expected = np.stack([sosfreqz_on(sos[c] / sos[c, :, 3:4], grid) for c in range(n)], -1)
         got = out[i, j].detach().numpy()
         np.testing.assert_allclose(np.diagonal(got, axis1=-2, axis2=-1), expected, rtol=1e-9, atol=1e-12)

@@ -57,15 +57,15 @@ def test_modes_match_state_space_eigendecomposition(m, kind, seed):
 
 def test_partial_fractions_reconstruct_library_response_and_impulse_response():
     m = [97, 131, 211, 283, 307]  # 1029 poles
-    fdn = build_fdn(delays=m, t60=0.05, fs=8000, seed=3, direct_gain=0.4, dtype=torch.float64)
-    modes = modal_decomposition(fdn)
+    fdn = build_fdn(delays=m, t60=0.05, seed=3, direct_gain=0.4, dtype=torch.float64)
+    modes = modal_decomposition(fdn, fs=8000)
     assert modes.converged and modes.poles.size == sum(m)
     # lossy FDN with an orthogonal matrix: every pole on the circle of radius 10^(-3 / (fs T60))
     np.testing.assert_allclose(np.abs(modes.poles), 10 ** (-3 / (8000 * 0.05)), rtol=1e-10)
     grid = flamo.Grid(512, fs=8000, dtype=torch.float64)
     H = fdn.response(grid)[:, 0, 0].detach().numpy()
     np.testing.assert_allclose(modes.transfer(grid.z.numpy()), H, atol=1e-9 * np.abs(H).max())
-    p = fdn_structure(fdn)
+    p = fdn_structure(fdn, fs=8000)
     x = np.zeros(700)
     x[0] = 1
     h = fdn_simulate(x, m, p.A.detach().numpy(), p.b.detach().numpy()[:, 0],

@@ -7,6 +7,10 @@ finite and > 0, so every per-line magnitude is < 1 at every frequency by design 
 :mod:`flamo.functional.decay`); with an orthogonal feedback matrix the FDN is stable.
 The upper bound keeps 1 - g well above float32 resolution (g = 1 - 2.4e-6 at m = 1 sample,
 T60 = 60 s, 48 kHz), so a float32 evaluation cannot round the loop gain up to 1.
+
+The gains and filters follow from the delays and T60s at the sample rate of each evaluation
+(``points.fs``; :meth:`HomogeneousAttenuation.gains_at`, :meth:`FilterModule.sos_at`): the
+same module is the same reverberation time at 44.1 and at 48 kHz.
 """
 
 from __future__ import annotations
@@ -18,28 +22,30 @@ from torch import nn
 
 from ..functional.biquads import LogSigmoid
 from ..functional.decay import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
-from ..functional.geq import AccurateGEQ
 from ..response import Response
 from . import config_fields as cf
 from .base import as_real_tensor
-from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, resolve_centres
-from .filters import _FilterModule, as_range, broadcast_param, check_fs, check_fs_arg, check_range
+from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, GEQDesigns, resolve_centres
+from .filters import (DEFAULT_FREQ_RANGE, FilterModule, as_range, broadcast_param,
+                      check_below_nyquist, check_range)
 
 __all__ = ["HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]
 
 
 def _fields(**t60_fields):
     """Config fields of an attenuation module with the given T60 (and other) fields."""
-    return {"delays": cf.Tensor(1), **t60_fields, "fs": cf.Number(), "learnable": cf.Bool(),
+    return {"delays": cf.Tensor(1), **t60_fields, "learnable": cf.Bool(),
             "t60_range": cf.Range(nullable=True)}
 
 
-class _Attenuation(_FilterModule):
+class AttenuationModule(FilterModule):
+    """Shared plumbing of the attenuation modules: delays (a buffer), T60 parameters."""
+
+    registered = False  # a base class, not a preset type
     diagonal = True
 
-    def _setup(self, delays, fs, t60_range):
+    def _setup(self, delays, t60_range):
         owner = type(self).__name__
-        self.fs = check_fs_arg(owner, fs)
         delays = as_real_tensor(delays, "delays", owner, ndim=1)
         if (delays <= 0).any():
             raise ValueError(f"{owner}: delays must be > 0 samples, got min {delays.min().item():g}")
@@ -69,12 +75,12 @@ class _Attenuation(_FilterModule):
     def _base_config(self, **values):
         learnable = any(isinstance(p, nn.Parameter) for p in self.parameters())
         return {"type": type(self).__name__, "delays": self.delays.tolist(),
-                **{k: v.tolist() for k, v in values.items()}, "fs": self.fs,
+                **{k: v.tolist() for k, v in values.items()},
                 "dtype": str(self.delays.dtype).removeprefix("torch."), "learnable": learnable,
                 "t60_range": list(self.t60_range)}
 
 
-class HomogeneousAttenuation(_Attenuation):
+class HomogeneousAttenuation(AttenuationModule):
     """Frequency-independent per-line gains g_i = 10^(-3 m_i / (fs T60)).
 
     Parameters
@@ -83,36 +89,41 @@ class HomogeneousAttenuation(_Attenuation):
         (N,) delay lengths in samples (> 0), not learnable.
     t60 : float or array_like
         Reverberation time in seconds, one per line (N,) or shared (broadcast).
-    fs : float, default 48000
     learnable : bool, default True
     t60_range : (float, float), optional
     """
 
     config_fields = _fields(t60=cf.Tensor((0, 1)))
 
-    def __init__(self, delays, t60, fs=48000.0, learnable=True, t60_range=None):
+    def __init__(self, delays, t60, learnable=True, t60_range=None):
         super().__init__()
-        self._setup(delays, fs, t60_range)
+        self._setup(delays, t60_range)
         self._t60_param("t60", t60, (), learnable)
 
     @property
     def t60(self):
         return self._t60("t60")
 
-    @property
-    def gains(self):
-        return t60_to_gain(self.delays.to(torch.float64), self.t60, self.fs)
+    def gains_at(self, fs: float) -> torch.Tensor:
+        """(..., N) per-line gains at sample rate ``fs`` Hz, float64."""
+        return t60_to_gain(self.delays.to(torch.float64), self.t60, fs)
 
-    def structured_response(self, points):
-        check_fs(type(self).__name__, self.fs, points)
-        return Response(self.gains.to(points.complex_dtype).unsqueeze(-2), True)
+    def sos_at(self, fs):
+        """The gains as (..., N, 1, 6) sections [g, 0, 0, 1, 0, 0] at ``fs`` Hz."""
+        g = self.gains_at(fs)
+        zero, one = torch.zeros_like(g), torch.ones_like(g)
+        return torch.stack([g, zero, zero, one, zero, zero], dim=-1).unsqueeze(-2)
+
+    def structured_response(self, points):  # a gain per line: no sections to evaluate
+        gains = self.gains_at(points.require_fs("HomogeneousAttenuation"))
+        return Response(gains.to(points.complex_dtype).unsqueeze(-2), True)
 
     def config(self):
-        """{"delays" (samples), "t60" (s), "fs" (Hz), "t60_range", "learnable"}."""
+        """{"delays" (samples), "t60" (s), "t60_range", "learnable"}."""
         return self._base_config(t60=self.t60)
 
 
-class OnePoleAttenuation(_Attenuation):
+class OnePoleAttenuation(AttenuationModule):
     """One-pole lowpass (or highpass) per line from T60 at DC and at Nyquist.
 
     See :func:`flamo.functional.onepole_attenuation` (Jot & Chaigne 1991, exact at DC and
@@ -122,47 +133,43 @@ class OnePoleAttenuation(_Attenuation):
 
     config_fields = _fields(t60_dc=cf.Tensor((0, 1)), t60_nyquist=cf.Tensor((0, 1)))
 
-    def __init__(self, delays, t60_dc, t60_nyquist, fs=48000.0, learnable=True, t60_range=None):
+    def __init__(self, delays, t60_dc, t60_nyquist, learnable=True, t60_range=None):
         super().__init__()
-        self._setup(delays, fs, t60_range)
+        self._setup(delays, t60_range)
         self._t60_param("t60_dc", t60_dc, (), learnable)
         self._t60_param("t60_nyquist", t60_nyquist, (), learnable)
 
-    @property
-    def sos(self):
-        """(..., N, 6) first-order sections, float64."""
+    def sos_at(self, fs):
+        """(..., N, 1, 6) first-order sections at ``fs`` Hz, float64."""
         return onepole_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
-                                   self._t60("t60_nyquist"), self.fs)
-
-    def structured_response(self, points):
-        return self._sos_response(self.sos.unsqueeze(-2), points)
+                                   self._t60("t60_nyquist"), fs).unsqueeze(-2)
 
     def config(self):
-        """{"delays", "t60_dc", "t60_nyquist" (s), "fs", "t60_range", "learnable"}."""
+        """{"delays", "t60_dc", "t60_nyquist" (s), "t60_range", "learnable"}."""
         return self._base_config(t60_dc=self._t60("t60_dc"), t60_nyquist=self._t60("t60_nyquist"))
 
 
-class ShelfAttenuation(_Attenuation):
+class ShelfAttenuation(AttenuationModule):
     """First-order shelf per line: T60 at DC and at Nyquist, crossover frequency in Hz.
 
     See :func:`flamo.functional.shelf_attenuation`. The crossover is mapped by LogSigmoid
-    onto ``crossover_range`` (default (1e-5 fs, (1 - 1e-5) fs / 2) Hz) and may be (N,) or
-    shared.
+    onto ``crossover_range`` (default :data:`flamo.modules.filters.DEFAULT_FREQ_RANGE` Hz),
+    must lie below the Nyquist frequency of the evaluations, and may be (N,) or shared.
     """
 
     config_fields = {**_fields(t60_dc=cf.Tensor((0, 1)), t60_nyquist=cf.Tensor((0, 1)),
                                crossover=cf.Tensor((0, 1))), "crossover_range": cf.Range(nullable=True)}
 
-    def __init__(self, delays, t60_dc, t60_nyquist, crossover=1000.0, fs=48000.0, learnable=True,
+    def __init__(self, delays, t60_dc, t60_nyquist, crossover=1000.0, learnable=True,
                  t60_range=None, crossover_range=None):
         super().__init__()
-        self._setup(delays, fs, t60_range)
+        self._setup(delays, t60_range)
         self._t60_param("t60_dc", t60_dc, (), learnable)
         self._t60_param("t60_nyquist", t60_nyquist, (), learnable)
         self.crossover_range = as_range("ShelfAttenuation", "crossover_range", crossover_range,
-                                        (1e-5 * self.fs, (1 - 1e-5) * self.fs / 2))
+                                        DEFAULT_FREQ_RANGE)
         x = broadcast_param("ShelfAttenuation", "crossover", crossover, tuple(self.delays.shape)).to(self.delays.dtype)
-        check_range("ShelfAttenuation", "crossover", x, 0.0, self.fs / 2, " Hz")
+        check_range("ShelfAttenuation", "crossover", x, 0.0, math.inf, " Hz")
         check_range("ShelfAttenuation", "crossover", x, *self.crossover_range, " Hz (crossover_range)")
         self._init_parameter("raw_crossover", x, LogSigmoid(*self.crossover_range), learnable)
 
@@ -170,23 +177,22 @@ class ShelfAttenuation(_Attenuation):
     def crossover(self):
         return self._param("raw_crossover", LogSigmoid(*self.crossover_range))
 
-    @property
-    def sos(self):
+    def sos_at(self, fs):
+        """(..., N, 1, 6) first-order sections at ``fs`` Hz, float64."""
+        crossover = self.crossover
+        check_below_nyquist("ShelfAttenuation", "crossover", crossover, fs)
         return shelf_attenuation(self.delays.to(torch.float64), self._t60("t60_dc"),
-                                 self._t60("t60_nyquist"), self.crossover, self.fs)
-
-    def structured_response(self, points):
-        return self._sos_response(self.sos.unsqueeze(-2), points)
+                                 self._t60("t60_nyquist"), crossover, fs).unsqueeze(-2)
 
     def config(self):
-        """{"delays", "t60_dc", "t60_nyquist" (s), "crossover" (Hz), "fs", ranges, "learnable"}."""
+        """{"delays", "t60_dc", "t60_nyquist" (s), "crossover" (Hz), ranges, "learnable"}."""
         cfg = self._base_config(t60_dc=self._t60("t60_dc"), t60_nyquist=self._t60("t60_nyquist"),
                                 crossover=self.crossover)
         cfg["crossover_range"] = list(self.crossover_range)
         return cfg
 
 
-class GEQAttenuation(_Attenuation):
+class GEQAttenuation(AttenuationModule):
     """Graphic-EQ attenuation per line from T60 per band (accurate cascade GEQ).
 
     Line i's command gains are -60 m_i / (fs T60_b) dB; a smooth broadband correction keeps
@@ -200,7 +206,6 @@ class GEQAttenuation(_Attenuation):
     t60 : array_like
         (B,) T60 per band in seconds (shared by all lines) or (N, B) per line.
     centres : "octave" | "third_octave" | array_like, default "octave"
-    fs : float, default 48000
     learnable : bool, default True
     t60_range : (float, float), optional
     margin_db : float, default 0.05
@@ -209,10 +214,10 @@ class GEQAttenuation(_Attenuation):
     config_fields = {**_fields(t60=cf.Tensor((1, 2), max_len=MAX_CONFIG_BANDS)), "centres": CENTRES_FIELD,
                      "margin_db": cf.Number()}
 
-    def __init__(self, delays, t60, centres="octave", fs=48000.0, learnable=True, t60_range=None,
+    def __init__(self, delays, t60, centres="octave", learnable=True, t60_range=None,
                  margin_db=0.05):
         super().__init__()
-        self._setup(delays, fs, t60_range)
+        self._setup(delays, t60_range)
         self.centres = resolve_centres("GEQAttenuation", centres)
         if not margin_db > 0:
             raise ValueError(f"GEQAttenuation: margin_db must be > 0 dB, got {margin_db}")
@@ -229,23 +234,19 @@ class GEQAttenuation(_Attenuation):
         check_range("GEQAttenuation", "t60", t, 0.0, math.inf, " s")
         check_range("GEQAttenuation", "t60", t, *self.t60_range, " s (t60_range)")
         self._init_parameter("raw_t60", t, self.t60_mapping, learnable)
-        self.design = AccurateGEQ(self.centres, self.fs, offset=True)
+        self.designs = GEQDesigns(self.centres, offset=True)
 
     @property
     def t60(self):
         return self._t60("t60")
 
-    @property
-    def sos(self):
-        """(..., N, B, 6) sections, float64."""
+    def sos_at(self, fs):
+        """(..., N, B, 6) sections at ``fs`` Hz, float64."""
         t60 = self.t60 if self.per_line else self.t60.unsqueeze(-2)
-        return geq_attenuation(self.design, self.delays.to(torch.float64), t60, self.margin_db)
-
-    def structured_response(self, points):
-        return self._sos_response(self.sos, points)
+        return geq_attenuation(self.designs(fs), self.delays.to(torch.float64), t60, self.margin_db)
 
     def config(self):
-        """{"delays", "t60" (s per band), "centres" (Hz), "fs", "margin_db", "t60_range", "learnable"}."""
+        """{"delays", "t60" (s per band), "centres" (Hz), "margin_db", "t60_range", "learnable"}."""
         cfg = self._base_config(t60=self.t60)
         cfg.update(centres=list(self.centres), margin_db=self.margin_db)
         return cfg

@@ -66,7 +66,8 @@ class DSPModule(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
+        # base classes of a family set ``registered = False`` in their own body
+        if not cls.__name__.startswith("_") and cls.__dict__.get("registered", True):
             DSPModule.registry[cls.__name__] = cls
 
     @property

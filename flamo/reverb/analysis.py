@@ -245,10 +245,13 @@ def fdn_modes(delays, A, b, c, g=None, d=0.0, tol=1e-12, max_iter=100,
                               iterations=iterations, converged=converged)
 
 
-def modal_decomposition(system, **kwargs) -> ModalDecomposition:
+def modal_decomposition(system, fs=None, **kwargs) -> ModalDecomposition:
     """:func:`fdn_modes` of a single-input single-output FDN read by
     :func:`flamo.reverb.fdn_structure` (e.g. built by :func:`flamo.reverb.build_fdn`);
     keyword arguments go to fdn_modes.
+
+    ``fs`` (Hz) is the sample rate of the decomposition, needed when the line gains come
+    from T60s (:class:`flamo.HomogeneousAttenuation`).
 
     Raises
     ------
@@ -258,7 +261,7 @@ def modal_decomposition(system, **kwargs) -> ModalDecomposition:
         per-line gains only (a diagonal :class:`flamo.Gain`,
         :class:`flamo.HomogeneousAttenuation`, no attenuation, a constant tone gain).
     """
-    fdn = fdn_structure(system)
+    fdn = fdn_structure(system, fs=fs)
     if fdn.shape != (1, 1):
         raise ValueError(f"modal_decomposition: supports one input and one output, got an FDN of "
                          f"shape {fdn.shape}")

@@ -71,13 +71,12 @@ class FDNConfig:
         (no Parallel).
     t60 : float or array_like, optional
         Reverberation time in seconds, shared or (N,) per line: the attenuation is a
-        :class:`flamo.HomogeneousAttenuation` (gains 10^(-3 m / (fs T60)), computed in
-        float64 from T60 in the module's dtype; T60 learnable when ``learnable_attenuation``).
+        :class:`flamo.HomogeneousAttenuation` (gains 10^(-3 m / (fs T60)) at the sample rate
+        of each evaluation, computed in float64 from T60 in the module's dtype; T60 learnable
+        when ``learnable_attenuation``).
     line_gains : array_like, optional
         (N,) per-line gains, instead of ``t60``: a diagonal :class:`flamo.Gain` holding
         exactly these values (in ``dtype``).
-    fs : float, default 48000
-        Sample rate in Hz (for ``t60`` and for factories).
     attenuation : DSPModule or callable, optional
         The per-line attenuation after the delays: an N x N module (diagonal filters, e.g.
         :class:`flamo.GEQAttenuation`, :class:`flamo.SOS`, or a Series of such), or a
@@ -108,7 +107,6 @@ class FDNConfig:
     direct_gain: Any = None
     t60: Any = None
     line_gains: Any = None
-    fs: float = 48000.0
     attenuation: ModuleOrFactory = None
     tone: ModuleOrFactory = None
     learnable_matrix: bool = True
@@ -173,7 +171,7 @@ def _attenuation(config, m):
         if t60.ndim == 1 and t60.shape != (n,):
             raise ValueError(f"build_fdn: t60 must be one number of seconds or one per line, "
                              f"shape ({n},), got shape {tuple(t60.shape)}")
-        return HomogeneousAttenuation(m, t60, fs=config.fs, learnable=config.learnable_attenuation)
+        return HomogeneousAttenuation(m, t60, learnable=config.learnable_attenuation)
     if config.line_gains is not None:
         gains = _float64(config.line_gains, "line_gains", 1)
         if gains.shape != (n,):

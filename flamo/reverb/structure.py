@@ -70,13 +70,14 @@ def _constant_matrix(module, what: str, shape: tuple) -> torch.Tensor:
     return value
 
 
-def _gains_and_sections(module, n: int, what: str
+def _gains_and_sections(module, n: int, what: str, fs: Optional[float]
                        ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Per-channel gains (n,) and second-order sections (n, K, 6) of a diagonal module.
 
     A 1 x 1 module counts as a diagonal of one channel. A Series multiplies the gains of its
     parts and concatenates their sections (diagonal parts commute). Either result is None
     when the module has none. Both keep the autograd graph to the module's parameters.
+    Modules with parameters in Hz or seconds are designed at the sample rate ``fs``.
 
     Raises
     ------
@@ -86,7 +87,7 @@ def _gains_and_sections(module, n: int, what: str
     if isinstance(module, Series):
         gains, sections = None, []
         for part in module:
-            g, s = _gains_and_sections(part, n, what)
+            g, s = _gains_and_sections(part, n, what, fs)
             if g is not None:
                 gains = g if gains is None else gains * g
             if s is not None:
@@ -97,8 +98,17 @@ def _gains_and_sections(module, n: int, what: str
         raise ValueError(f"FDNStructure: {what} must be a diagonal {n} x {n} module "
                          f"({ATTENUATION_KINDS}), got {type(module).__name__} of shape "
                          f"{tuple(module.shape)} (diagonal={module.diagonal})")
-    if hasattr(module, "sos"):
-        s = module.sos
+
+    def at_fs():
+        if fs is None:
+            raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) is designed from "
+                             f"Hz or seconds: read the FDN with fdn_structure(system, fs=...)")
+        return fs
+
+    if hasattr(module, "gains_at"):  # HomogeneousAttenuation
+        return _checked_gains(module.gains_at(at_fs()), module, n, what), None
+    if hasattr(module, "sos_at") or hasattr(module, "sos"):
+        s = module.sos_at(at_fs()) if hasattr(module, "sos_at") else module.sos
         if scalar and s.ndim <= 2:  # (6,) one section or (K, 6) a cascade
             s = s.reshape(1, -1, 6)
         elif s.ndim == 2:  # (N, 6): one section per channel
@@ -107,14 +117,18 @@ def _gains_and_sections(module, n: int, what: str
             raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) must have sections "
                              f"of shape ({n}, K, 6) without batch dims, got {tuple(s.shape)}")
         return None, s
-    if hasattr(module, "gains"):  # Gain, HomogeneousAttenuation
-        g = module.gains.reshape(-1)
-        if g.shape != (n,):
-            raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) must have gains "
-                             f"of shape ({n},) without batch dims, got {tuple(module.gains.shape)}")
-        return g, None
+    if hasattr(module, "gains"):  # Gain
+        return _checked_gains(module.gains, module, n, what), None
     raise ValueError(f"FDNStructure: {what} {type(module).__name__} has no gain or second-order-"
                      f"section form (supported: {ATTENUATION_KINDS})")
+
+
+def _checked_gains(gains, module, n, what):
+    g = gains.reshape(-1)
+    if g.shape != (n,):
+        raise ValueError(f"FDNStructure: {what} ({type(module).__name__}) must have gains "
+                         f"of shape ({n},) without batch dims, got {tuple(gains.shape)}")
+    return g
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,9 @@ class FDNStructure:
         The (out, out) module after the output gains.
     direct : DSPModule or None
         The direct-path gain (out, in).
+    fs : float or None
+        Sample rate in Hz at which modules with parameters in Hz or seconds (Biquad, GEQ,
+        the attenuation modules, ...) give their gains and sections; None if there are none.
 
     The tensor properties (``m``, ``A``, ``b``, ``c``, ``d``, ``gains``, ``sections``,
     ``tone_gains``, ``tone_sections``) are computed from the modules at each access, so
@@ -155,6 +172,7 @@ class FDNStructure:
     output: DSPModule
     tone: Optional[DSPModule]
     direct: Optional[DSPModule]
+    fs: Optional[float] = None
 
     @property
     def n_lines(self) -> int:
@@ -230,21 +248,24 @@ class FDNStructure:
         return self.sections is not None or self.tone_sections is not None
 
     def _line_attenuation(self):
-        return _gains_and_sections(self.attenuation, self.n_lines, "the attenuation")
+        return _gains_and_sections(self.attenuation, self.n_lines, "the attenuation", self.fs)
 
     def _tone(self):
         if self.tone is None:
             return None, None
-        return _gains_and_sections(self.tone, self.shape[0], "the tone module")
+        return _gains_and_sections(self.tone, self.shape[0], "the tone module", self.fs)
 
 
-def fdn_structure(system) -> FDNStructure:
+def fdn_structure(system, fs: Optional[float] = None) -> FDNStructure:
     """Read the parts of an FDN (the layout of :func:`flamo.reverb.build_fdn`).
 
     Parameters
     ----------
     system : flamo.Series or flamo.Parallel
         An FDN in the layout of this module's docstring.
+    fs : float, optional
+        Sample rate in Hz of the gains and sections of modules designed in Hz or seconds
+        (needed only when there are such modules and their tensors are asked for).
 
     Returns
     -------
@@ -289,6 +310,9 @@ def fdn_structure(system) -> FDNStructure:
     forward = loop.forward_path
     if not (isinstance(forward, Series) and len(forward) == 2 and isinstance(forward[0], Delay)):
         raise _unsupported(forward, "the loop's forward path must be Series(Delay, attenuation)")
+    if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float)) or not fs > 0):
+        raise ValueError(f"fdn_structure: fs must be a number > 0 Hz, got {fs!r}")
     return FDNStructure(system=system, core=core, input=gain_in, loop=loop, delays=forward[0],
                         attenuation=forward[1], feedback=loop.feedback_path, output=gain_out,
-                        tone=parts[3] if len(parts) == 4 else None, direct=direct)
+                        tone=parts[3] if len(parts) == 4 else None, direct=direct,
+                        fs=None if fs is None else float(fs))

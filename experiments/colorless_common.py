@@ -78,7 +78,7 @@ def echo_density_mean(system, fs: float, seconds: float, window: int, hop: int) 
     (:func:`baselines.render`) over ``seconds``, window ``window`` samples, every ``hop``
     samples; also returns the profile."""
     with torch.no_grad():
-        h = render(system, int(round(seconds * fs))).double().cpu().numpy()
+        h = render(system, int(round(seconds * fs)), fs=fs).double().cpu().numpy()
     eta, _ = echo_density(h, fs, window_ms=1e3 * window / fs, hop=hop)
     return float(eta.mean()), eta
 

@@ -101,7 +101,7 @@ def room_t60(cfg) -> tuple[np.ndarray, np.ndarray]:
 
 def _fdn(cfg, A, b, c, **kwargs):
     return build_fdn(delays=list(cfg.delays), matrix="orthogonal", matrix_init=A, input_gains=b,
-                     output_gains=c, learnable_matrix=False, learnable_gains=False, fs=cfg.fs,
+                     output_gains=c, learnable_matrix=False, learnable_gains=False,
                      dtype=torch.float64, **kwargs)
 
 
@@ -113,7 +113,7 @@ def _parameters(system):
 
 def _render(cfg, params, t60):
     system = _fdn(cfg, *params, attenuation=lambda c: flamo.GEQAttenuation(
-        c.delays, t60.tolist(), centres="octave", fs=cfg.fs, learnable=False))
+        c.delays, t60.tolist(), centres="octave", learnable=False))
     n = int(round(cfg.render_seconds * cfg.fs))
     grid = flamo.Grid(n, cfg.fs, cfg.render_alias_decay_db, dtype=torch.float64)
     with torch.no_grad():
@@ -140,7 +140,7 @@ def _write_wav(ctx, h, name, fs):
 def run(cfg: Config, ctx) -> None:
     """Train, render before/after, write spectrograms, WAVs, the journal form and the headline."""
     grid = flamo.Grid(cfg.nfft, cfg.fs, cfg.alias_decay_db, dtype=torch.float64, device=ctx.device)
-    system = build_fdn(delays=list(cfg.delays), matrix="orthogonal", seed=ctx.seed, fs=cfg.fs,
+    system = build_fdn(delays=list(cfg.delays), matrix="orthogonal", seed=ctx.seed,
                        dtype=torch.float64).to(ctx.device)
     feedback = fdn_structure(system).feedback
     criteria = {"mse": (MagnitudeMSE(), 1.0), "sparsity": (FeedbackSparsity(feedback), cfg.sparsity_weight)}

@@ -27,7 +27,8 @@ assert not stray, f"top-level packages in site-packages: {stray}"
 print(f"check_install: flamo {flamo.__version__} from {site_packages}; no stray top-level packages")
 PY
 # The README's fitting example, as the README shows it (the python block under its heading).
-"$py" - "$repo/README.md" <<'PY'
+# One torch thread: this tiny workload runs several times slower with two on a busy machine.
+OMP_NUM_THREADS=1 "$py" - "$repo/README.md" <<'PY'
 import re, sys, time
 text = open(sys.argv[1], encoding="utf-8").read()
 section = text.split("## Fitting a filter to a target", 1)[1]

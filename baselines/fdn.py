@@ -35,7 +35,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .iir import _cascade_ss, _check_stability, _normalize_pad, _ss_block, _ss_run
+from ._statespace import cascade_ss, check_stable, normalize_pad, ss_block, ss_run
 
 __all__ = ["fdn_naive", "fdn_block", "fdn_impulse_response"]
 
@@ -114,7 +114,7 @@ def _validate(x, m, A, b, c, d, g, sos):
         sos = _param("sos", sos, tuple(sos.shape), dtype, device)
         if bool((sos[..., 3] == 0).any()):
             raise ValueError("sos: expected a0 = sos[..., 3] != 0, got a zero leading denominator")
-        _check_stability(sos[..., 3:], "sos")
+        check_stable(sos[..., 3:], "sos")
     return x, delays, A, b, c, d, g, sos
 
 
@@ -170,7 +170,7 @@ def fdn_naive(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
     N, T = len(delays), x.shape[0]
     zero = x.new_zeros(())
     if sos is not None:
-        nb, na, _ = _normalize_pad(sos[..., :3], sos[..., 3:])  # (N, K, 3)
+        nb, na, _ = normalize_pad(sos[..., :3], sos[..., 3:])  # (N, K, 3)
         state = [[x.new_zeros(N), x.new_zeros(N)] for _ in range(sos.shape[1])]
     s_hist: List[torch.Tensor] = []
     out = []
@@ -213,8 +213,8 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
     ``o_i[n] = r_i[n - m_i]`` with ``r_i = g_i F_i(s_i)`` realizes exactly
     ``D(z) = diag(g_i z^{-m_i} F_i(z))``.  ``F`` is run on each new block of
     ``S`` with its state carried across blocks by the block state-space
-    recursion of :func:`baselines.iir._ss_run` (the K sections of a line as
-    one system of order 2K, :func:`baselines.iir._cascade_ss`; sub-blocks of
+    recursion of :func:`baselines._statespace.ss_run` (the K sections of a line as
+    one system of order 2K, :func:`baselines._statespace.cascade_ss`; sub-blocks of
     ``min(L, FILTER_BLOCK)`` samples, vectorized across lines), so the
     recursion of the filters stays exact.  Everything is differentiable by
     autograd w.r.t. ``A, b, c, d, g, sos`` and ``x``; no in-place writes
@@ -242,8 +242,8 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
     device = A.device
     mats, state = None, None
     if sos is not None:
-        nb, na, _ = _normalize_pad(sos[..., :3], sos[..., 3:])  # (N, K, 3)
-        mats = _ss_block(*_cascade_ss(nb, na), min(L, FILTER_BLOCK))
+        nb, na, _ = normalize_pad(sos[..., :3], sos[..., 3:])  # (N, K, 3)
+        mats = ss_block(*cascade_ss(nb, na), min(L, FILTER_BLOCK))
     # history of r (N, M): column j holds r[n0 - M + j]
     hist = x.new_zeros(N, M)
     base = torch.tensor([M - mi for mi in delays], device=device)[:, None]
@@ -256,7 +256,7 @@ def fdn_block(x: torch.Tensor, m, A: torch.Tensor, b: TensorLike, c: TensorLike,
         ys.append(d * xb + c @ O)
         r = A @ O + b[:, None] * xb[None, :]  # delay-line inputs s
         if mats is not None:
-            r, state = _ss_run(r, mats, state)
+            r, state = ss_run(r, mats, state)
         if g is not None:
             r = g[:, None] * r
         hist = torch.cat([hist[:, Lb:], r], dim=1)

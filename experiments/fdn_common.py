@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from baselines import render
-from flamo.optim.decay import schroeder_edc
+from flamo.optim.energy_decay import schroeder_edc
 from flamo.reverb import build_fdn
 
 __all__ = ["homogeneous_fdn", "ground_truth", "relative_l2_db", "edc_db", "DTYPE_NAMES"]

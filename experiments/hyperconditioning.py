@@ -26,7 +26,7 @@ from torch import nn
 import flamo
 from flamo.functional import third_octave_bands
 from flamo.optim import hyper
-from flamo.optim.decay import octave_band_masks
+from flamo.optim.energy_decay import octave_band_masks
 
 DESCRIPTION = ("extension of FLAMO (ICASSP 2025) Fig. 3 (hyperconditioning): MLP -> PEQ parameters "
                "vs per-target Adam (dB error, time per target)")

@@ -5,7 +5,7 @@ losses (MSE of the impulse response, multi-resolution STFT) as one parameter swe
 its target value, plus a 2-D surface (centre frequency x gain). Counts the local minima of
 every 1-D profile. The sweeps use flamo.optim.surface (batched functional_call).
 The peak filter is flamo.Biquad("peak"): an RBJ cookbook peak whose centre frequency
-(LogSigmoid) and gain (Sigmoid) are swept through their raw parameters ``raw_freq`` and
+(LogInterval) and gain (Interval) are swept through their raw parameters ``raw_freq`` and
 ``raw_gain``, converted from Hz and dB by the module's own mappings.
 """
 

@@ -73,7 +73,7 @@ import numbers
 import numpy as np
 import torch
 
-from .functional.decay import t60_to_gain
+from .functional.attenuation import t60_to_gain
 
 __all__ = ["ROUNDING_CONSTANT", "ROUNDING_NFFT_EXPONENT", "decay_rate", "aliased_one_pole",
            "aliasing_error", "rounding_error", "predicted_error", "recommend_alias_decay_db"]
@@ -118,7 +118,8 @@ def decay_rate(t60, fs=48000.0):
     time ``t60`` seconds (60 dB of decay) at sample rate ``fs`` Hz."""
     t60 = _check_positive(t60, "t60", "decay_rate")
     fs = _check_positive(fs, "fs", "decay_rate")
-    return float(t60_to_gain(1.0, t60, fs))  # the gain of a one-sample delay line
+    one = torch.tensor(1.0, dtype=torch.float64)  # a one-sample delay line, in float64
+    return float(t60_to_gain(one, t60, fs))
 
 
 def aliased_one_pole(pole, nfft, alias_decay_db=0.0):

@@ -81,7 +81,7 @@ def test_structure_values_and_graph():
     core, direct = system["fdn"], system["direct"]
     loop = core["loop"]
     attenuation = loop.forward_path["attenuation"]
-    np.testing.assert_array_equal(p.m.numpy(), loop.forward_path["delays"].samples.numpy())
+    np.testing.assert_array_equal(p.m.numpy(), loop.forward_path["delays"].delays.numpy())
     assert p.m.dtype == torch.int64
     torch.testing.assert_close(p.A, loop.feedback_path.matrix)
     torch.testing.assert_close(p.b, core["input"].gains)

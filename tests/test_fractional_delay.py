@@ -115,11 +115,11 @@ def test_gradcheck(kind, order):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: flamo.FractionalDelay([-0.5]), "samples must be >= 0"),
+    (lambda: flamo.FractionalDelay([-0.5]), "delays must be >= 0"),
     (lambda: flamo.FractionalDelay([np.nan]), "finite"),
     (lambda: flamo.FractionalDelay([np.inf]), "finite"),
     (lambda: flamo.FractionalDelay([[1.0]]), "dimensions"),
-    (lambda: flamo.FractionalDelay([1.0], order=3, kind="thiran"), r"samples must be >= 2.5"),
+    (lambda: flamo.FractionalDelay([1.0], order=3, kind="thiran"), r"delays must be >= 2.5"),
     (lambda: flamo.FractionalDelay([1.0], order=0), "order must be an int >= 1"),
     (lambda: flamo.FractionalDelay([1.0], kind="sinc"), "kind must be one of"),
 ])

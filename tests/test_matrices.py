@@ -67,10 +67,10 @@ def test_delay_matrix_gradcheck():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(samples=[[-1.0, 2.0]]), "samples must be >= 0"),
-    (dict(samples=[[np.nan, 2.0]]), "finite"),
-    (dict(samples=[1.0, 2.0]), "dimensions"),
-    (dict(samples=[[1.0, 2.0]], gains=[[1.0]]), "gains must have the shape"),
+    (dict(delays=[[-1.0, 2.0]]), "delays must be >= 0"),
+    (dict(delays=[[np.nan, 2.0]]), "finite"),
+    (dict(delays=[1.0, 2.0]), "dimensions"),
+    (dict(delays=[[1.0, 2.0]], gains=[[1.0]]), "gains must have the shape"),
 ])
 def test_delay_matrix_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flamo
-from flamo.functional import Sigmoid, Softplus, hadamard
+from flamo.functional import Interval, LowerBound, hadamard
 from conftest import random_stable_sos, response_with, sosfreqz_on
 
 G64 = flamo.Grid(nfft=512, fs=48000, dtype=torch.float64)
@@ -26,12 +26,12 @@ def test_gain_full_and_diagonal():
 
 def test_gain_mapping_inverse_roundtrip():
     gains = torch.tensor([0.1, 0.5, 0.99], dtype=torch.float64)
-    module = flamo.Gain(gains, mapping=Sigmoid(0, 1))
+    module = flamo.Gain(gains, mapping=Interval(0, 1))
     torch.testing.assert_close(module.gains, gains)
     with torch.no_grad():
         module.raw.fill_(1e3)  # any raw value stays inside (0, 1]
     assert (module.gains <= 1).all()
-    torch.testing.assert_close(Softplus(2.0)(Softplus(2.0).inverse(torch.tensor([2.5, 800.0]))),
+    torch.testing.assert_close(LowerBound(2.0)(LowerBound(2.0).inverse(torch.tensor([2.5, 800.0]))),
                                torch.tensor([2.5, 800.0]))
 
 
@@ -81,7 +81,7 @@ def test_seeded_random_init_is_reproducible():
     assert torch.equal(a.matrix, b.matrix)
     assert torch.equal(flamo.Gain.random((2, 3), seed=1).gains, flamo.Gain.random((2, 3), seed=1).gains)
     d = flamo.Delay.random(5, 100, 200, seed=2)
-    assert d.samples.min() >= 100 and d.samples.max() < 200
+    assert d.delays.min() >= 100 and d.delays.max() < 200
 
 
 @pytest.mark.parametrize("db", [0.0, 40.0])
@@ -162,7 +162,7 @@ def test_float32_agrees_with_float64():
 
 @pytest.mark.parametrize("make", [
     lambda: flamo.Gain(torch.randn(2, 3)),
-    lambda: flamo.Gain(torch.rand(3), mapping=Sigmoid(0, 1)),
+    lambda: flamo.Gain(torch.rand(3), mapping=Interval(0, 1)),
     lambda: flamo.Matrix(3, kind="orthogonal", seed=0),
     lambda: flamo.Matrix(3, kind="householder", seed=0),
     lambda: flamo.Matrix(3, kind="free", seed=0),
@@ -181,7 +181,7 @@ def test_gradcheck_every_module(make):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: flamo.Delay([-1.0, 2.0]), "samples must be >= 0"),
+    (lambda: flamo.Delay([-1.0, 2.0]), "delays must be >= 0"),
     (lambda: flamo.Delay([np.nan]), "finite"),
     (lambda: flamo.Delay([[1.0]]), "dimensions"),
     (lambda: flamo.SOS([[1, 0, 0, 0, 0, 0]]), "a0"),
@@ -199,3 +199,21 @@ def test_gradcheck_every_module(make):
 def test_bad_module_input(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_one_dtype_rule_for_given_values():
+    """Everywhere in flamo (modules and functional designs): tensors keep their dtype, numpy
+    arrays theirs, Python numbers and lists and integers take the default float32."""
+    from flamo.functional import t60_to_gain
+
+    assert flamo.Gain([1, 2]).gains.dtype == torch.float32
+    assert flamo.Gain(np.array([1.0, 2.0])).gains.dtype == torch.float64
+    assert flamo.Delay(torch.tensor([3.0, 5.0], dtype=torch.float64)).delays.dtype == torch.float64
+    assert t60_to_gain([100, 200], 1.0, 48000).dtype == torch.float32
+    exact = t60_to_gain(torch.tensor([100.0], dtype=torch.float64), 0.3, 48000)
+    assert exact.dtype == torch.float64 and exact.item() == 10 ** (-3 * 100 / (48000 * 0.3))
+    # a module never shares memory with the tensor it was given
+    given = torch.tensor([0.5, 0.25])
+    gain = flamo.Gain(given)
+    given.fill_(9.0)
+    assert gain.gains.tolist() == [0.5, 0.25]

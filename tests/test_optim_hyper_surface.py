@@ -73,7 +73,7 @@ def test_sweep_finds_known_minimum_and_matches_loop():
     df = res2.to_frame()
     assert len(df) == 410 and set(df.columns) == {"g.raw[0,0]", "d.raw", "loss"}
     # physical -> raw transform
-    sig = flamo.functional.Sigmoid(0, 1)
+    sig = flamo.functional.Interval(0, 1)
     sys2 = flamo.Gain([[0.5]], mapping=sig).double()
     r3 = sweep(sys2, lambda s: s.response(GRID), mse, torch.full((GRID.M, 1, 1), 0.8, dtype=torch.complex128),
                Axis("raw", np.linspace(0.05, 0.95, 19), to_raw=sig.inverse))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flamo.optim import decay, losses
+from flamo.optim import energy_decay, losses
 
 
 def _pair(shape, complex_=False, seed=0):
@@ -95,10 +95,10 @@ def test_schroeder_edc_numpy_and_pyroomacoustics_t60():
     rng = np.random.default_rng(2)
     n = np.arange(int(1.5 * fs))
     h = rng.normal(size=n.size) * 10 ** (-3 * n / (fs * t60))  # 60 dB energy decay in t60
-    edc = decay.schroeder_edc(torch.as_tensor(h), normalize=False).numpy()
+    edc = energy_decay.schroeder_edc(torch.as_tensor(h), normalize=False).numpy()
     assert np.allclose(edc, np.cumsum((h ** 2)[::-1])[::-1], rtol=1e-12)
-    edc_db = decay.schroeder_edc(torch.as_tensor(h), db=True)
-    ours = decay.t60_from_edc(edc_db, fs).item()
+    edc_db = energy_decay.schroeder_edc(torch.as_tensor(h), db=True)
+    ours = energy_decay.t60_from_edc(edc_db, fs).item()
     theirs = pra.measure_rt60(h, fs=fs, decay_db=30)
     assert ours == pytest.approx(t60, rel=0.02)
     assert theirs == pytest.approx(t60, rel=0.02)
@@ -108,21 +108,21 @@ def test_schroeder_edc_numpy_and_pyroomacoustics_t60():
 def test_octave_filterbank_reconstructs_and_separates():
     fs = 16000
     centers = (250, 500, 1000, 2000, 4000)
-    masks = decay.octave_band_masks(257, fs, centers, dtype=torch.float64)
+    masks = energy_decay.octave_band_masks(257, fs, centers, dtype=torch.float64)
     assert masks.shape == (257, 5)  # frequency first
     assert torch.allclose(masks.sum(-1), torch.ones(257, dtype=torch.float64))
     x = torch.randn(400, 3, dtype=torch.float64)  # (T, C)
-    bands = decay.octave_filterbank(x, fs, centers)
+    bands = energy_decay.octave_filterbank(x, fs, centers)
     assert bands.shape == (5, 400, 3)  # bands lead, time stays first of (T, C)
     assert torch.allclose(bands.sum(0), x, atol=1e-10)
     t = torch.arange(2000, dtype=torch.float64) / fs
     tone = torch.sin(2 * math.pi * 1000 * t)  # a 1 kHz tone lands in the 1 kHz band
-    split = decay.octave_filterbank(tone, fs, centers)
+    split = energy_decay.octave_filterbank(tone, fs, centers)
     assert split.shape == (2000, 5)  # a (T,) signal's bands are its channels
     energy = (split[200:-200] ** 2).sum(0)
     assert energy.argmax().item() == 2 and energy[2] > 0.99 * energy.sum()
     # per-band T60 of a mono response: one value per band
-    assert decay.t60_from_edc(decay.schroeder_edc(split, db=True), fs).shape == (5,)
+    assert energy_decay.t60_from_edc(energy_decay.schroeder_edc(split, db=True), fs).shape == (5,)
 
 
 def test_edc_loss_broadband_and_bands():

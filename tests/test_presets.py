@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import flamo
 from flamo.reverb import build_fdn
-from flamo.functional import Sigmoid, Softplus
+from flamo.functional import Interval, LowerBound
 from flamo.modules.base import DSPModule
 from conftest import random_stable_sos
 
@@ -24,8 +24,8 @@ def _modules():
     sos_bank = np.stack([random_stable_sos(np.random.default_rng(i), 2) for i in range(3)])
     return {
         "gain": flamo.Gain(np.random.default_rng(0).normal(size=(2, 3))),
-        "gain-sigmoid": flamo.Gain(torch.tensor([0.2, 0.9], dtype=torch.float64), mapping=Sigmoid(0, 1)),
-        "delay": flamo.Delay([3.0, 11.5], learnable=True, mapping=Softplus()),
+        "gain-sigmoid": flamo.Gain(torch.tensor([0.2, 0.9], dtype=torch.float64), mapping=Interval(0, 1)),
+        "delay": flamo.Delay([3.0, 11.5], learnable=True, mapping=LowerBound()),
         "orthogonal": flamo.Matrix(3, seed=2).double(),
         "householder": flamo.Matrix(3, kind="householder", seed=2),
         "hadamard": flamo.Matrix(4, kind="hadamard"),
@@ -33,13 +33,13 @@ def _modules():
         "sos": flamo.SOS(sos_bank),
         "circulant": flamo.Matrix(5, kind="circulant", seed=1),
         "fir": flamo.FIR(np.random.default_rng(1).normal(size=7)),
-        "fir-diagonal": flamo.FIR(np.random.default_rng(2).normal(size=(3, 5)), mapping=Softplus(-5)),
+        "fir-diagonal": flamo.FIR(np.random.default_rng(2).normal(size=(3, 5)), mapping=LowerBound(-5)),
         "fir-full": flamo.FIR(np.random.default_rng(3).normal(size=(2, 3, 4))),
         "fractional-lagrange": flamo.FractionalDelay([3.2, 40.7], order=4),
         "fractional-thiran": flamo.FractionalDelay(torch.tensor([3.2, 40.7], dtype=torch.float64),
                                                    order=2, kind="thiran", learnable=False),
         "delay-matrix": flamo.DelayMatrix(np.array([[1.0, 2.5], [3.0, 4.0]]), np.array([[0.5, -0.8], [0.2, 0.9]]),
-                                          learnable_delays=True, gain_mapping=Sigmoid(-1, 1)),
+                                          learnable_delays=True, gain_mapping=Interval(-1, 1)),
         "paraunitary": flamo.Paraunitary.velvet(3, stages=2, spread=20, seed=0).double(),
         # mapped physical values round-trip exactly only in float64 (float32: to rounding)
         "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
@@ -71,9 +71,9 @@ def test_roundtrip_through_json_file(name, tmp_path):
 
 
 def test_config_is_in_physical_units():
-    cfg = flamo.Gain(torch.tensor([0.25]), mapping=Sigmoid(0, 1)).config()
-    assert cfg["matrix"] == [0.25] and cfg["mapping"] == {"type": "Sigmoid", "low": 0.0, "high": 1.0}
-    assert flamo.Delay([10.0]).config() == {"type": "Delay", "samples": [10.0], "dtype": "float32",
+    cfg = flamo.Gain(torch.tensor([0.25]), mapping=Interval(0, 1)).config()
+    assert cfg["matrix"] == [0.25] and cfg["mapping"] == {"type": "Interval", "low": 0.0, "high": 1.0}
+    assert flamo.Delay([10.0]).config() == {"type": "Delay", "delays": [10.0], "dtype": "float32",
                                             "mapping": None, "learnable": False}
 
 
@@ -138,15 +138,15 @@ def _bad(cfg, error, match):
 def test_field_errors_name_the_path():
     cfg = _loop_system().config()
     bad = copy.deepcopy(cfg)
-    bad["parts"][2][1]["forward"]["samples"] = "abc"
-    _bad(bad, TypeError, r"^parts\[2\]\.forward\.samples: must be a number or nested lists")
+    bad["parts"][2][1]["forward"]["delays"] = "abc"
+    _bad(bad, TypeError, r"^parts\[2\]\.forward\.delays: must be a number or nested lists")
     bad = copy.deepcopy(cfg)
     bad["parts"][2][1]["feedback"]["init"][1] = [1.0, 2.0]
     _bad(bad, ValueError, r"^parts\[2\]\.feedback\.init\[1\]: ragged nested lists: shape \(2,\), but "
                           r"parts\[2\]\.feedback\.init\[0\] has shape \(3,\)")
     bad = copy.deepcopy(cfg)
-    bad["parts"][2][1]["forward"]["samples"] = [5.0, -1.0, 9.0]
-    _bad(bad, ValueError, r"^parts\[2\]\.forward: Delay: samples must be >= 0")
+    bad["parts"][2][1]["forward"]["delays"] = [5.0, -1.0, 9.0]
+    _bad(bad, ValueError, r"^parts\[2\]\.forward: Delay: delays must be >= 0")
     bad = copy.deepcopy(cfg)
     bad["parts"][0][1]["learnable"] = "no"
     _bad(bad, TypeError, r"^parts\[0\]\.learnable: must be true or false, got 'no'")
@@ -159,11 +159,11 @@ def test_field_errors_name_the_path():
     bad = copy.deepcopy(cfg)
     bad["parts"][1][1]["matrx"] = bad["parts"][1][1].pop("matrix")
     _bad(bad, ValueError, r"^parts\[1\]: unknown field\(s\) \['matrx'\] for Gain")
-    _bad({"type": "Delay"}, ValueError, r"missing field\(s\) \['samples'\] for Delay")
+    _bad({"type": "Delay"}, ValueError, r"missing field\(s\) \['delays'\] for Delay")
     _bad({"type": "Gain", "matrix": [1.0], "mapping": {"type": "skew_expm"}}, ValueError,
          r"^mapping: mapping 'skew_expm' has no inverse")
-    _bad({"type": "Gain", "matrix": [0.5], "mapping": {"type": "Sigmoid", "low": "0"}}, TypeError,
-         r"^mapping: mapping 'Sigmoid': parameter 'low' must be a finite number")
+    _bad({"type": "Gain", "matrix": [0.5], "mapping": {"type": "Interval", "low": "0"}}, TypeError,
+         r"^mapping: mapping 'Interval': parameter 'low' must be a finite number")
     _bad({"type": "Biquad", "kind": "peak", "freq": 1000.0, "q_range": [0, "x"]}, TypeError, r"^q_range: must be")
     _bad({"type": "Series", "parts": [["a", {"type": "Gain", "matrix": [1.0]}], ["b", {"type": "Nope"}]]},
          ValueError, r"^parts\[1\]\.type: unknown module type 'Nope'")
@@ -186,7 +186,7 @@ def test_duplicate_part_names_are_rejected(tmp_path):
 @pytest.mark.parametrize("dtype", ["float16", "Tensor", "cuda", "int64", 32, None])
 def test_unknown_dtypes_are_rejected(dtype):
     with pytest.raises((ValueError, TypeError), match=r"^dtype: must be one of \('float32', 'float64'\)"):
-        flamo.from_config({"type": "Delay", "samples": [1.0], "dtype": dtype})
+        flamo.from_config({"type": "Delay", "delays": [1.0], "dtype": dtype})
 
 
 @pytest.mark.parametrize("cfg, match", [
@@ -195,7 +195,7 @@ def test_unknown_dtypes_are_rejected(dtype):
     ({"type": "Matrix", "n": 10 ** 6, "kind": "orthogonal", "init": None}, "must give init"),
     ({"type": "Matrix", "n": 2 ** 20, "kind": "hadamard"}, "largest Hadamard order a config may ask for"),
     ({"type": "Matrix", "n": 10 ** 6, "kind": "free", "init": [[1.0]]}, r"init must have shape \(1000000, 1000000\)"),
-    ({"type": "FractionalDelay", "samples": [3.0], "order": 10 ** 9}, r"^order: must lie in \[1, 256\]"),
+    ({"type": "FractionalDelay", "delays": [3.0], "order": 10 ** 9}, r"^order: must lie in \[1, 256\]"),
     ({"type": "GEQ", "command_db": [0.0] * 300, "centres": list(range(1, 301))}, "at most 256 entries"),
     ({"type": "Paraunitary", "delays": [[0.0] * 4, [1.0] * 4]}, r"missing field\(s\) \['matrices'\]"),
 ])
@@ -223,13 +223,13 @@ def test_deep_nesting_raises_value_error(tmp_path):
 
 def test_non_finite_and_non_json_presets(tmp_path):
     path = tmp_path / "p.json"
-    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "samples": [NaN]}}')
+    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "delays": [NaN]}}')
     with pytest.raises(ValueError, match="non-finite number NaN"):
         flamo.load_preset(path)
     path.write_bytes(b'{"format": "flamo-preset/1", "module": \xff}')
     with pytest.raises(ValueError, match="not a valid JSON preset"):
         flamo.load_preset(path)
-    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "samples": [1.0]}, "x": 1}')
+    path.write_text('{"format": "flamo-preset/1", "module": {"type": "Delay", "delays": [1.0]}, "x": 1}')
     with pytest.raises(ValueError, match="exactly the keys 'format' and 'module'"):
         flamo.load_preset(path)
     gain = flamo.Gain([1.0])
@@ -247,7 +247,7 @@ _CONFIGS["loop-system"] = _loop_system().config()
 _json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(-1000, 1000), st.sampled_from([0, -1, 2 ** 31, 10 ** 12, 2 ** 64]),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
-    st.sampled_from(["float32", "float64", "Gain", "Series", "octave", "hadamard", "Sigmoid", "type"]))
+    st.sampled_from(["float32", "float64", "Gain", "Series", "octave", "hadamard", "Interval", "type"]))
 _json = st.recursive(_json_leaf, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(["type", "matrix", "parts", "x", "n"]),
                                                  inner, max_size=3)), max_leaves=12)

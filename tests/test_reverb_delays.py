@@ -1,4 +1,4 @@
-"""Tests of flamo.reverb.delays and of the T60 <-> gain conversions (flamo.functional.decay)."""
+"""Tests of flamo.reverb.delays and of the T60 <-> gain conversions (flamo.functional.attenuation)."""
 
 import itertools
 import math

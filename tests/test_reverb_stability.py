@@ -75,7 +75,7 @@ def test_stability_callback_stops_when_gain_approaches_one():
     state.step = 1
     assert callback(state) is None  # not a checking step
     att = fdn_structure(fdn).attenuation
-    with torch.no_grad():  # drift: the gains approach 1 (Sigmoid raw -> +inf)
+    with torch.no_grad():  # drift: the gains approach 1 (Interval raw -> +inf)
         att.raw.fill_(12.0)
     state.step = 2
     cert = callback(state)

@@ -59,7 +59,7 @@ def test_complex64_accuracy_random_sections(radius, tol):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Force many frequency blocks (and a short last one) on small grids."""
-    monkeypatch.setattr(sos_mod, "_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(sos_mod, "BLOCK_ELEMENTS", 1)
 
 
 def test_blocks_match_scipy_with_batch_shapes(small_blocks):
@@ -118,7 +118,7 @@ def test_float32_gradient_agrees_with_float64():
 def test_shifted_coefficients_pick_the_smaller_end():
     """u = 1 - z^-1 around DC for a polynomial small there, v = 1 + z^-1 near Nyquist."""
     poly = torch.tensor([[1.0, -1.99, 0.995], [1.0, 1.99, 0.995]], dtype=torch.float64)
-    coef = sos_mod._shifted_coefficients(poly)
+    coef = sos_mod.shifted_coefficients(poly)
     assert torch.all(coef[0, 3:] == 0) and torch.all(coef[1, 1:3] == 0)
     for c, p in zip(coef, poly):  # same polynomial at a few points
         for w in (0.0, 0.3, np.pi):
@@ -131,8 +131,8 @@ def test_shifted_coefficients_pick_the_smaller_end():
 @pytest.mark.parametrize("fold_into_basis", [True, False], ids=["cpu-order", "gpu-order"])
 def test_both_backward_orders(monkeypatch, fold_into_basis):
     """The backward's two orders of multiplication (CPU's, GPU's) give the same gradient."""
-    monkeypatch.setattr(sos_mod, "_BLOCK_ELEMENTS", 1)
-    monkeypatch.setattr(sos_mod, "_fold_weight_into_basis", lambda device: fold_into_basis)
+    monkeypatch.setattr(sos_mod, "BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(sos_mod, "fold_weight_into_basis", lambda device: fold_into_basis)
     sos = torch.from_numpy(np.stack([random_stable_sos(np.random.default_rng(s), 3) for s in (7, 8)]))
     grid = flamo.Grid(nfft=256, alias_decay_db=20.0, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda s: sos_response(s, grid), (sos.requires_grad_(True),))

@@ -9,16 +9,16 @@ response (..., M, N), batch dims first, then the M points, then the channel axis
 filter without a channel axis ((K, 6) sections, (L,) taps) gives (M,).
 """
 
-from .biquads import (BIQUAD_KINDS, LogSigmoid, biquad, first_order_highshelf, first_order_lowshelf,
+from .biquads import (BIQUAD_KINDS, biquad, first_order_highshelf, first_order_lowshelf,
                       rbj_allpass, rbj_bandpass, rbj_highpass, rbj_highshelf, rbj_lowpass,
                       rbj_lowshelf, rbj_notch, rbj_peak, svf, svf_mixing)
-from .decay import (gain_to_t60, geq_attenuation, onepole_attenuation, shelf_attenuation,
+from .attenuation import (gain_to_t60, geq_attenuation, onepole_attenuation, shelf_attenuation,
                     t60_to_gain, t60_to_gain_db)
 from .delays import delay_response
 from .fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands, unit_circle_db
 from .loop_solve import diagonal_loop_solve
-from .mappings import Sigmoid, Softplus, identity, map_parameter, unmap_value
+from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter, unmap_value
 from .matrices import Circulant, circulant, hadamard, householder, skew_expm
 from .sos import sos_poles, sos_response
 
@@ -26,10 +26,10 @@ __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
     "allpass_response", "circulant", "Circulant", "sos_response", "sos_poles", "skew_expm",
     "householder", "hadamard", "diagonal_loop_solve",
-    "identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value",
+    "identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value",
     "BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
     "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",
-    "first_order_highshelf", "svf", "svf_mixing", "LogSigmoid", "AccurateGEQ", "octave_bands",
+    "first_order_highshelf", "svf", "svf_mixing", "AccurateGEQ", "octave_bands",
     "third_octave_bands", "orfanidis_peak", "unit_circle_db", "t60_to_gain", "gain_to_t60",
     "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation", "geq_attenuation",
 ]

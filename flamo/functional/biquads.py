@@ -20,11 +20,9 @@ import math
 
 import torch
 
-from .mappings import register_mapping
-
 __all__ = ["BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
            "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",
-           "first_order_highshelf", "svf", "svf_mixing", "LogSigmoid"]
+           "first_order_highshelf", "svf", "svf_mixing"]
 
 
 def _tensors(*values):
@@ -245,36 +243,3 @@ def svf_mixing(kind: str, resonance, gain_db=0.0):
     if kind not in table:
         raise ValueError(f"svf_mixing: kind must be one of {tuple(table)}, got {kind!r}")
     return table[kind]
-
-
-@register_mapping
-class LogSigmoid:
-    """Map R onto (low, high) uniformly in log scale: low * (high / low)^sigmoid(x).
-
-    Used for frequencies (an octave is the same raw distance everywhere) and other
-    positive scale parameters. Smooth, no clamps; the bounds are never reached in exact
-    arithmetic, so pass bounds with a margin when float32 rounding matters.
-    """
-
-    def __init__(self, low: float, high: float):
-        if not 0 < low < high:
-            raise ValueError(f"LogSigmoid: need 0 < low < high, got low={low}, high={high}")
-        self.low, self.high = float(low), float(high)
-
-    def __call__(self, x):
-        lo, span = math.log(self.low), math.log(self.high / self.low)
-        return torch.exp(lo + span * torch.sigmoid(x))
-
-    def inverse(self, y):
-        y = torch.as_tensor(y)
-        if not ((y > self.low) & (y < self.high)).all():
-            raise ValueError(f"LogSigmoid.inverse: values must lie in ({self.low:g}, {self.high:g}), "
-                             f"got range [{y.min().item():g}, {y.max().item():g}]")
-        u = (torch.log(y) - math.log(self.low)) / math.log(self.high / self.low)
-        return torch.log(u) - torch.log1p(-u)
-
-    def config(self):
-        return {"type": "LogSigmoid", "low": self.low, "high": self.high}
-
-    def __repr__(self):
-        return f"LogSigmoid(low={self.low:g}, high={self.high:g})"

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-__all__ = ["identity", "Sigmoid", "Softplus", "map_parameter", "unmap_value", "register_mapping",
+__all__ = ["identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value", "register_mapping",
            "mapping_config", "mapping_from_config"]
 
 #: Mappings that presets can name, by name: functions and classes with ``config()``.
@@ -35,15 +35,17 @@ def identity(x: torch.Tensor) -> torch.Tensor:
 
 
 @register_mapping
-class Sigmoid:
+class Interval:
     """Map R onto the open interval (low, high): low + (high - low) * sigmoid(x).
+
+    (Named for what it maps onto; it is not ``torch.nn.Sigmoid``, which maps onto (0, 1).)
 
     Smooth everywhere, so the gradient never vanishes abruptly as a clamp's would.
     """
 
     def __init__(self, low: float = 0.0, high: float = 1.0):
         if not low < high:
-            raise ValueError(f"Sigmoid: need low < high, got low={low}, high={high}")
+            raise ValueError(f"Interval: need low < high, got low={low}, high={high}")
         self.low, self.high = float(low), float(high)
 
     def __call__(self, x):
@@ -52,21 +54,21 @@ class Sigmoid:
     def inverse(self, y):
         y = torch.as_tensor(y)
         if not ((y > self.low) & (y < self.high)).all():
-            raise ValueError(f"Sigmoid.inverse: values must lie in ({self.low}, {self.high}), "
+            raise ValueError(f"Interval.inverse: values must lie in ({self.low}, {self.high}), "
                              f"got range [{y.min().item():g}, {y.max().item():g}]")
         u = (y - self.low) / (self.high - self.low)
         return torch.log(u) - torch.log1p(-u)
 
     def config(self):
-        return {"type": "Sigmoid", "low": self.low, "high": self.high}
+        return {"type": "Interval", "low": self.low, "high": self.high}
 
     def __repr__(self):
-        return f"Sigmoid(low={self.low:g}, high={self.high:g})"
+        return f"Interval(low={self.low:g}, high={self.high:g})"
 
 
 @register_mapping
-class Softplus:
-    """Map R onto (low, inf): low + log(1 + exp(x))."""
+class LowerBound:
+    """Map R onto (low, inf): low + log(1 + exp(x)) (the softplus shifted to ``low``)."""
 
     def __init__(self, low: float = 0.0):
         self.low = float(low)
@@ -77,16 +79,49 @@ class Softplus:
     def inverse(self, y):
         y = torch.as_tensor(y)
         if not (y > self.low).all():
-            raise ValueError(f"Softplus.inverse: values must be > {self.low}, "
+            raise ValueError(f"LowerBound.inverse: values must be > {self.low}, "
                              f"got min {y.min().item():g}")
         v = y - self.low
         return v + torch.log(-torch.expm1(-v))  # log(exp(v) - 1), stable for large v
 
     def config(self):
-        return {"type": "Softplus", "low": self.low}
+        return {"type": "LowerBound", "low": self.low}
 
     def __repr__(self):
-        return f"Softplus(low={self.low:g})"
+        return f"LowerBound(low={self.low:g})"
+
+
+@register_mapping
+class LogInterval:
+    """Map R onto (low, high) uniformly in log scale: low * (high / low)^sigmoid(x).
+
+    Used for frequencies (an octave is the same raw distance everywhere) and other
+    positive scale parameters. Smooth, no clamps; the bounds are never reached in exact
+    arithmetic, so pass bounds with a margin when float32 rounding matters.
+    """
+
+    def __init__(self, low: float, high: float):
+        if not 0 < low < high:
+            raise ValueError(f"LogInterval: need 0 < low < high, got low={low}, high={high}")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, x):
+        lo, span = math.log(self.low), math.log(self.high / self.low)
+        return torch.exp(lo + span * torch.sigmoid(x))
+
+    def inverse(self, y):
+        y = torch.as_tensor(y)
+        if not ((y > self.low) & (y < self.high)).all():
+            raise ValueError(f"LogInterval.inverse: values must lie in ({self.low:g}, {self.high:g}), "
+                             f"got range [{y.min().item():g}, {y.max().item():g}]")
+        u = (torch.log(y) - math.log(self.low)) / math.log(self.high / self.low)
+        return torch.log(u) - torch.log1p(-u)
+
+    def config(self):
+        return {"type": "LogInterval", "low": self.low, "high": self.high}
+
+    def __repr__(self):
+        return f"LogInterval(low={self.low:g}, high={self.high:g})"
 
 
 def map_parameter(mapping, raw: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..grid import as_points
 __all__ = ["sos_response", "sos_poles"]
 
 
-def _shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
+def shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
     """(..., 3) real [c0, c1, c2] -> (..., 5) float64 coefficients of [1, u, u^2, v, v^2]."""
     c0, c1, c2 = poly.to(torch.float64).unbind(-1)
     at_dc, at_nyquist = c0 + c1 + c2, c0 - c1 + c2
@@ -34,17 +34,17 @@ def _shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
     return torch.where(use_u, u_form, v_form)
 
 
-# Complex values per (..., 2K, block) intermediate on a CPU. Working through the frequencies
-# in blocks keeps the section polynomials in cache: an FDN with a 10-band GEQ in each of 16
-# lines at nfft = 2^17 has (16, 20, 65537) of them, and whole-array passes there cost more in
-# memory traffic and page faults than in arithmetic (forward + backward, 1 thread: 0.58 s with
-# whole-array complex operations, 0.11 s in blocks on real planes). On a GPU one block: there
-# kernel launches, not memory, are the cost.
-_BLOCK_ELEMENTS = 2 ** 18
+#: Complex values per (..., 2K, block) intermediate on a CPU. Working through the
+#: frequencies in blocks keeps the section polynomials in cache: an FDN with a 10-band GEQ in
+#: each of 16 lines at nfft = 2^17 has (16, 20, 65537) of them, and whole-array passes there
+#: cost more in memory traffic and page faults than in arithmetic (the asv benchmark
+#: FDNAttenuationOverPlain measures it). On a GPU one block: there kernel launches, not
+#: memory, are the cost.
+BLOCK_ELEMENTS = 2 ** 18
 
 
 def _blocks(rows: int, m: int, device: torch.device):
-    size = max(64, _BLOCK_ELEMENTS // max(rows, 1)) if device.type == "cpu" else m
+    size = max(64, BLOCK_ELEMENTS // max(rows, 1)) if device.type == "cpu" else m
     return [slice(start, min(start + size, m)) for start in range(0, m, size)]
 
 
@@ -80,7 +80,7 @@ class _CascadeResponse(torch.autograd.Function):
         k = coef.shape[-2] // 2
         weight = grad_h * h.conj()
         grad = torch.zeros_like(coef)
-        fold_into_basis = _fold_weight_into_basis(basis.device)
+        fold_into_basis = fold_weight_into_basis(basis.device)
         for block in _blocks(coef[..., 0].numel(), basis.shape[-1], basis.device):
             part = basis[:, block]
             planes = _planes(part)  # (5, 2c)
@@ -99,12 +99,12 @@ class _CascadeResponse(torch.autograd.Function):
         return grad, None
 
 
-def _fold_weight_into_basis(device: torch.device) -> bool:
+def fold_weight_into_basis(device: torch.device) -> bool:
     """Where the backward multiplies by grad_h conj(h): into the (..., 5, c) basis on a CPU,
-    so that the reduction over frequency is a batch of small products that stay in cache
-    (the other way is 1.65x slower there); into X on a GPU, so that the reduction is one
-    product shared by all rows (a batched product with a long inner dimension is ~10x
-    slower there: 4.8 ms against 0.49 ms on an H200 for 16 x 20 rows of 2^17 values)."""
+    so that the reduction over frequency is a batch of small products that stay in cache;
+    into X on a GPU, so that the reduction is one product shared by all rows (a batched
+    product with a long inner dimension is slow there). Both orders give the same gradient
+    (tests/test_sos_response.py); their speeds are measured by the asv suite."""
     return device.type == "cpu"
 
 
@@ -194,7 +194,7 @@ def sos_response(sos: torch.Tensor, points) -> torch.Tensor:
     points = as_points(points)
     basis = points.cached(_shifted_basis, sos.device)  # (5, M)
     # numerators then denominators, (..., 2K, 5): one product with the basis serves both
-    coef = _shifted_coefficients(torch.cat([sos[..., 0:3], sos[..., 3:6]], dim=-2))
+    coef = shifted_coefficients(torch.cat([sos[..., 0:3], sos[..., 3:6]], dim=-2))
     h = _CascadeResponse.apply(coef.to(points.dtype), basis)  # (..., [N,] M)
     return h if sos.ndim == 2 else h.transpose(-1, -2)
 

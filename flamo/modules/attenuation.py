@@ -2,9 +2,9 @@
 
 Each module is diagonal N x N (one gain or filter per delay line), takes the delay lengths
 (samples, fixed) and reverberation times (seconds, learnable) and maps raw parameters by
-:class:`~flamo.functional.LogSigmoid` onto ``t60_range`` (default (0.01, 60) s): T60 is
+:class:`~flamo.functional.LogInterval` onto ``t60_range`` (default (0.01, 60) s): T60 is
 finite and > 0, so every per-line magnitude is < 1 at every frequency by design (see
-:mod:`flamo.functional.decay`); with an orthogonal feedback matrix the FDN is stable.
+:mod:`flamo.functional.attenuation`); with an orthogonal feedback matrix the FDN is stable.
 The upper bound keeps 1 - g well above float32 resolution (g = 1 - 2.4e-6 at m = 1 sample,
 T60 = 60 s, 48 kHz), so a float32 evaluation cannot round the loop gain up to 1.
 
@@ -20,11 +20,11 @@ import math
 import torch
 from torch import nn
 
-from ..functional.biquads import LogSigmoid
-from ..functional.decay import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
+from ..functional.mappings import LogInterval
+from ..functional.attenuation import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
 from ..response import Response
 from . import config_fields as cf
-from .base import as_real_tensor
+from .._common import as_real_tensor
 from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, GEQDesigns, resolve_centres
 from .filters import (DEFAULT_FREQ_RANGE, FilterModule, as_range, broadcast_param,
                       check_below_nyquist, check_range)
@@ -49,7 +49,7 @@ class AttenuationModule(FilterModule):
         delays = as_real_tensor(delays, "delays", owner, ndim=1)
         if (delays <= 0).any():
             raise ValueError(f"{owner}: delays must be > 0 samples, got min {delays.min().item():g}")
-        self.register_buffer("delays", delays)
+        self.register_buffer("delays", delays.detach().clone())
         self.t60_range = as_range(owner, "t60_range", t60_range, (0.01, 60.0))
         return delays
 
@@ -62,7 +62,7 @@ class AttenuationModule(FilterModule):
 
     @property
     def t60_mapping(self):
-        return LogSigmoid(*self.t60_range)
+        return LogInterval(*self.t60_range)
 
     def _t60(self, name):
         return self._param("raw_" + name, self.t60_mapping)
@@ -152,7 +152,7 @@ class OnePoleAttenuation(AttenuationModule):
 class ShelfAttenuation(AttenuationModule):
     """First-order shelf per line: T60 at DC and at Nyquist, crossover frequency in Hz.
 
-    See :func:`flamo.functional.shelf_attenuation`. The crossover is mapped by LogSigmoid
+    See :func:`flamo.functional.shelf_attenuation`. The crossover is mapped by LogInterval
     onto ``crossover_range`` (default :data:`flamo.modules.filters.DEFAULT_FREQ_RANGE` Hz),
     must lie below the Nyquist frequency of the evaluations, and may be (N,) or shared.
     """
@@ -171,11 +171,11 @@ class ShelfAttenuation(AttenuationModule):
         x = broadcast_param("ShelfAttenuation", "crossover", crossover, tuple(self.delays.shape)).to(self.delays.dtype)
         check_range("ShelfAttenuation", "crossover", x, 0.0, math.inf, " Hz")
         check_range("ShelfAttenuation", "crossover", x, *self.crossover_range, " Hz (crossover_range)")
-        self._init_parameter("raw_crossover", x, LogSigmoid(*self.crossover_range), learnable)
+        self._init_parameter("raw_crossover", x, LogInterval(*self.crossover_range), learnable)
 
     @property
     def crossover(self):
-        return self._param("raw_crossover", LogSigmoid(*self.crossover_range))
+        return self._param("raw_crossover", LogInterval(*self.crossover_range))
 
     def sos_at(self, fs):
         """(..., N, 1, 6) first-order sections at ``fs`` Hz, float64."""

@@ -13,39 +13,7 @@ from .config_fields import DTYPES, BuildContext, Choice, join, with_context
 from ..grid import Points, as_points
 from ..response import Response, matmul
 
-__all__ = ["DSPModule", "as_real_tensor", "from_config", "MAX_CONFIG_DEPTH"]
-
-
-def as_real_tensor(value, name: str, owner: str, ndim=None) -> torch.Tensor:
-    """Convert ``value`` to a finite real floating tensor, with errors naming the argument.
-
-    Parameters
-    ----------
-    value : array_like
-    name, owner : str
-        Argument and module names used in error messages.
-    ndim : int or tuple of int, optional
-        Allowed numbers of dimensions.
-    """
-    if isinstance(value, torch.Tensor):
-        t = value.detach().clone()
-    else:
-        try:
-            t = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{owner}: {name} must be array-like, got {type(value).__name__}") from err
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if t.ndim not in allowed:
-            raise ValueError(f"{owner}: {name} must have {' or '.join(map(str, allowed))} "
-                             f"dimensions, got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{owner}: {name} must be finite, got non-finite values")
-    return t
+__all__ = ["DSPModule", "from_config", "MAX_CONFIG_DEPTH"]
 
 
 class DSPModule(nn.Module):
@@ -183,8 +151,10 @@ class DSPModule(nn.Module):
     # -- parameters ------------------------------------------------------------------
     def _init_parameter(self, name: str, value: torch.Tensor, mapping, learnable: bool):
         """Store ``value`` as the raw tensor ``name`` (mapped value -> raw via the mapping's
-        inverse when it has one), as a Parameter when learnable, else as a buffer."""
-        raw = unmap_value(mapping, value)
+        inverse when it has one), as a Parameter when learnable, else as a buffer. The raw
+        tensor is the module's own copy (no autograd history, no memory shared with
+        ``value``)."""
+        raw = unmap_value(mapping, value).detach().clone()
         if learnable:
             self.register_parameter(name, nn.Parameter(raw))
         else:
@@ -217,7 +187,7 @@ def from_config(cfg: dict) -> DSPModule:
     ------
     TypeError, ValueError
         For any malformed config, naming the field by its path, e.g.
-        ``parts[2].feedback.samples``: wrong JSON types (``"learnable": "no"``), unknown,
+        ``parts[2].feedback.delays``: wrong JSON types (``"learnable": "no"``), unknown,
         missing or misspelled fields, unknown types and dtypes, ragged or non-finite
         tensors, duplicate part names, nesting deeper than :data:`MAX_CONFIG_DEPTH`,
         values a constructor rejects.

@@ -4,7 +4,7 @@ Each module class lists its config fields (``config_fields = {name: Field}``, th
 ``config()`` writes besides "type" and "dtype"). Before a constructor runs, every field is
 checked for its JSON type (booleans are booleans, integers integers, tensors rectangular
 nested lists of finite numbers of an allowed number of dimensions) and converted; errors
-name the field by its path in the preset (``parts[2].feedback.samples``). The constructor
+name the field by its path in the preset (``parts[2].feedback.delays``). The constructor
 then checks ranges, with its error prefixed by the module's path.
 
 Allocation is bounded by the data a config holds: a tensor is built only from the numbers

@@ -7,8 +7,8 @@ import torch
 from ..functional.delays import delay_response
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
-from .gain import _generator
+from .._common import as_real_tensor, seeded_generator
+from .base import DSPModule
 
 __all__ = ["Delay"]
 
@@ -18,7 +18,7 @@ class Delay(DSPModule):
 
     Parameters
     ----------
-    samples : array_like
+    delays : array_like
         (N,) delay lengths in samples, >= 0; integer or fractional. Integer lengths are
         evaluated with exact phases on any grid (see
         :func:`flamo.functional.delay_response`).
@@ -37,13 +37,13 @@ class Delay(DSPModule):
     """
 
     diagonal = True
-    config_fields = {"samples": cf.Tensor(1), "mapping": cf.Mapping(), "learnable": cf.Bool()}
+    config_fields = {"delays": cf.Tensor(1), "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
-    def __init__(self, samples, learnable=False, mapping=None):
+    def __init__(self, delays, learnable=False, mapping=None):
         super().__init__()
-        value = as_real_tensor(samples, "samples", "Delay", ndim=1)
+        value = as_real_tensor(delays, "delays", "Delay", ndim=1)
         if (value < 0).any():
-            raise ValueError(f"Delay: samples must be >= 0, got min {value.min().item():g}")
+            raise ValueError(f"Delay: delays must be >= 0, got min {value.min().item():g}")
         self.mapping = mapping
         self._init_parameter("raw", value, mapping, learnable)
 
@@ -52,7 +52,7 @@ class Delay(DSPModule):
         """N integer lengths drawn uniformly from [low, high) samples."""
         if not 0 <= low < high:
             raise ValueError(f"Delay.random: need 0 <= low < high, got low={low}, high={high}")
-        values = torch.randint(int(low), int(high), (n,), generator=_generator(seed))
+        values = torch.randint(int(low), int(high), (n,), generator=seeded_generator(seed))
         return cls(values.to(torch.get_default_dtype()), **kwargs)
 
     @property
@@ -61,13 +61,13 @@ class Delay(DSPModule):
         return (n, n)
 
     @property
-    def samples(self) -> torch.Tensor:
+    def delays(self) -> torch.Tensor:
         """Mapped delay lengths in samples, (N,)."""
         return self._mapped("raw", self.mapping)
 
     def structured_response(self, points):
-        return Response(delay_response(self.samples, points), True)
+        return Response(delay_response(self.delays, points), True)
 
     def config(self):
-        """{"samples": lengths in samples, "mapping", "learnable"}."""
-        return self._value_config("samples", self.samples, self.mapping)
+        """{"delays": lengths in samples, "mapping", "learnable"}."""
+        return self._value_config("delays", self.delays, self.mapping)

@@ -9,7 +9,8 @@ from ..functional.delays import delay_response
 from ..functional.mappings import mapping_config
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor
+from .base import DSPModule
 
 __all__ = ["DelayMatrix"]
 
@@ -23,7 +24,7 @@ class DelayMatrix(DSPModule):
 
     Parameters
     ----------
-    samples : array_like
+    delays : array_like
         (out, in) delays in samples, >= 0, integer or fractional (exact z^-m, as
         :class:`flamo.Delay`).
     gains : array_like, optional
@@ -34,32 +35,32 @@ class DelayMatrix(DSPModule):
         Raw parameters -> delays in samples / linear gains (default identity).
     """
 
-    config_fields = {"samples": cf.Tensor(2), "gains": cf.Tensor(2, nullable=True),
+    config_fields = {"delays": cf.Tensor(2), "gains": cf.Tensor(2, nullable=True),
                      "learnable_delays": cf.Bool(), "learnable_gains": cf.Bool(),
                      "delay_mapping": cf.Mapping(), "gain_mapping": cf.Mapping()}
 
-    def __init__(self, samples, gains=None, learnable_delays=False, learnable_gains=True,
+    def __init__(self, delays, gains=None, learnable_delays=False, learnable_gains=True,
                  delay_mapping=None, gain_mapping=None):
         super().__init__()
-        m = as_real_tensor(samples, "samples", "DelayMatrix", ndim=2)
+        m = as_real_tensor(delays, "delays", "DelayMatrix", ndim=2)
         if (m < 0).any():
-            raise ValueError(f"DelayMatrix: samples must be >= 0, got min {m.min().item():g}")
+            raise ValueError(f"DelayMatrix: delays must be >= 0, got min {m.min().item():g}")
         g = torch.ones_like(m) if gains is None else as_real_tensor(gains, "gains", "DelayMatrix", ndim=2)
         if g.shape != m.shape:
-            raise ValueError(f"DelayMatrix: gains must have the shape of samples {tuple(m.shape)}, "
+            raise ValueError(f"DelayMatrix: gains must have the shape of delays {tuple(m.shape)}, "
                              f"got {tuple(g.shape)}")
         self.delay_mapping, self.gain_mapping = delay_mapping, gain_mapping
-        self._init_parameter("raw_samples", m, delay_mapping, learnable_delays)
+        self._init_parameter("raw_delays", m, delay_mapping, learnable_delays)
         self._init_parameter("raw_gains", g, gain_mapping, learnable_gains)
 
     @property
     def shape(self):
-        return tuple(self.raw_samples.shape[-2:])
+        return tuple(self.raw_delays.shape[-2:])
 
     @property
-    def samples(self) -> torch.Tensor:
+    def delays(self) -> torch.Tensor:
         """Mapped delays in samples, (out, in)."""
-        return self._mapped("raw_samples", self.delay_mapping)
+        return self._mapped("raw_delays", self.delay_mapping)
 
     @property
     def gains(self) -> torch.Tensor:
@@ -67,21 +68,21 @@ class DelayMatrix(DSPModule):
         return self._mapped("raw_gains", self.gain_mapping)
 
     def structured_response(self, points):
-        m = self.samples
+        m = self.delays
         out, inp = m.shape[-2:]
         z = delay_response(m.flatten(-2), points).unflatten(-1, (out, inp))  # (..., M, out, in)
         return Response(self.gains.unsqueeze(-3).to(points.complex_dtype) * z, False)
 
     def config(self):
-        """{"samples": samples, "gains": linear gains, mappings, learnability}."""
+        """{"delays": in samples, "gains": linear gains, mappings, learnability}."""
         for mapping in (self.delay_mapping, self.gain_mapping):
             if mapping is not None and not hasattr(mapping, "inverse"):
                 raise ValueError(f"DelayMatrix.config: mapping {mapping!r} has no inverse, so the "
                                  f"module cannot be rebuilt from its mapped values")
-        m, g = self.samples.detach(), self.gains.detach()
+        m, g = self.delays.detach(), self.gains.detach()
         return {"type": "DelayMatrix", "dtype": str(m.dtype).removeprefix("torch."),
-                "samples": m.cpu().tolist(), "gains": g.cpu().tolist(),
-                "learnable_delays": isinstance(self.raw_samples, nn.Parameter),
+                "delays": m.cpu().tolist(), "gains": g.cpu().tolist(),
+                "learnable_delays": isinstance(self.raw_delays, nn.Parameter),
                 "learnable_gains": isinstance(self.raw_gains, nn.Parameter),
                 "delay_mapping": mapping_config(self.delay_mapping),
                 "gain_mapping": mapping_config(self.gain_mapping)}

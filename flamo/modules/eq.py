@@ -8,7 +8,7 @@ from torch import nn
 from ..functional.biquads import rbj_highshelf, rbj_lowshelf, rbj_peak
 from ..functional.geq import AccurateGEQ, octave_bands, third_octave_bands
 from . import config_fields as cf
-from .base import as_real_tensor
+from .._common import as_real_tensor
 from .filters import Biquad, FilterModule, check_below_nyquist
 
 __all__ = ["PEQ", "GEQ"]
@@ -22,10 +22,10 @@ class PEQ(Biquad):
     freq : array_like
         (K + 2,) frequencies in Hz [low-shelf cutoff, K peak centres, high-shelf cutoff]
         for a 1 x 1 module, or (N, K + 2) for a diagonal N x N module (one EQ per channel).
-    gain_db : array_like, default 0
-        Gains in dB, broadcast to the shape of ``freq``.
     q : array_like, default 1/sqrt(2)
         Quality factors (> 0), broadcast to the shape of ``freq``.
+    gain_db : array_like, default 0
+        Gains in dB, broadcast to the shape of ``freq``.
     learnable : bool, default True
     freq_range, q_range, gain_range_db : (float, float), optional
         Intervals of the smooth mappings, as in :class:`Biquad`.
@@ -41,13 +41,13 @@ class PEQ(Biquad):
                      "learnable": cf.Bool(), "freq_range": cf.Range(nullable=True),
                      "q_range": cf.Range(nullable=True), "gain_range_db": cf.Range(nullable=True)}
 
-    def __init__(self, freq, gain_db=0.0, q=2 ** -0.5, learnable=True, freq_range=None,
+    def __init__(self, freq, q=2 ** -0.5, gain_db=0.0, learnable=True, freq_range=None,
                  q_range=None, gain_range_db=None):
         freq_t = as_real_tensor(freq, "freq", "PEQ", ndim=(1, 2))
         if freq_t.shape[-1] < 2:
             raise ValueError(f"PEQ: freq needs at least 2 bands (low shelf, high shelf) in its last "
                              f"dimension, got shape {tuple(freq_t.shape)}")
-        for name, value in (("gain_db", gain_db), ("q", q)):
+        for name, value in (("q", q), ("gain_db", gain_db)):
             t = torch.as_tensor(value)
             if t.ndim and t.shape[-1] not in (1, freq_t.shape[-1]):
                 raise ValueError(f"PEQ: {name} has {t.shape[-1]} bands, freq has {freq_t.shape[-1]}")
@@ -75,7 +75,7 @@ class PEQ(Biquad):
         return torch.cat([low, peaks, high], dim=-2)
 
     def config(self):
-        """{"freq" (Hz), "gain_db" (dB), "q", ranges, "learnable"}."""
+        """{"freq" (Hz), "q", "gain_db" (dB), ranges, "learnable"}."""
         cfg = super().config()
         cfg["type"] = "PEQ"
         del cfg["kind"]

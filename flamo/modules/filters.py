@@ -3,11 +3,11 @@
 Each module holds its parameters unconstrained (raw) and maps them smoothly into their
 valid ranges, so that no optimizer step can make a filter unstable:
 
-- frequency: :class:`~flamo.functional.LogSigmoid` onto ``freq_range`` in Hz (default
+- frequency: :class:`~flamo.functional.LogInterval` onto ``freq_range`` in Hz (default
   :data:`DEFAULT_FREQ_RANGE`, inside (0, 24 kHz)), uniform per octave;
-- Q (and the SVF resonance R): LogSigmoid onto ``q_range`` (default (0.01, 100)), so Q > 0
+- Q (and the SVF resonance R): LogInterval onto ``q_range`` (default (0.01, 100)), so Q > 0
   and, bounded away from 0 and infinity, poles stay clear of the unit circle;
-- gain: :class:`~flamo.functional.Sigmoid` onto ``gain_range_db`` (default +/-24 dB).
+- gain: :class:`~flamo.functional.Interval` onto ``gain_range_db`` (default +/-24 dB).
 
 **The sample rate belongs to the evaluation.** Parameters are in Hz; the sections are
 designed for the sample rate of each evaluation (``points.fs``, :meth:`FilterModule.sos_at`),
@@ -29,11 +29,12 @@ import math
 import torch
 from torch import nn
 
-from ..functional.biquads import BIQUAD_KINDS, LogSigmoid, biquad, svf
-from ..functional.mappings import Sigmoid
+from ..functional.biquads import BIQUAD_KINDS, biquad, svf
+from ..functional.mappings import Interval, LogInterval
 from . import config_fields as cf
 from .sos import cascade_response
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor
+from .base import DSPModule
 
 __all__ = ["Biquad", "SVF", "FilterModule", "DEFAULT_FREQ_RANGE"]
 
@@ -162,15 +163,15 @@ class Biquad(FilterModule):
 
     @property
     def freq_mapping(self):
-        return LogSigmoid(*self.freq_range)
+        return LogInterval(*self.freq_range)
 
     @property
     def q_mapping(self):
-        return LogSigmoid(*self.q_range)
+        return LogInterval(*self.q_range)
 
     @property
     def gain_mapping(self):
-        return Sigmoid(*self.gain_range_db)
+        return Interval(*self.gain_range_db)
 
     @property
     def freq(self) -> torch.Tensor:
@@ -250,11 +251,11 @@ class SVF(FilterModule):
 
     @property
     def freq_mapping(self):
-        return LogSigmoid(*self.freq_range)
+        return LogInterval(*self.freq_range)
 
     @property
     def resonance_mapping(self):
-        return LogSigmoid(*self.resonance_range)
+        return LogInterval(*self.resonance_range)
 
     @property
     def freq(self):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..functional.fir import fir_response
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor
+from .base import DSPModule
 
 __all__ = ["FIR"]
 

@@ -8,7 +8,8 @@ from ..functional.delays import delay_response
 from ..functional.fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor
+from .base import DSPModule
 
 __all__ = ["FractionalDelay"]
 
@@ -24,7 +25,7 @@ class FractionalDelay(DSPModule):
 
     Parameters
     ----------
-    samples : array_like
+    delays : array_like
         (N,) delay lengths in samples, >= 0 (>= order - 0.5 for ``kind="thiran"``).
     order : int, default 3
         Order of the interpolation filter (>= 1).
@@ -60,19 +61,19 @@ class FractionalDelay(DSPModule):
     KINDS = ("lagrange", "thiran")
     #: Highest order a config may ask for (its cost grows with the order, not with the data).
     MAX_CONFIG_ORDER = 256
-    config_fields = {"samples": cf.Tensor(1), "order": cf.Int(1, MAX_CONFIG_ORDER), "kind": cf.Choice(KINDS),
+    config_fields = {"delays": cf.Tensor(1), "order": cf.Int(1, MAX_CONFIG_ORDER), "kind": cf.Choice(KINDS),
                      "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
-    def __init__(self, samples, order=3, kind="lagrange", learnable=True, mapping=None):
+    def __init__(self, delays, order=3, kind="lagrange", learnable=True, mapping=None):
         super().__init__()
         if kind not in self.KINDS:
             raise ValueError(f"FractionalDelay: kind must be one of {self.KINDS}, got {kind!r}")
         if isinstance(order, bool) or not isinstance(order, int) or order < 1:
             raise ValueError(f"FractionalDelay: order must be an int >= 1, got {order!r}")
-        value = as_real_tensor(samples, "samples", "FractionalDelay", ndim=1)
+        value = as_real_tensor(delays, "delays", "FractionalDelay", ndim=1)
         low = order - 0.5 if kind == "thiran" else 0.0
         if (value < low).any():
-            raise ValueError(f"FractionalDelay: samples must be >= {low:g} for kind={kind!r}, "
+            raise ValueError(f"FractionalDelay: delays must be >= {low:g} for kind={kind!r}, "
                              f"order={order}, got min {value.min().item():g}")
         self.order, self.kind, self.mapping = order, kind, mapping
         self._init_parameter("raw", value, mapping, learnable)
@@ -83,13 +84,13 @@ class FractionalDelay(DSPModule):
         return (n, n)
 
     @property
-    def samples(self) -> torch.Tensor:
+    def delays(self) -> torch.Tensor:
         """Mapped delay lengths in samples, (N,)."""
         return self._mapped("raw", self.mapping)
 
     def split(self):
         """(s, D): integer delays (no gradient) and the filter's fractional delays, (N,) each."""
-        m = self.samples
+        m = self.delays
         with torch.no_grad():
             if self.kind == "lagrange":
                 s = torch.clamp(torch.floor(m) - (self.order - 1) // 2, min=0)
@@ -106,15 +107,15 @@ class FractionalDelay(DSPModule):
         s, d = self.split()
         if self.kind == "thiran" and (d <= self.order - 1).any():
             raise ValueError(f"FractionalDelay: thiran allpass of order {self.order} is unstable for "
-                             f"samples <= {self.order - 1}; got min {self.samples.min().item():g}")
+                             f"delays <= {self.order - 1}; got min {self.delays.min().item():g}")
         coeffs = self.filter_coefficients()
         frac = (fir_response(coeffs, points) if self.kind == "lagrange"
                 else allpass_response(coeffs, points))  # (..., M, N)
         return Response(delay_response(s, points) * frac, True)
 
     def config(self):
-        """{"samples": lengths in samples, "order", "kind", "mapping", "learnable"}."""
-        return {**self._value_config("samples", self.samples, self.mapping),
+        """{"delays": lengths in samples, "order", "kind", "mapping", "learnable"}."""
+        return {**self._value_config("delays", self.delays, self.mapping),
                 "order": self.order, "kind": self.kind}
 
     def extra_repr(self):

@@ -8,18 +8,10 @@ from torch import nn
 from ..functional.matrices import Circulant, hadamard, householder, skew_expm
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor, seeded_generator
+from .base import DSPModule
 
 __all__ = ["Gain", "Matrix"]
-
-
-def _generator(seed):
-    gen = torch.Generator()
-    if seed is not None:
-        gen.manual_seed(int(seed))
-    else:
-        gen.seed()
-    return gen
 
 
 class Gain(DSPModule):
@@ -32,7 +24,7 @@ class Gain(DSPModule):
         channel). These are the mapped values; the raw parameter is ``mapping.inverse``
         of them when the mapping has an inverse.
     mapping : callable, optional
-        Raw parameter -> gains (default identity), e.g. ``Sigmoid(0, 1)`` to keep every
+        Raw parameter -> gains (default identity), e.g. ``Interval(0, 1)`` to keep every
         gain in (0, 1).
     learnable : bool, default True
         Store the gains as an ``nn.Parameter`` (else as a buffer).
@@ -51,7 +43,7 @@ class Gain(DSPModule):
     def random(cls, shape, seed=None, **kwargs) -> "Gain":
         """Gains drawn from N(0, 1 / in): ``shape`` (out, in) or (N,) for a diagonal."""
         shape = tuple(shape)
-        values = torch.randn(shape, generator=_generator(seed)) / shape[-1] ** 0.5
+        values = torch.randn(shape, generator=seeded_generator(seed)) / shape[-1] ** 0.5
         return cls(values, **kwargs)
 
     @property
@@ -115,7 +107,7 @@ class Matrix(DSPModule):
         if kind not in self.KINDS:
             raise ValueError(f"Matrix: kind must be one of {self.KINDS}, got {kind!r}")
         self.n, self.kind = n, kind
-        gen = _generator(seed)
+        gen = seeded_generator(seed)
         if kind == "orthogonal":
             self.mapping = skew_expm if mapping is None else mapping
             if init is None:
@@ -127,7 +119,7 @@ class Matrix(DSPModule):
                     raise ValueError(f"Matrix: init must be orthogonal for kind='orthogonal', "
                                      f"got max |A A^T - I| = {err:.3g}")
                 raw = torch.zeros(n, n, dtype=base.dtype)
-            self.register_buffer("base", base)
+            self.register_buffer("base", base.detach().clone())
         elif kind == "householder":
             self.mapping = householder if mapping is None else mapping
             if init is None:

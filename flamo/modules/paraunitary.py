@@ -9,8 +9,8 @@ from ..functional.delays import delay_response
 from ..functional.matrices import skew_expm
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
-from .gain import _generator
+from .._common import as_real_tensor, seeded_generator
+from .base import DSPModule
 
 __all__ = ["Paraunitary"]
 
@@ -55,7 +55,7 @@ class Paraunitary(DSPModule):
         stages, n = m.shape[0] - 1, m.shape[1]
         if matrices is None:  # identity base, so .double() keeps the U_k exactly orthogonal
             base = torch.eye(n, dtype=m.dtype).expand(stages, n, n).clone()
-            raw = torch.randn(stages, n, n, generator=_generator(seed)).to(m.dtype)
+            raw = torch.randn(stages, n, n, generator=seeded_generator(seed)).to(m.dtype)
         else:
             base = as_real_tensor(matrices, "matrices", "Paraunitary", ndim=3)
             if base.shape != (stages, n, n):
@@ -66,8 +66,8 @@ class Paraunitary(DSPModule):
             if err > 1e-5:
                 raise ValueError(f"Paraunitary: matrices must be orthogonal, got max |U U^T - I| = {err:.3g}")
             raw = torch.zeros_like(base)
-        self.register_buffer("delays", m)
-        self.register_buffer("base", base)
+        self.register_buffer("delays", m.detach().clone())
+        self.register_buffer("base", base.detach().clone())
         if learnable:
             self.raw = nn.Parameter(raw)
         else:
@@ -94,7 +94,7 @@ class Paraunitary(DSPModule):
         if spread <= 0 or stages < 1 or n < 1:
             raise ValueError(f"Paraunitary.velvet: need n >= 1, stages >= 1, spread > 0, got "
                              f"n={n}, stages={stages}, spread={spread}")
-        gen = _generator(seed)
+        gen = seeded_generator(seed)
         slot = spread / n
         jitter = torch.rand(stages, n, generator=gen, dtype=torch.float64)
         order = torch.argsort(torch.rand(stages, n, generator=gen), dim=-1)

@@ -8,7 +8,8 @@ from ..functional.mappings import register_mapping
 from ..functional.sos import sos_poles, sos_response
 from ..response import Response
 from . import config_fields as cf
-from .base import DSPModule, as_real_tensor
+from .._common import as_real_tensor
+from .base import DSPModule
 
 __all__ = ["SOS", "insert_a0", "cascade_response"]
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..signal import time_last
-from .decay import edr, octave_filterbank, schroeder_edc, stft
+from .energy_decay import edr, octave_filterbank, schroeder_edc, stft
 
 __all__ = [
     "complex_mse", "magnitude_mse", "masked_mse", "stft_loss", "mel_filterbank",
@@ -179,7 +179,7 @@ def edc_loss(pred: torch.Tensor, target: torch.Tensor, fs: float | None = None,
         Sample rate [Hz]; needed with ``centers``.
     centers : sequence of float, optional
         Octave-band centres [Hz]; the EDC is then computed per band
-        (:func:`flamo.optim.decay.octave_filterbank`), else broadband.
+        (:func:`flamo.optim.energy_decay.octave_filterbank`), else broadband.
     db : bool
         Compare EDCs in dB (dB^2) rather than linear energy.
     normalize : bool
@@ -199,7 +199,7 @@ def edc_loss(pred: torch.Tensor, target: torch.Tensor, fs: float | None = None,
 def edr_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int = 1024,
              hop: int | None = None) -> torch.Tensor:
     """Mean absolute difference of normalized energy decay reliefs in dB of signals (T,) or
-    (..., T, C), time first (see :func:`flamo.optim.decay.edr`)."""
+    (..., T, C), time first (see :func:`flamo.optim.energy_decay.edr`)."""
     _check_pair(pred, target, "edr_loss")
     return (edr(pred, n_fft, hop) - edr(target, n_fft, hop)).abs().mean()
 

@@ -5,7 +5,7 @@ Import it explicitly (``import flamo.reverb``); ``import flamo`` does not load i
 """
 
 from .analysis import ModalDecomposition, echo_density, fdn_modes, modal_decomposition
-from ..functional.decay import gain_to_t60, t60_to_gain
+from ..functional.attenuation import gain_to_t60, t60_to_gain
 from .colorless import (COLORLESS_GAIN_PER_SAMPLE, PUBLISHED_INITS, LineScale, colorless_criteria,
                         colorless_fdn, line_outputs, published_colorless_fdn, upper_skew_expm)
 from .delays import COLORLESS_FDN_DELAYS, coprime_delays, first_primes, prime_power_delays

@@ -31,9 +31,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-from ..functional.mappings import Sigmoid, unmap_value
+from ..functional.mappings import Interval, unmap_value
 from ..modules import Delay, DSPModule, Gain, HomogeneousAttenuation, Matrix
-from ..modules.base import as_real_tensor
+from .._common import as_real_tensor, seeded_generator
 from ..system import Parallel, Recursion, Series
 from .delays import COLORLESS_FDN_DELAYS
 from .structure import fdn_structure
@@ -88,8 +88,8 @@ class FDNConfig:
     learnable_matrix, learnable_gains, learnable_direct : bool, default True
         Learnability of A, of b and c, and of d.
     learnable_attenuation : bool, default False
-        Learn the attenuation built from ``t60`` (T60 through LogSigmoid onto its range) or
-        ``line_gains`` (the gains through ``Sigmoid(0, 1)``): every gain stays in (0, 1), so
+        Learn the attenuation built from ``t60`` (T60 through LogInterval onto its range) or
+        ``line_gains`` (the gains through ``Interval(0, 1)``): every gain stays in (0, 1), so
         the loop stays stable with an orthogonal matrix.
     learnable_delays : bool, default False
     dtype : torch.dtype, default torch.float32
@@ -120,13 +120,7 @@ class FDNConfig:
 def _float64(value, name, ndim):
     """``value`` as a float64 tensor: Python numbers and lists are read in float64 (not in
     the default float32), so that a float64 FDN holds exactly the values given."""
-    if value is not None and not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"build_fdn: {name} must be real array-like, got "
-                            f"{type(value).__name__}") from err
-    return as_real_tensor(value, name, "build_fdn", ndim=ndim).to(torch.float64)
+    return as_real_tensor(value, name, "build_fdn", ndim=ndim, dtype=torch.float64)
 
 
 def _delays(value):
@@ -179,7 +173,7 @@ def _attenuation(config, m):
     else:
         gains = torch.ones(n, dtype=torch.float64)
     if config.learnable_attenuation:
-        return Gain(gains, mapping=Sigmoid(0.0, 1.0), learnable=True)
+        return Gain(gains, mapping=Interval(0.0, 1.0), learnable=True)
     return Gain(gains, learnable=False)
 
 
@@ -203,7 +197,7 @@ def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
     Examples
     --------
     >>> fdn = build_fdn(delays=[887, 911, 941, 1699, 1951, 2053], t60=1.5, seed=0, direct_gain=0.0)
-    >>> fdn["fdn"]["loop"].forward_path["delays"].samples.tolist()[:2]
+    >>> fdn["fdn"]["loop"].forward_path["delays"].delays.tolist()[:2]
     [887.0, 911.0]
     """
     if config is None:
@@ -216,11 +210,7 @@ def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
         raise TypeError(f"build_fdn: dtype must be torch.float32 or torch.float64, got {config.dtype}")
     m = _delays(config.delays)
     n = m.numel()
-    gen = torch.Generator()
-    if config.seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(config.seed))
+    gen = seeded_generator(config.seed)
     matrix_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     if isinstance(config.matrix, str):
         init = None if config.matrix_init is None else _float64(config.matrix_init, "matrix_init",

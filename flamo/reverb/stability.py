@@ -10,7 +10,7 @@ grid for long delays or sharp attenuation filters). It is also conservative: a l
 >= 1 at some frequency does not prove instability. With an orthogonal feedback matrix and
 per-line gains or attenuation filters of magnitude below 1, the loop gain is the largest
 attenuation magnitude, so the parametrizations of :func:`flamo.reverb.build_fdn` with
-``learnable_attenuation=True`` (gains through Sigmoid(0, 1), or T60 through LogSigmoid onto a
+``learnable_attenuation=True`` (gains through Interval(0, 1), or T60 through LogInterval onto a
 finite range) are stable by construction.
 """
 

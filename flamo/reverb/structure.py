@@ -187,9 +187,9 @@ class FDNStructure:
     @property
     def m(self) -> torch.Tensor:
         """(N,) int64 delay lengths in samples (integer-valued, >= 1; no gradient)."""
-        samples = self.delays.samples.detach()
+        samples = self.delays.delays.detach()
         if samples.ndim != 1:
-            raise ValueError(f"FDNStructure.m: Delay samples must have shape (N,) without batch "
+            raise ValueError(f"FDNStructure.m: Delay lengths must have shape (N,) without batch "
                              f"dims, got {tuple(samples.shape)}")
         if not bool(torch.all(samples == torch.round(samples))) or bool((samples < 1).any()):
             raise ValueError(f"FDNStructure.m: delay lengths must be integers >= 1 sample (for a "

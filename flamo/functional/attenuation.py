@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from .._common import as_real_tensor
 from .biquads import first_order_lowshelf
 from .geq import AccurateGEQ, unit_circle_db
 
@@ -25,18 +26,6 @@ def t60_to_gain_db(delays, t60, fs: float) -> torch.Tensor:
     """Per-pass gain in dB, -60 m / (fs T60), broadcast over (delays, t60); no validation
     (the designs below call it on values their mappings keep valid)."""
     return -60.0 * delays / (fs * t60)
-
-
-def _as_tensor(value, name, owner):
-    # Python numbers and arrays become float64, never the float32 default dtype.
-    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(torch.float64)
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{owner}: {name} must be finite")
-    return t
 
 
 def t60_to_gain(delays, t60, fs) -> torch.Tensor:
@@ -55,11 +44,12 @@ def t60_to_gain(delays, t60, fs) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        Linear gains in (0, 1], shape of ``delays`` broadcast with ``t60``; the dtype of a
-        tensor ``delays``, else float64.
+        Linear gains in (0, 1], shape of ``delays`` broadcast with ``t60``, in the dtype of
+        ``delays`` (a tensor keeps its dtype; Python values take the default float32, as
+        everywhere in flamo: pass float64 tensors for reference work).
     """
-    m = _as_tensor(delays, "delays", "t60_to_gain")
-    t = _as_tensor(t60, "t60", "t60_to_gain").to(m.dtype)
+    m = as_real_tensor(delays, "delays", "t60_to_gain")
+    t = as_real_tensor(t60, "t60", "t60_to_gain", dtype=m.dtype)
     if (m < 0).any():
         raise ValueError(f"t60_to_gain: delays must be >= 0 samples, got min {m.min().item():g}")
     if (t <= 0).any():
@@ -81,8 +71,8 @@ def gain_to_t60(delays, gain, fs) -> torch.Tensor:
     fs : float
         Sample rate in Hz, > 0.
     """
-    m = _as_tensor(delays, "delays", "gain_to_t60")
-    g = _as_tensor(gain, "gain", "gain_to_t60").to(m.dtype)
+    m = as_real_tensor(delays, "delays", "gain_to_t60")
+    g = as_real_tensor(gain, "gain", "gain_to_t60", dtype=m.dtype)
     if (m <= 0).any():
         raise ValueError(f"gain_to_t60: delays must be > 0 samples, got min {m.min().item():g}")
     if ((g <= 0) | (g >= 1)).any():

@@ -90,7 +90,7 @@ class Config:
                    energy_points=2000)
 
 
-def _at_zero(system):
+def response_at_zero(system):
     """Per-line outputs at z = 0, c_i [(-A)^-1 b]_i = -c_i [A^T b]_i (A orthogonal), (N,): the
     value the released model gives its zero-padded grid entries."""
     s = fdn_structure(system)
@@ -138,7 +138,7 @@ def _measure(system, cfg, mag_grid):
     return out
 
 
-def _trial(cfg, ctx, store, t):
+def run_trial(cfg, ctx, store, t):
     key = (f"trial{t}",)
     done = store.load(*key)
     if done is not None:
@@ -165,7 +165,7 @@ def _trial(cfg, ctx, store, t):
     def forward(model, n_points):
         lines = [line_outputs(model, flamo.Grid(2 * (int(n) - 1), fs=cfg.fs, dtype=dtype, device=device))
                  for n in n_points]
-        zero = _at_zero(model)
+        zero = response_at_zero(model)
         return {"lines": lines, "zero": [zero] * len(lines)}
 
     criteria = {"spectral": (DAFxSpectralLoss(cfg.max_points, cfg.p_below, cfg.p_above), 1.0),
@@ -193,7 +193,7 @@ def run(cfg: Config, ctx) -> None:
     store = TrialStore(ctx.resume_dir)
     results = []
     for t in ctx.progress(range(cfg.trials), desc="trials", total=cfg.trials):
-        r = _trial(cfg, ctx, store, t)
+        r = run_trial(cfg, ctx, store, t)
         results.append(r)
         ctx.log(f"trial {t}: modal spread {r['init']['modal_spread_db']:.2f} -> {r['final']['modal_spread_db']:.2f} dB "
                 f"(random orthogonal {r['random_orthogonal_spread_db']:.2f} dB), {r['steps']} steps "

@@ -168,7 +168,7 @@ def _measure(system, cfg, criteria, valid_points, all_points, keep_band):
     return out
 
 
-def _trial(cfg, ctx, store, name, delays, alpha, t):
+def run_trial(cfg, ctx, store, name, delays, alpha, t):
     """Train one trial (or load it when an earlier run finished it); returns its record."""
     key = (name, f"alpha{alpha:g}", f"trial{t}")
     done = store.load(*key)
@@ -246,7 +246,7 @@ def run(cfg: Config, ctx) -> None:
     store = TrialStore(ctx.resume_dir)
     results = []
     for name, alpha, t in ctx.progress(jobs, desc="trials", total=len(jobs)):
-        r = _trial(cfg, ctx, store, name, sets[name], alpha, t)
+        r = run_trial(cfg, ctx, store, name, sets[name], alpha, t)
         results.append(r)
         ctx.log(f"{name} alpha {alpha:g} trial {t}: modal spread {r['init']['modal_spread_db']:.2f} -> "
                 f"{r['final']['modal_spread_db']:.2f} dB, echo density {r['init']['echo_density']:.3f} -> "

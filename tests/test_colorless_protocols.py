@@ -51,7 +51,7 @@ def _ctx(tmp_path):
 
 
 def test_an_interrupted_trial_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    whole = colorless_fdn._trial(SMALL, _ctx(tmp_path / "a"), TrialStore(tmp_path / "a"), "tiny",
+    whole = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "a"), TrialStore(tmp_path / "a"), "tiny",
                                  (7, 11, 13, 17), 1.0, 0)
     calls = {"n": 0}
     original = colorless_fdn.JournalMonitor.__call__
@@ -65,17 +65,17 @@ def test_an_interrupted_trial_resumes_to_the_uninterrupted_result(tmp_path, monk
     monkeypatch.setattr(colorless_fdn.JournalMonitor, "__call__", killed_in_epoch_two)
     store = TrialStore(tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):
-        colorless_fdn._trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
+        colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
     assert (store.folder("tiny", "alpha1", "trial0") / "last.pt").is_file()
     monkeypatch.setattr(colorless_fdn.JournalMonitor, "__call__", original)
-    resumed = colorless_fdn._trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
+    resumed = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
     assert resumed["epochs_run"] == whole["epochs_run"]
     assert resumed["final"]["residues_db"] == whole["final"]["residues_db"]
     assert [e["valid_total"] for e in resumed["epochs"]] == [e["valid_total"] for e in whole["epochs"]]
     assert not (store.folder("tiny", "alpha1", "trial0") / "last.pt").exists()
     # a finished trial is loaded, not recomputed
     monkeypatch.setattr(colorless_fdn, "initial_fdn", None)
-    loaded = colorless_fdn._trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
+    loaded = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
     assert loaded["final"]["residues_db"] == resumed["final"]["residues_db"]
     assert loaded["epochs_run"] == resumed["epochs_run"]
 
@@ -109,7 +109,7 @@ def test_dafx23_loss_terms_are_the_released_ones():
     system = published_colorless_fdn(delays, seed=2, init="dafx23", gain_per_sample=0.99, dtype=torch.float64)
     sizes, max_points, ir_length = (300, 351), 400, 500
     lines = [line_outputs(system, flamo.Grid(2 * (n - 1), dtype=torch.float64)) for n in sizes]
-    output = {"lines": lines, "zero": [colorless_dafx23._at_zero(system)] * len(sizes)}
+    output = {"lines": lines, "zero": [colorless_dafx23.response_at_zero(system)] * len(sizes)}
     with torch.no_grad():
         spectral = colorless_dafx23.DAFxSpectralLoss(max_points, 2.0, 4.0)(output)
         temporal = colorless_dafx23.DAFxTemporalLoss(ir_length)(output)

@@ -179,7 +179,7 @@ class _WithAttenuation(_Library):
 class FDNAttenuationOverPlain:
     """FDN with an attenuation filter per line in the loop (a GEQ, or 8 biquads) against the
     plain FDN of the same N and nfft (both the library): forward + backward time of the
-    former, and the ratio of the two measured in one process (issue target: <= 1.5)."""
+    former, and the ratio of the two measured in one process."""
 
     params = (DEVICES, ["geq", "sos"], [16], [2 ** 17])
     param_names = ["device", "filter", "N", "nfft"]

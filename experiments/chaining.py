@@ -212,7 +212,7 @@ def _block_diagram(errors: pd.DataFrame):
     ax.text(1.9, y + 0.6, "series", ha="center", fontsize=9, style="italic", color="0.35")
     sub = errors[errors.configuration == COMPOSITE]
     worst = ", ".join(f"{dt} {sub[sub.dtype == dt].max_rel_error.max():.1e}" for dt in sorted(sub.dtype.unique()))
-    ax.text(6.0, 0.45, "$H(z) = c\,(I - F(z) A)^{-1} F(z)\,(S(z) + D'(z))\,b\,H_0(z)$"
+    ax.text(6.0, 0.45, r"$H(z) = c\,(I - F(z) A)^{-1} F(z)\,(S(z) + D'(z))\,b\,H_0(z)$"
             f"      max relative deviation from numpy: {worst}", ha="center", fontsize=11)
     ax.set_title("FLAMO Fig. 1 as one system: series, parallel and recursion (flamo.Series / "
                  "Parallel / Recursion)", fontsize=12)

@@ -11,7 +11,7 @@ mean((|H| - 1)^2) on the output plus 0.2 x the feedback-matrix sparsity; Adam lr
 
 Rendering (Fig. 4's form): the initialized and the optimized b, A, c with frequency-dependent
 decay, a :class:`flamo.GEQAttenuation` per line from the octave-band T60 of a measured room
-(``/work/shared/data/rirs``, T20 fit of each band's Schroeder curve), 2 s impulse responses
+(``data/rirs/``, T20 fit of each band's Schroeder curve), 2 s impulse responses
 by frequency sampling, spectrograms 0-2 s on a log frequency axis 50 Hz-20 kHz, -60..0 dB,
 and WAV files of both (so the colouration can be heard).
 
@@ -49,7 +49,7 @@ from flamo.reverb import build_fdn, fdn_structure
 DESCRIPTION = ("reproduction of FLAMO (ICASSP 2025) Fig. 4: N = 6 FDN before/after the colorless "
                "optimization as spectrograms with a measured room's decay, WAVs; journal Fig. 6 form")
 
-RIR_DIR = Path("/work/shared/data/rirs")
+RIR_DIR = Path(__file__).resolve().parent.parent / "data" / "rirs"  # the repository's measured RIRs
 
 
 @dataclass

@@ -81,9 +81,13 @@ class Points:
     Examples
     --------
     >>> import math, torch, flamo
-    >>> points = flamo.Points(torch.exp(1j * torch.tensor([0.0, math.pi / 2])))
-    >>> flamo.Delay([1.0]).response(points)[:, 0, 0]
-    tensor([1.+0.j, 0.-1.j])
+    >>> z = torch.exp(1j * torch.tensor([0.0, math.pi / 2], dtype=torch.float64))
+    >>> points = flamo.Points(z, fs=48000)
+    >>> points.M, points.dtype
+    (2, torch.float64)
+    >>> h = flamo.Delay([1.0]).response(points)[:, 0, 0]  # z^-1 at each point
+    >>> torch.allclose(h, 1 / z)
+    True
     """
 
     def __init__(self, z, fs=None, dtype=None):
@@ -280,6 +284,15 @@ class Grid(Points):
         Number of frequency points, ``nfft // 2 + 1``, covering [0, pi].
     gamma : float
         Sampling radius factor ``10 ** (-alias_decay_db / (20 * nfft))`` in (0, 1].
+
+    Examples
+    --------
+    >>> import flamo
+    >>> grid = flamo.Grid(nfft=8, fs=48000)
+    >>> grid.M, grid.freqs.tolist()
+    (5, [0.0, 6000.0, 12000.0, 18000.0, 24000.0])
+    >>> grid.replace(nfft=16, alias_decay_db=30.0).M  # a new grid; ``grid`` is unchanged
+    9
     """
 
     def __init__(self, nfft, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32, device="cpu"):

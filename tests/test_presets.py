@@ -190,7 +190,7 @@ def test_unknown_dtypes_are_rejected(dtype):
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({"type": "Matrix", "n": 10 ** 6}, "must give init"),  # issue 14: asked for a 4 TB random init
+    ({"type": "Matrix", "n": 10 ** 6}, "must give init"),  # would ask for a 4 TB random init
     ({"type": "Matrix", "n": 10 ** 6, "kind": "free"}, "must give init"),
     ({"type": "Matrix", "n": 10 ** 6, "kind": "orthogonal", "init": None}, "must give init"),
     ({"type": "Matrix", "n": 2 ** 20, "kind": "hadamard"}, "largest Hadamard order a config may ask for"),

@@ -11,7 +11,8 @@ from conftest import random_stable_sos
 
 
 def _aliased(y_long, nfft, gamma):
-    """sum_k gamma^(k nfft) y[n + k nfft] for n < nfft (references.md)."""
+    """sum_k gamma^(k nfft) y[n + k nfft] for n < nfft (the aliased, gamma-weighted sum of
+    frequency sampling; Dal Santo et al., FLAMO, ICASSP 2025)."""
     wraps = len(y_long) // nfft
     return sum(gamma ** (k * nfft) * y_long[k * nfft:(k + 1) * nfft] for k in range(wraps))
 

@@ -71,7 +71,8 @@ def test_diagonal_recursion_is_division():
 @pytest.mark.parametrize("p", [0.9, -0.95, 0.995])
 @pytest.mark.parametrize("db", [0.0, 20.0, 60.0])
 def test_one_pole_aliasing_closed_form(p, db):
-    """h_hat[n] = p^n / (1 - (gamma p)^nfft) exactly (references.md)."""
+    """h_hat[n] = p^n / (1 - (gamma p)^nfft) exactly (the geometric sum of the wrapped copies
+    gamma^(k nfft) p^(n + k nfft))."""
     g = flamo.Grid(nfft=256, alias_decay_db=db, dtype=torch.float64)
     one_pole = flamo.Recursion(flamo.Gain([[1.0]]), flamo.Series(flamo.Delay([1.0]), flamo.Gain(np.array([[p]]))))
     one_pole = one_pole.double()  # p as float64: a Python list would be rounded to float32

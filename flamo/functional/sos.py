@@ -190,6 +190,18 @@ def sos_response(sos: torch.Tensor, points) -> torch.Tensor:
         (..., M, N) complex tensor in the points' complex dtype, (M,) for a (K, 6) cascade:
         the frequency axis is second to last, before the channel axis (see
         :mod:`flamo.functional`).
+
+    Examples
+    --------
+    At scipy's frequencies, as explicit points z = exp(j omega) in float64:
+
+    >>> import numpy as np, scipy.signal, torch
+    >>> from flamo.functional import sos_response
+    >>> sos = scipy.signal.butter(4, 0.2, output="sos")
+    >>> omega, expected = scipy.signal.sosfreqz(sos, worN=16)
+    >>> h = sos_response(torch.tensor(sos), torch.exp(1j * torch.tensor(omega)))
+    >>> h.shape, bool(np.allclose(h.numpy(), expected, rtol=1e-12, atol=1e-14))
+    (torch.Size([16]), True)
     """
     points = as_points(points)
     basis = points.cached(_shifted_basis, sos.device)  # (5, M)

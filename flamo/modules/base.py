@@ -102,6 +102,15 @@ class DSPModule(nn.Module):
         -------
         torch.Tensor
             (M, out, in) complex tensor; equal to ``response(grid)`` at the points of a grid.
+
+        Examples
+        --------
+        >>> import math, torch, flamo
+        >>> z = torch.exp(1j * torch.tensor([0.0, math.pi / 2], dtype=torch.float64))
+        >>> flamo.Delay([2.0]).probe(z)[:, 0, 0].real  # z^-2 at z = 1 and z = 1j
+        tensor([ 1., -1.], dtype=torch.float64)
+        >>> flamo.Biquad("lowpass", 1000.0).probe(z, fs=48000).shape
+        torch.Size([2, 1, 1])
         """
         return self.response(Points(z, fs=fs, dtype=dtype))
 

@@ -45,8 +45,9 @@ class SOS(DSPModule):
     learnable : bool, default True
     check_stability : bool, default True
         Raise ValueError at construction when a pole lies on or outside the unit circle.
-        Gradient steps can still move poles outward; issue-specific stable
-        parametrizations (pole radius through a sigmoid) prevent that. Recorded in
+        Gradient steps can still move poles outward (a stable parametrization, such as a
+        pole radius through a sigmoid or the designs of :class:`flamo.Biquad`, prevents
+        that). Recorded in
         :meth:`config`, so a preset is checked as the module was: saving a module built
         with the check whose poles have since left the circle is refused with the reason.
     """

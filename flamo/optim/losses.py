@@ -215,8 +215,8 @@ def colorless_spectral_loss(per_output: torch.Tensor, total: torch.Tensor | None
     optimization of feedback delay networks for smooth reverberation", arXiv 2402.11216,
     spectral loss; also DAFx 2023, "Differentiable feedback delay network for colorless
     reverberation"). The paper writes the squared error, p = 2 on both sides; ``p_below`` and
-    ``p_above`` give the exponent for |H| < 1 and |H| > 1 separately (the asymmetric variant
-    2 / 4 that the repository notes attribute to the published code penalizes peaks more).
+    ``p_above`` give the exponent for |H| < 1 and |H| > 1 separately (an asymmetric choice
+    such as 2 / 4 penalizes peaks more than dips).
 
     Parameters
     ----------

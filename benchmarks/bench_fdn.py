@@ -8,6 +8,7 @@ learnable W, g (the library learns the T60 that sets g), b, c.
 """
 
 import math
+import time
 
 import torch
 
@@ -199,3 +200,45 @@ class FDNAttenuationOverPlain:
                 / median_time(self.plain.step, self.device, repeat=3))
 
     track_time_ratio.unit = "with filters/plain"
+
+
+class LoopCheckCost:
+    """Cost of the loop checks of :class:`flamo.Recursion` (singular pivots and the pole count
+    from det(I - F B), read off the LU factors of the solve; one host synchronization): time
+    of the library FDN with ``check=True`` over the same system with ``check=False``, forward
+    (no_grad) and forward + backward, medians of 7 calls of each, alternated call by call in
+    this process after one warm-up each."""
+
+    params = (DEVICES, [6, 16], NFFTS)
+    param_names = ["device", "N", "nfft"]
+    timeout = 600
+
+    def setup(self, device, n, nfft):
+        from flamo.reverb import find_recursions
+
+        self.library = _Library()
+        self.library.setup(device, n, nfft)
+        (self.loop,) = find_recursions(self.library.system)
+
+    def _ratio(self, fn):
+        times = {True: [], False: []}
+        for rep in range(8):
+            for check in (True, False):
+                self.loop.check = check
+                t0 = time.perf_counter()
+                fn()
+                if rep:  # the first round warms up both
+                    times[check].append(time.perf_counter() - t0)
+        self.loop.check = True
+        median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        return median(times[True]) / median(times[False])
+
+    def track_time_ratio_forward(self, device, n, nfft):
+        return self._ratio(self.library.forward)
+
+    track_time_ratio_forward.unit = "checked/unchecked"
+
+    def track_time_ratio_forward_backward(self, device, n, nfft):
+        return self._ratio(self.library.step)
+
+    track_time_ratio_forward_backward.unit = "checked/unchecked"

@@ -7,7 +7,7 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import aliasing, functional, signal
+from . import aliasing, exceptions, functional, signal
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
@@ -22,5 +22,5 @@ __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Ser
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
            "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",
-           "functional", "signal", "aliasing", "recommend_alias_decay_db",
+           "functional", "signal", "aliasing", "exceptions", "recommend_alias_decay_db",
            "__version__"]

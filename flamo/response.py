@@ -7,7 +7,8 @@ it. Frequency-independent parts (gains, matrices) carry M = 1 and broadcast.
 
 This module is internal plumbing shared by ``flamo.modules`` and ``flamo.system``; users
 see dense tensors from ``response(points)``. The LU kernel of structured loops is
-:func:`flamo.functional.diagonal_loop_solve`.
+:func:`flamo.functional.diagonal_loop_solve`; every loop solve also returns the determinant of
+its loop matrix from its own factors (:func:`flamo.functional.lu_determinant`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .functional.loop_solve import diagonal_loop_solve
+from .functional.loop_solve import (LoopDeterminant, diagonal_loop_determinant, diagonal_loop_solve,
+                                    lu_determinant)
 
-__all__ = ["Response", "matmul", "add", "solve_loop"]
+__all__ = ["Response", "matmul", "add", "solve_loop", "loop_determinant"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ def add(a: Response, b: Response) -> Response:
 
 
 def solve_loop(forward: Response, feedback: Response, rhs: Response | None = None,
-               structured: bool = True) -> Response:
+               structured: bool = True, determinant: bool = True
+               ) -> tuple[Response, LoopDeterminant | None]:
     """(I - F B)^-1 (F @ rhs) by one batched linear solve per evaluation point.
 
     Parameters
@@ -87,11 +90,16 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
         It supports first-order gradients only; False uses the generic solve, whose
         autograd also gives higher-order gradients (double backward, Hessian-vector
         products).
+    determinant : bool, default True
+        Also read det(I - F B) off the factors of the solve.
 
     Returns
     -------
-    Response
+    result : Response
         Diagonal when F and B are both diagonal (the solve is then a division).
+    determinant : flamo.functional.LoopDeterminant or None
+        det(I - F B) at the points (M may be 1 for a frequency-independent loop), from
+        the factors of this solve; None with ``determinant=False``.
 
     Notes
     -----
@@ -100,19 +108,69 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     matrix is I - diag(d) A or I - A diag(d), and
     :func:`flamo.functional.diagonal_loop_solve` solves it with
     one LU factorization per frequency that the backward pass reuses. Other loops use
-    ``torch.linalg.solve_ex`` and autograd's generic backward.
+    torch's generic solve and autograd's generic backward.
     """
     f_rhs = forward if rhs is None else matmul(forward, rhs)
     if forward.diagonal and feedback.diagonal:  # the solve is a division per line
-        return matmul(Response(1 / (1 - forward.data * feedback.data), True), f_rhs)
-    if structured and forward.diagonal and feedback.data.shape[-3] == 1:
-        return Response(diagonal_loop_solve(forward.data, feedback.data, f_rhs.dense()), False)
-    if structured and feedback.diagonal and forward.data.shape[-3] == 1:
-        return Response(diagonal_loop_solve(feedback.data, forward.data, f_rhs.dense(),
-                                            right=True), False)
-    fb = matmul(forward, feedback)
-    n = fb.data.shape[-1]
-    loop = torch.eye(n, dtype=fb.data.dtype, device=fb.data.device) - fb.data
-    # torch.linalg.solve broadcasts the batch (and frequency) dims of both arguments.
-    # solve_ex does not raise on an exactly singular matrix: callers check for inf/NaN.
-    return Response(torch.linalg.solve_ex(loop, f_rhs.dense())[0], False)
+        fb = forward.data * feedback.data
+        loop = 1 - fb
+        det = lu_determinant(loop, None, 1 + fb.detach().abs().amax(-1)) if determinant else None
+        return matmul(Response(1 / loop, True), f_rhs), det
+    kind = _structured_kind(forward, feedback) if structured else None
+    if kind is not None:
+        d, a, right = _structured_parts(forward, feedback, kind)
+        out = diagonal_loop_solve(d, a, f_rhs.dense(), right=right, determinant=determinant)
+        return (Response(out[0], False), out[1]) if determinant else (Response(out, False), None)
+    loop, scale = _dense_loop(forward, feedback)
+    # torch.linalg.solve broadcasts the batch (and frequency) dims of both arguments. The
+    # private op behind torch.linalg.solve_ex is called because it also returns the LU
+    # factors (the determinant for free); lu_factor_ex + lu_solve would give them too, but
+    # autograd would then differentiate through the factorization, a much costlier backward
+    # than that of solve. It does not raise on an exactly singular matrix: the caller checks
+    # the determinant and the result.
+    x, lu, pivots, _ = torch._linalg_solve_ex(loop, f_rhs.dense())
+    return Response(x, False), lu_determinant(lu, pivots, scale) if determinant else None
+
+
+def loop_determinant(forward: Response, feedback: Response, structured: bool = True) -> LoopDeterminant:
+    """det(I - F B) at the points, factored as :func:`solve_loop` factors it, without a solve.
+
+    The loop matrix is built and LU-factored the same way (structured or generic); the
+    result has no autograd history.
+    """
+    if forward.diagonal and feedback.diagonal:
+        with torch.no_grad():
+            fb = forward.data * feedback.data
+            return lu_determinant(1 - fb, None, 1 + fb.abs().amax(-1))
+    kind = _structured_kind(forward, feedback) if structured else None
+    if kind is not None:
+        d, a, right = _structured_parts(forward, feedback, kind)
+        return diagonal_loop_determinant(d, a, right=right)
+    with torch.no_grad():
+        loop, scale = _dense_loop(forward, feedback)
+        lu, pivots, _ = torch.linalg.lu_factor_ex(loop)
+    return lu_determinant(lu, pivots, scale)
+
+
+def _structured_kind(forward: Response, feedback: Response):
+    """"left" for diag(d) A (diagonal forward, constant feedback), "right" for A diag(d),
+    None when the loop is not FDN-shaped."""
+    if forward.diagonal and feedback.data.shape[-3] == 1:
+        return "left"
+    if feedback.diagonal and forward.data.shape[-3] == 1:
+        return "right"
+    return None
+
+
+def _structured_parts(forward, feedback, kind):
+    if kind == "left":
+        return forward.data, feedback.data, False
+    return feedback.data, forward.data, True
+
+
+def _dense_loop(forward, feedback):
+    """I - F B as a dense (..., M, n, n) tensor and the bound 1 + max |F B| on its entries."""
+    fb = matmul(forward, feedback).dense()
+    n = fb.shape[-1]
+    loop = torch.eye(n, dtype=fb.dtype, device=fb.device) - fb
+    return loop, 1 + fb.detach().abs().amax((-2, -1))

@@ -14,10 +14,13 @@ from collections import OrderedDict
 
 import torch
 
-from .grid import Grid
+from .exceptions import LoopResolutionWarning, UnstableLoopWarning, warn
+from .functional.loop_solve import (MAX_PHASE_STEP, LoopDeterminant, singular_pivot_threshold,
+                                    winding_number)
+from .grid import Grid, as_points
 from .modules import config_fields as cf
 from .modules.base import DSPModule
-from .response import add, solve_loop
+from .response import add, loop_determinant, solve_loop
 
 __all__ = ["Series", "Parallel", "Recursion"]
 
@@ -165,22 +168,50 @@ class Recursion(DSPModule):
         B, (m, n): the path from the loop output back to its input (e.g. the feedback
         matrix).
     check : bool, default True
-        After each solve, raise ValueError if the result is not finite (the loop matrix is
-        singular at an evaluation point). The check costs one pass over the result and, on a
-        GPU, one synchronization.
+        Check every evaluation with the determinant of the loop matrix P = I - F B, which
+        the LU factors of the solve give at no extra solve (see Notes): raise ValueError
+        where P is singular to working precision or the solution is not finite; on a
+        :class:`flamo.Grid`, count the loop's poles outside the circle of evaluation and
+        act on ``on_unstable``, or warn (:class:`flamo.exceptions.LoopResolutionWarning`)
+        when the grid is too coarse to count them. The checks cost a few passes over
+        (M, N) values and, on a GPU, one synchronization.
     structured_solve : bool, default True
         Solve FDN-shaped loops (a diagonal path and a frequency-independent matrix) with
         one LU factorization per frequency that the backward pass reuses
         (:func:`flamo.functional.diagonal_loop_solve`): less time and memory than the
         generic solve (the asv benchmarks measure both), but first-order gradients only.
         Set False for double backward / Hessian-vector products through the loop.
+    on_unstable : {"raise", "warn"}, default "raise"
+        What a grid evaluation does when the loop has poles outside the circle of radius
+        1 / gamma: raise ValueError, or warn (:class:`flamo.exceptions.UnstableLoopWarning`)
+        and return the result, which is then the response of the anti-causal, time-wrapped
+        twin of the system, not of the system.
 
     Raises
     ------
     ValueError
-        At construction for mismatched shapes; at evaluation for a singular loop, naming
-        the first offending frequency. A lossless loop (poles on the unit circle) needs
-        alias_decay_db > 0 or some loss to stay off the poles.
+        At construction for mismatched shapes. At evaluation (``check=True``) for a
+        singular or near-singular loop, naming the first offending point (on a grid: its bin
+        and frequency in Hz); a lossless loop (poles on the unit circle) needs
+        alias_decay_db > 0 or some loss to stay off its poles. On a grid, for a loop with
+        poles outside the circle of evaluation (``on_unstable="raise"``).
+
+    Notes
+    -----
+    **Singular loops.** A relative pivot min_i |u_ii| / (1 + max |F B|) below
+    :func:`flamo.functional.singular_pivot_threshold` (16 N eps) means P is singular within
+    its rounding: the solve would return noise, typically a huge finite value.
+
+    **Poles outside the circle.** Frequency sampling on the circle |z| = 1 / gamma returns,
+    for a loop with poles outside it, the response of the anti-causal system with the same
+    transfer function, wrapped in time: finite and wrong. By the argument principle the
+    winding number of det P around the circle is minus the number of such poles
+    (:func:`flamo.functional.winding_number`, which states exactly what it counts and when the
+    grid resolves it). Poles between the unit circle and 1 / gamma are not flagged: the grid
+    then returns the causal, growing response over its nfft samples, which is the right
+    answer for that window. Use :meth:`loop_determinant` to see det P on any grid, and
+    :func:`flamo.reverb.certify_stable` for a sufficient condition of stability on the unit
+    circle.
 
     Examples
     --------
@@ -195,7 +226,10 @@ class Recursion(DSPModule):
     True
     """
 
-    def __init__(self, forward, feedback, check=True, structured_solve=True):
+    #: The values ``on_unstable`` accepts.
+    ON_UNSTABLE = ("raise", "warn")
+
+    def __init__(self, forward, feedback, check=True, structured_solve=True, on_unstable="raise"):
         super().__init__()
         for name, m in (("forward", forward), ("feedback", feedback)):
             if not isinstance(m, DSPModule):
@@ -207,10 +241,17 @@ class Recursion(DSPModule):
                 f"Recursion: feedback {_describe('feedback', feedback)} must map the "
                 f"{f_out} outputs of {_describe('forward', forward)} back to its {f_in} inputs, "
                 f"i.e. have shape ({f_in}, {f_out})")
+        for name, value in (("check", check), ("structured_solve", structured_solve)):
+            if not isinstance(value, bool):
+                raise TypeError(f"Recursion: {name} must be True or False, got {value!r}")
+        if on_unstable not in self.ON_UNSTABLE:
+            raise ValueError(f"Recursion: on_unstable must be one of {self.ON_UNSTABLE}, "
+                             f"got {on_unstable!r}")
         self.forward_path = forward
         self.feedback_path = feedback
         self.check = check
         self.structured_solve = structured_solve
+        self.on_unstable = on_unstable
 
     @property
     def shape(self):
@@ -224,32 +265,122 @@ class Recursion(DSPModule):
         return self.apply_to(None, points)
 
     config_fields = {"forward": cf.Module(), "feedback": cf.Module(), "check": cf.Bool(),
-                     "structured_solve": cf.Bool()}
+                     "structured_solve": cf.Bool(), "on_unstable": cf.Choice(ON_UNSTABLE)}
 
     def config(self):
-        """{"forward": config, "feedback": config, "check": bool, "structured_solve": bool}."""
+        """{"forward": config, "feedback": config, "check": bool, "structured_solve": bool,
+        "on_unstable": "raise" | "warn"}."""
         return {"type": "Recursion", "forward": self.forward_path.config(),
                 "feedback": self.feedback_path.config(), "check": self.check,
-                "structured_solve": self.structured_solve}
+                "structured_solve": self.structured_solve, "on_unstable": self.on_unstable}
 
     def apply_to(self, rhs, points):
         forward = self.forward_path.structured_response(points)
         feedback = self.feedback_path.structured_response(points)
-        result = solve_loop(forward, feedback, rhs, structured=self.structured_solve)
+        result, det = solve_loop(forward, feedback, rhs, structured=self.structured_solve,
+                                 determinant=self.check)
         if self.check:
-            self._check_finite(result, points)
+            self._check(result, det, points)
         return result
 
-    def _check_finite(self, result, points):
-        bad = ~torch.isfinite(result.data)
-        if not bad.any():
+    def loop_determinant(self, points) -> LoopDeterminant:
+        """det P(z) = det(I - F(z) B(z)) at the evaluation points, without solving the loop.
+
+        The loop matrix is built and LU-factored exactly as the solve of :meth:`response`
+        factors it (structured or generic), and the determinant is read off the factors
+        (:func:`flamo.functional.lu_determinant`).
+
+        Parameters
+        ----------
+        points : flamo.Grid or flamo.Points
+
+        Returns
+        -------
+        flamo.functional.LoopDeterminant
+            ``log_abs`` (natural log of |det P|) and ``phase`` (radians), (..., M), and the
+            relative pivots; no autograd history. On a grid,
+            ``flamo.functional.winding_number(det.phase, grid.nfft)`` counts the loop's poles
+            outside the circle of evaluation.
+        """
+        points = as_points(points)
+        det = loop_determinant(self.forward_path.structured_response(points),
+                               self.feedback_path.structured_response(points),
+                               structured=self.structured_solve)
+        m = det.log_abs.shape[-1]
+        if m != points.M:  # a frequency-independent loop: the same value at every point
+            det = LoopDeterminant(*(t.expand(*t.shape[:-1], points.M)
+                                    for t in (det.log_abs, det.phase, det.relative_pivot)), det.size)
+        return det
+
+    def _check(self, result, det, points):
+        """Raise or warn for a non-finite result, a singular loop matrix or, on a grid, poles
+        outside the circle of evaluation (see the class Notes). One host synchronization."""
+        with torch.no_grad():
+            data = result.data
+            freq_dim = data.ndim - (2 if result.diagonal else 3)
+            other = [d for d in range(data.ndim) if d != freq_dim]
+            bad_points = (~torch.isfinite(data)).any(dim=other)  # (M or 1,)
+            singular = det.singular.reshape(-1, det.singular.shape[-1]).any(0)  # (M or 1,)
+            report = [bad_points.any(), bad_points.int().argmax(), singular.any(),
+                      singular.int().argmax(), det.relative_pivot.amin()]
+            on_grid = isinstance(points, Grid) and det.phase.shape[-1] == points.M > 1
+            if on_grid:
+                winding, largest, step_bin = (t.reshape(-1) for t in winding_number(det.phase, points.nfft))
+                resolved = largest <= MAX_PHASE_STEP
+                unstable = resolved & (winding != 0)
+                first = unstable.int().argmax()
+                worst = largest.argmax()
+                report += [unstable.any(), first, winding[first], (~resolved).any(), largest[worst],
+                           step_bin[worst]]
+            values = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device)
+                                  for v in report]).tolist()
+        nonfinite, bad_bin, is_singular, singular_bin, min_pivot = values[:5]
+        lossless = (f"alias_decay_db > 0 (currently {points.alias_decay_db:g})"
+                    if isinstance(points, Grid) else "points off the unit circle")
+        if is_singular:
+            threshold = singular_pivot_threshold(det.size, det.relative_pivot.dtype)
+            raise ValueError(
+                f"Recursion: the loop matrix I - F B is singular to working precision at "
+                f"{points.point_label(int(singular_bin))} (smallest relative pivot {min_pivot:.3g} <= "
+                f"{threshold:.3g} = 16 N eps for N = {det.size}, {det.relative_pivot.dtype}); "
+                f"the solve would return noise. The loop has a pole at or next to that point: a "
+                f"lossless loop needs {lossless} or loss in the loop")
+        if nonfinite:
+            raise ValueError(
+                f"Recursion: the loop solve is not finite, first at "
+                f"{points.point_label(int(bad_bin))}; a lossless loop needs {lossless} or loss in "
+                f"the loop")
+        if not on_grid:
             return
-        freq_dim = bad.ndim - (2 if result.diagonal else 3)
-        other = [d for d in range(bad.ndim) if d != freq_dim]
-        bins = bad.any(dim=other).nonzero().flatten().tolist()
-        hint = (f"alias_decay_db > 0 (currently {points.alias_decay_db:g})"
-                if isinstance(points, Grid) else "points off the unit circle")
-        raise ValueError(
-            f"Recursion: the loop matrix I - F B is singular at {len(bins)} evaluation points, "
-            f"first at {points.point_label(bins[0])}; a lossless loop needs {hint} or loss in "
-            f"the loop")
+        any_unstable, first, count, any_unresolved, largest, step_bin = values[5:]
+        if any_unstable:
+            count = int(count)
+            batch = (f", batch element {int(first)} of {det.phase[..., 0].numel()}"
+                     if det.phase.ndim > 1 else "")
+            circle = f"the circle of evaluation |z| = 1/gamma = {1 / points.gamma:.6g}"
+            what = (f"the loop has {-count} pole(s) outside {circle}" if count < 0 else
+                    f"a part of the loop (F or B) has {count} more pole(s) than det(I - F B) has "
+                    f"zeros outside {circle}")
+            message = (
+                f"Recursion: {what} (winding number of det(I - F B) on the grid: {count}{batch}), "
+                f"so frequency sampling returns the response of an anti-causal, time-wrapped "
+                f"twin, not of the system. The system is unstable: keep the loop gain below 1 "
+                f"(a unitary Matrix kind, gains through Interval(0, 1), attenuation filters) and "
+                f"its filters stable, or raise alias_decay_db until 1/gamma exceeds the largest "
+                f"pole radius to see the growing causal response; Recursion(..., "
+                f"on_unstable='warn') makes this a warning")
+            if self.on_unstable == "raise":
+                raise ValueError(message)
+            warn(message, UnstableLoopWarning)
+        if any_unresolved:
+            k = int(step_bin)
+            warn(
+                f"Recursion: the grid does not resolve the loop's poles: the phase of "
+                f"det(I - F B) moves by {largest:.3g} rad (more than pi/2) between "
+                f"{points.point_label(k)} and the next bin, so a pole lies within about "
+                f"pi/nfft of the circle of evaluation. Its response wraps around with little "
+                f"attenuation (about 27 dB or less per nfft samples), and poles outside the "
+                f"circle cannot be counted (stability unchecked). Raise alias_decay_db "
+                f"(see flamo.recommend_alias_decay_db) or nfft, or add loss to the loop",
+                LoopResolutionWarning)
+

@@ -17,7 +17,8 @@ from .attenuation import (gain_to_t60, geq_attenuation, onepole_attenuation, she
 from .delays import delay_response
 from .fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands, unit_circle_db
-from .loop_solve import diagonal_loop_solve
+from .loop_solve import (MAX_PHASE_STEP, SINGULAR_PIVOT_FACTOR, LoopDeterminant, diagonal_loop_solve,
+                         lu_determinant, singular_pivot_threshold, winding_number)
 from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter, unmap_value
 from .matrices import Circulant, circulant, hadamard, householder, skew_expm
 from .sos import sos_poles, sos_response
@@ -25,7 +26,8 @@ from .sos import sos_poles, sos_response
 __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
     "allpass_response", "circulant", "Circulant", "sos_response", "sos_poles", "skew_expm",
-    "householder", "hadamard", "diagonal_loop_solve",
+    "householder", "hadamard", "diagonal_loop_solve", "LoopDeterminant", "lu_determinant",
+    "singular_pivot_threshold", "SINGULAR_PIVOT_FACTOR", "winding_number", "MAX_PHASE_STEP",
     "identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value",
     "BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
     "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",

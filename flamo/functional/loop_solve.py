@@ -1,21 +1,196 @@
-"""The structured loop solve of feedback delay networks: (I - diag(d) A) x = rhs.
+"""Feedback-loop kernels: the structured loop solve of FDNs and the loop determinant.
 
 A loop whose forward path is diagonal (delays and filters per line) and whose feedback path
 is one frequency-independent matrix has the loop matrix I - diag(d(z)) A at every point z.
 :func:`diagonal_loop_solve` factors it once per point and reuses the factors in the backward
 pass; :func:`flamo.response.solve_loop` uses it for every FDN-shaped :class:`flamo.Recursion`.
 The point axis is a batch axis here: any number of points, in any order.
+
+The LU factors P = Pi L U of the loop matrix P(z) = I - F(z) B(z) also give its determinant
+at no extra solve, det P = (-1)^(row swaps) prod_i u_ii. :func:`lu_determinant` is the one
+place where it is formed (for the structured and the generic solve alike), as a
+:class:`LoopDeterminant`: log |det P|, its phase and the smallest relative pivot, which
+:class:`flamo.Recursion` uses to detect singular loops and, by the argument principle
+(:func:`winding_number`), loops with poles outside the circle of evaluation.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["diagonal_loop_solve"]
+__all__ = ["diagonal_loop_solve", "LoopDeterminant", "lu_determinant", "singular_pivot_threshold",
+           "SINGULAR_PIVOT_FACTOR", "winding_number", "MAX_PHASE_STEP"]
+
+#: Factor c of the singular-pivot threshold c N eps (see :func:`singular_pivot_threshold`).
+SINGULAR_PIVOT_FACTOR = 16
+#: Largest phase step of det P between neighbouring grid points (radians) that
+#: :func:`winding_number` unwraps; a larger one leaves the count undetermined.
+MAX_PHASE_STEP = math.pi / 2
+
+
+def singular_pivot_threshold(n: int, dtype: torch.dtype) -> float:
+    """Relative pivot below which an n x n loop matrix is singular to working precision.
+
+    Returns ``SINGULAR_PIVOT_FACTOR * n * eps`` with eps the machine epsilon of ``dtype``
+    (real or complex): 3.8e-6 for a 2 x 2 float32 loop, 3.6e-15 for float64.
+
+    Why this value: Gaussian elimination with partial pivoting returns the exact factors of
+    P + E with |E| <= n eps |L||U| to first order, about n eps s for a modest growth factor,
+    where s bounds the entries of P (Higham, "Accuracy and Stability of Numerical
+    Algorithms", 2nd ed., 2002, Thm. 9.3); P itself is formed from responses that carry a
+    few eps of rounding. A pivot |u_ii| <= n eps s is therefore indistinguishable from 0:
+    the matrix is singular within its rounding and the solve returns digits of noise
+    (typically a huge finite value). The factor 16 leaves room for the growth factor and
+    the rounding of P; above the threshold the first-order relative error of the solution,
+    about n eps s / min |u_ii|, is below 1/16. A small pivot proves near-singularity, since
+    sigma_min(P) <= ||L||_2 sigma_min(U) <= n min |u_ii| (|l_ij| <= 1 and the smallest
+    singular value of a triangular matrix is at most its smallest diagonal entry); the
+    converse can fail for contrived matrices, which is why :class:`flamo.Recursion` also
+    checks that the solution is finite.
+    """
+    eps = torch.finfo(dtype).eps
+    return SINGULAR_PIVOT_FACTOR * int(n) * eps
+
+
+@dataclass(frozen=True)
+class LoopDeterminant:
+    """det P(z) of a loop matrix P(z) = I - F(z) B(z) at the evaluation points.
+
+    Formed by :func:`lu_determinant` from the LU factors that the loop solve computes; no
+    autograd history.
+
+    Attributes
+    ----------
+    log_abs : torch.Tensor
+        (..., M) real: natural log of |det P(z_k)| (-inf where a pivot is exactly 0).
+    phase : torch.Tensor
+        (..., M) real: arg det P(z_k) in radians, in [-pi, pi).
+    relative_pivot : torch.Tensor
+        (..., M) real: min_i |u_ii| / s, the smallest pivot relative to the bound
+        s = 1 + max_ij |F B|_ij on the entries of P.
+    size : int
+        N, the size of the loop matrix.
+    """
+
+    log_abs: torch.Tensor
+    phase: torch.Tensor
+    relative_pivot: torch.Tensor
+    size: int
+
+    @property
+    def singular(self) -> torch.Tensor:
+        """(..., M) bool: the loop matrix is singular to working precision there
+        (relative pivot <= :func:`singular_pivot_threshold`, or not a number)."""
+        threshold = singular_pivot_threshold(self.size, self.relative_pivot.dtype)
+        return ~(self.relative_pivot > threshold)
+
+
+def lu_determinant(lu: torch.Tensor, pivots: torch.Tensor, scale: torch.Tensor) -> LoopDeterminant:
+    """The determinant of a loop matrix from its LU factors (LAPACK layout).
+
+    Parameters
+    ----------
+    lu : torch.Tensor
+        (..., M, N, N) complex LU factors as returned by ``torch.linalg.lu_factor``: U on
+        and above the diagonal. For a diagonal loop matrix (every line its own loop) pass
+        its diagonal (..., M, N) instead, and ``pivots=None``.
+    pivots : torch.Tensor or None
+        (..., M, N) int32 1-based row interchanges (LAPACK ``ipiv``); None: no interchange.
+    scale : torch.Tensor
+        (..., M) or broadcastable real bound s on the entries of the loop matrix
+        (1 + max |F B|).
+
+    Returns
+    -------
+    LoopDeterminant
+        det P = (-1)^(row swaps) prod_i u_ii as log |det P| and phase (the sum of the
+        pivots' logs and angles, so it neither overflows nor underflows), and the smallest
+        relative pivot.
+    """
+    with torch.no_grad():
+        u = lu if pivots is None else lu.diagonal(dim1=-2, dim2=-1)
+        magnitude = u.abs()
+        log_abs = magnitude.log().sum(-1)
+        phase = u.angle().sum(-1)
+        if pivots is not None:  # each interchange (ipiv_i != i) flips the sign
+            rows = torch.arange(1, pivots.shape[-1] + 1, dtype=pivots.dtype, device=pivots.device)
+            swaps = (pivots != rows).sum(-1)
+            phase = phase + math.pi * (swaps % 2).to(phase.dtype)
+        phase = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
+        relative_pivot = magnitude.amin(-1) / scale.to(magnitude.dtype)
+    return LoopDeterminant(log_abs, phase, relative_pivot.expand_as(log_abs), u.shape[-1])
+
+
+def winding_number(phase: torch.Tensor, nfft: int):
+    """How often det P winds around 0 on the full circle of a grid, from its half-grid phases.
+
+    Parameters
+    ----------
+    phase : torch.Tensor
+        (..., M) arg det P(z_k) at the M = nfft // 2 + 1 points z_k = exp(1j omega_k) / gamma
+        of a :class:`flamo.Grid` (``LoopDeterminant.phase``). The system must be real, so
+        that det P(conj z) = conj det P(z) supplies the lower half of the circle.
+    nfft : int
+        The grid's FFT length.
+
+    Returns
+    -------
+    winding : torch.Tensor
+        (...,) int64: the winding number of det P(z) as z runs once counterclockwise
+        around the circle |z| = 1 / gamma, the sum of the phase steps between neighbouring
+        points, each taken in [-pi, pi).
+    largest_step : torch.Tensor
+        (...,) real: the largest |phase step|, radians.
+    step_bin : torch.Tensor
+        (...,) int64: k such that that step lies between bins k and k + 1 (or their
+        mirror images below the real axis).
+
+    Notes
+    -----
+    **What the count is.** By the argument principle the winding number of det P around the
+    circle C is (zeros of det P inside C) - (poles of det P inside C). For the loop of
+    delay lines and a constant matrix, P(z) = I - diag(g z^-m) A is a polynomial in z^-1
+    of degree D = sum_i m_i with det P(inf) = 1, and det P(z) = prod_{j=1}^{D} (1 - lambda_j
+    z^-1) where lambda_j are the D roots of det(diag(z^m / g) - A), the poles of the loop:
+    det P has a pole of order D at z = 0 and a zero at each lambda_j, so the winding number
+    is #{|lambda_j| < R} - D = -#{|lambda_j| > R}: minus the number of loop poles outside
+    the circle of radius R = 1 / gamma, 0 when there is none. Filters in the loop make det P
+    rational; its poles are then also those of the filters, and the winding number is
+    (their number outside C) - (the number of loop poles outside C): with stable parts (the
+    library's filters, or an :class:`flamo.SOS` checked at construction), again minus the
+    number of loop poles outside.
+
+    **What the grid can resolve.** The sum of wrapped steps equals the true winding number
+    only if every true phase change between neighbouring points is below pi in magnitude.
+    A loop pole at relative distance eps = | |lambda| gamma - 1 | from the circle, midway
+    between two points 2 pi / nfft apart, alone turns the phase by 2 atan(pi / (nfft eps))
+    there, which exceeds pi / 2 when eps < pi / nfft, i.e. when its envelope decays (or
+    grows) by less than pi nepers, about 27 dB, per nfft samples; several such poles add
+    up. A step above :data:`MAX_PHASE_STEP` (pi / 2, a factor 2 below the ambiguity) is
+    therefore reported through ``largest_step`` and the count must not be trusted: the grid
+    does not resolve the loop (its time response wraps with little attenuation).
+    """
+    m = phase.shape[-1]
+    if m != nfft // 2 + 1:
+        raise ValueError(f"winding_number: phase must have nfft // 2 + 1 = {nfft // 2 + 1} points "
+                         f"in its last dim, got shape {tuple(phase.shape)}")
+    # The lower half of the circle, counterclockwise from the point after the last bin back to
+    # the point before DC: conjugates of the upper bins in reverse order (without DC, and
+    # without Nyquist when nfft is even: it lies on the real axis).
+    lower = -phase.flip(-1)[..., (1 if nfft % 2 == 0 else 0):m - 1]
+    full = torch.cat([phase, lower], dim=-1)  # (..., nfft) counterclockwise from DC
+    step = torch.remainder(full.roll(-1, dims=-1) - full + math.pi, 2 * math.pi) - math.pi
+    winding = torch.round(step.sum(-1) / (2 * math.pi)).to(torch.int64)
+    largest_step, where = step.abs().max(-1)
+    step_bin = torch.minimum(where, nfft - 1 - where)
+    return winding, largest_step, step_bin
 
 
 def diagonal_loop_solve(d: torch.Tensor, a: torch.Tensor, rhs: torch.Tensor,
-                        right: bool = False) -> torch.Tensor:
+                        right: bool = False, determinant: bool = False):
     """Solve (I - diag(d) A) x = rhs, or (I - A diag(d)) x = rhs with ``right=True``.
 
     The loop matrix at every point is LU-factored once; the backward pass solves the
@@ -38,15 +213,61 @@ def diagonal_loop_solve(d: torch.Tensor, a: torch.Tensor, rhs: torch.Tensor,
         (..., M or 1, N, K) complex right-hand sides.
     right : bool, default False
         Use I - A diag(d) instead of I - diag(d) A.
+    determinant : bool, default False
+        Also return the determinant of the loop matrix from the same factors.
 
     Returns
     -------
-    torch.Tensor
-        (..., M, N, K) solution, batch dims broadcast. A point where the loop matrix
-        is exactly singular gives non-finite entries (the factorization does not raise);
-        :class:`flamo.Recursion` checks for them.
+    torch.Tensor or (torch.Tensor, LoopDeterminant)
+        (..., M, N, K) solution, batch dims broadcast; with ``determinant=True`` also the
+        :class:`LoopDeterminant` (..., M). A point where the loop matrix is exactly singular
+        gives non-finite entries (the factorization does not raise); :class:`flamo.Recursion`
+        checks the determinant's pivots and the solution.
     """
-    return _DiagonalLoopSolve.apply(d, a, rhs, right)[0]
+    x, lu, pivots = _DiagonalLoopSolve.apply(d, a, rhs, right)
+    if not determinant:
+        return x
+    return x, lu_determinant(lu, pivots, diagonal_loop_scale(d, a, right))
+
+
+def diagonal_loop_determinant(d: torch.Tensor, a: torch.Tensor, right: bool = False) -> LoopDeterminant:
+    """The :class:`LoopDeterminant` of I - diag(d) A (or I - A diag(d)) alone: the same
+    factorization as :func:`diagonal_loop_solve`, without a solve or autograd history."""
+    with torch.no_grad():
+        lu, pivots = _factor(_loop_matrix(d, a, right))
+    return lu_determinant(lu, pivots, diagonal_loop_scale(d, a, right))
+
+
+def diagonal_loop_scale(d: torch.Tensor, a: torch.Tensor, right: bool = False) -> torch.Tensor:
+    """(..., M) bound 1 + max_ij |diag(d) A|_ij (or |A diag(d)|) on the loop matrix's entries,
+    from the row (column) maxima of |A|: no (M, N, N) temporary."""
+    with torch.no_grad():
+        a_max = a.abs().amax(-2 if right else -1)  # (..., 1, N): per column (right) or row
+        return 1 + (d.abs() * a_max).amax(-1)
+
+
+def _loop_matrix(d, a, right):
+    """I - diag(d) A (or I - A diag(d)) in column-major layout, LAPACK's: lu_factor_ex
+    overwrites it in place and lu_solve reads it, both without copies (a row-major matrix
+    costs one in each). Its transpose is written into a fresh row-major buffer. No diag_embed."""
+    n = a.shape[-1]
+    batch = torch.broadcast_shapes(a.shape[:-2], d.shape[:-1])
+    loop_t = torch.empty(*batch, n, n, dtype=torch.result_type(d, a), device=d.device)
+    if right:  # (A diag(d))^T = diag(d) A^T
+        torch.mul(d.unsqueeze(-1), a.mT, out=loop_t)
+    else:  # (diag(d) A)^T = A^T diag(d)
+        torch.mul(a.mT, d.unsqueeze(-2), out=loop_t)
+    loop = loop_t.mT.neg_()
+    loop.diagonal(dim1=-2, dim2=-1).add_(1)
+    return loop
+
+
+def _factor(loop):
+    """LU factors of ``loop``, in place."""
+    pivots = torch.empty(loop.shape[:-1], dtype=torch.int32, device=loop.device)
+    info = torch.empty(loop.shape[:-2], dtype=torch.int32, device=loop.device)
+    lu, pivots, _ = torch.linalg.lu_factor_ex(loop, out=(loop, pivots, info))
+    return lu, pivots
 
 
 class _DiagonalLoopSolve(torch.autograd.Function):
@@ -56,23 +277,9 @@ class _DiagonalLoopSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(d, a, rhs, right):
-        # I - diag(d) A scales the rows of A, I - A diag(d) its columns. Its transpose is
-        # written into a fresh row-major buffer, so the loop matrix itself is column-major,
-        # LAPACK's layout: lu_factor_ex overwrites it in place and lu_solve reads it, both
-        # without copies (a row-major matrix costs one in each). No diag_embed.
-        n = a.shape[-1]
-        batch = torch.broadcast_shapes(a.shape[:-2], d.shape[:-1])
-        loop_t = torch.empty(*batch, n, n, dtype=torch.result_type(d, a), device=d.device)
-        if right:  # (A diag(d))^T = diag(d) A^T
-            torch.mul(d.unsqueeze(-1), a.mT, out=loop_t)
-        else:  # (diag(d) A)^T = A^T diag(d)
-            torch.mul(a.mT, d.unsqueeze(-2), out=loop_t)
-        loop = loop_t.mT.neg_()
-        loop.diagonal(dim1=-2, dim2=-1).add_(1)
-        batch = torch.broadcast_shapes(batch, rhs.shape[:-2])
-        pivots = torch.empty(loop.shape[:-1], dtype=torch.int32, device=loop.device)
-        info = torch.empty(loop.shape[:-2], dtype=torch.int32, device=loop.device)
-        lu, pivots, _ = torch.linalg.lu_factor_ex(loop, out=(loop, pivots, info))
+        lu, pivots = _factor(_loop_matrix(d, a, right))
+        n = lu.shape[-1]
+        batch = torch.broadcast_shapes(lu.shape[:-2], rhs.shape[:-2])
         x = torch.linalg.lu_solve(lu, pivots, rhs.expand(*batch, n, rhs.shape[-1]))
         return x, lu, pivots
 

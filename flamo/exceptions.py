@@ -1,0 +1,47 @@
+"""Warning classes of the library.
+
+Input that is legal but suspicious (a result that may be inaccurate, a setting beyond what the
+dtype can carry, a training that stalls) gets ``warnings.warn`` with one of these classes,
+never a print, so that it can be filtered precisely::
+
+    warnings.filterwarnings("ignore", category=flamo.exceptions.LoopResolutionWarning)
+
+or turned into an error (``"error"``) in a test suite. All derive from :class:`FlamoWarning`.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+__all__ = ["FlamoWarning", "LoopResolutionWarning", "UnstableLoopWarning", "warn"]
+
+# Frames of these packages are skipped when a warning names the line that caused it.
+_INTERNAL_PACKAGES = ("flamo", "torch")
+
+
+def warn(message: str, category: type) -> None:
+    """``warnings.warn(message, category)`` attributed to the first caller outside flamo (and
+    torch, whose ``nn.Module.__call__`` sits between a user and a module), so that the
+    warning names the user's line and the default filter shows it once per line."""
+    frame, level = sys._getframe(1), 2  # stacklevel 1 would name this function
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+class FlamoWarning(UserWarning):
+    """Base class of every warning the library emits."""
+
+
+class LoopResolutionWarning(FlamoWarning):
+    """The grid does not resolve a feedback loop: a pole of the loop lies so close to the
+    circle of evaluation that the phase of det(I - F B) jumps by more than pi / 2 between
+    neighbouring bins, so poles outside the circle cannot be counted, and the impulse response
+    wraps around with little attenuation (see :func:`flamo.functional.winding_number`)."""
+
+
+class UnstableLoopWarning(FlamoWarning):
+    """A feedback loop has poles outside the circle of evaluation and was evaluated anyway
+    (``Recursion(..., on_unstable="warn")``): the result is the response of its anti-causal,
+    time-wrapped twin, not of the system."""

@@ -7,7 +7,9 @@ An experiment is a module ``experiments/<name>.py`` that defines
   the full run and whose classmethod ``Config.quick()`` returns the quick
   variant;
 * ``run(cfg, ctx) -> None`` -- does the work, writing outputs through ``ctx``
-  (a :class:`experiments.runner.RunContext`).
+  (a :class:`experiments.runner.RunContext`);
+* optionally ``TIMING = True`` -- the experiment measures speed, so its work must not
+  share the machine with other work: a parallel executor must refuse it (:func:`timing`).
 
 To add one, create the module and append its name to :data:`EXPERIMENTS`.
 Modules are imported lazily, only when an experiment is run.
@@ -38,6 +40,7 @@ EXPERIMENTS: list[str] = [
     "rir_fit",
     "speed_comparison",
     "geq_accuracy",
+    "competitors",
 ]
 
 PACKAGE = "experiments"
@@ -122,3 +125,9 @@ def description(name: str) -> str:
                 if is_description and isinstance(value, ast.Constant) and isinstance(value.value, str):
                     return value.value
     return load(name).DESCRIPTION
+
+
+def timing(name: str) -> bool:
+    """True when experiment ``name`` measures speed (``TIMING = True``): its timings are
+    only comparable when nothing else runs, so it must never run under a parallel executor."""
+    return bool(getattr(load(name), "TIMING", False))

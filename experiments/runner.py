@@ -84,6 +84,7 @@ class RunContext:
     resume_dir: Path | None = None
     _files: list[Path] = field(default_factory=list, repr=False)
     _headline: dict[str, Any] = field(default_factory=dict, repr=False)
+    _provenance: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- outputs -----------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -120,6 +121,12 @@ class RunContext:
         """
         self._headline.update(numbers)
         self.write_json(self._headline, HEADLINE_FILE)
+
+    def provenance(self, **fields: Any) -> None:
+        """Extra provenance written into ``meta.json`` next to the runner's own fields
+        (e.g. the versions of packages that ran in another environment). Repeated calls
+        merge; a runner field name raises ValueError when meta.json is written."""
+        self._provenance.update(fields)
 
     # -- feedback ----------------------------------------------------------
     def progress(self, iterable: Iterable, desc: str | None = None, total: int | None = None):
@@ -457,5 +464,8 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
         "command": command,
         "files": _finish_files(ctx, staging),
     }
+    if clash := set(ctx._provenance) & set(meta):
+        raise ValueError(f"ctx.provenance: {sorted(clash)} are meta.json fields of the runner")
+    meta.update(ctx._provenance)
     io.write_json(staging / META_FILE, meta)
     return meta

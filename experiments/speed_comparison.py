@@ -38,6 +38,7 @@ import pandas as pd
 
 DESCRIPTION = ("extension: speed and memory of a gradient step, frequency sampling vs time-domain FDN "
                "vs recursive IIR")
+TIMING = True  # measures speed: never under a parallel executor (experiments.registry.timing)
 
 
 @dataclass

@@ -225,7 +225,7 @@ def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
     nums = systems.numbers(case)
     npath = scratch / "numbers.npz"
     np.savez(npath, **nums)
-    rows, live = {}, []
+    rows, live, built = {}, [], []
     budget = cfg.memory_fraction * available_bytes()
     for method in METHODS[case["workload"]]:
         row = rows[method] = {"method": method, "workload": case["workload"], "case": case_label(case),
@@ -242,7 +242,8 @@ def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
             continue
         worker = pool[method]
         try:
-            info = worker.call("build", method=method, case=case, numbers=str(npath),
+            built.append(method)
+            info = worker.call("build", case=case, numbers=str(npath),
                                timeout_s=cfg.call_timeout_s)
             row.update(package=info["package"], version=info["version"], notes=info["notes"],
                        n_params=info["n_params"], build_s=info["build_s"])
@@ -290,12 +291,12 @@ def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
             row[f"peak_{mode}_bytes"] = peaks[method][mode] if t else math.nan
         row["samples"] = len(samples[method]["fwdbwd"]) or len(samples[method]["fwd"])
         row["load_1min"] = max(loads) if loads else math.nan
-    for method in rows:
-        if method in pool.workers and pool.workers[method].alive:
-            try:
-                pool.workers[method].call("release", timeout_s=60)
-            except (WorkerError, WorkerTimeout, WorkerDied):
-                pass
+    for method in built:
+        try:
+            if pool[method].alive:
+                pool[method].call("release", timeout_s=60)
+        except (WorkerError, WorkerTimeout, WorkerDied):
+            pass
     for row in rows.values():
         ctx.log(f"{row['case']:>28} {row['method']:<24} {row['status'][:60]:<12} "
                 f"fwd+bwd {row.get('time_fwdbwd_s', math.nan):.4g} s, "
@@ -316,7 +317,7 @@ def run_fit(cfg, pool, ctx, scratch, have_rivals):
             row = {"method": method, "target": str(target), "status": "ok"}
             try:
                 worker = pool[method]
-                info = worker.call("build", method=method, case=case, numbers=str(scratch / "numbers.npz"),
+                info = worker.call("build", case=case, numbers=str(scratch / "numbers.npz"),
                                    timeout_s=cfg.call_timeout_s)
                 worker.call("fit", steps=cfg.fit_steps, lr=cfg.fit_lr, log_at=list(range(cfg.fit_steps + 1)),
                             path=str(scratch / "fit.npz"), timeout_s=cfg.call_timeout_s)

@@ -124,7 +124,7 @@ def _check(pool, key, method, tmp_path):
     nums = systems.numbers(case)
     np.savez(tmp_path / "numbers.npz", **nums)
     worker = pool[method]
-    info = worker.call("build", method=method, case=case, numbers=str(tmp_path / "numbers.npz"), timeout_s=300)
+    info = worker.call("build", case=case, numbers=str(tmp_path / "numbers.npz"), timeout_s=300)
     result = check(worker, case, nums, info, Config(fd_directions=2), tmp_path, np.random.default_rng(0))
     assert result["output_error_db"] < OUTPUT_DB, (method, key, result)
     if info["differentiable"]:

@@ -118,6 +118,20 @@ class Worker:
         self.log.close()
 
 
+class Handle:
+    """One method's view of a worker: every request names the method."""
+
+    def __init__(self, worker: Worker, method: str):
+        self.worker, self.method = worker, method
+
+    def call(self, op: str, timeout_s: float | None = None, **kwargs) -> dict:
+        return self.worker.call(op, timeout_s=timeout_s, method=self.method, **kwargs)
+
+    @property
+    def alive(self) -> bool:
+        return self.worker.alive
+
+
 class Pool:
     """The workers of one run, started lazily: one per method, or with ``per_method=False``
     one per side (project, competitors), which serves every method of its side (cheaper to
@@ -127,14 +141,14 @@ class Pool:
         self.threads, self.scratch, self.per_method = threads, Path(scratch), per_method
         self.workers: dict[str, Worker] = {}
 
-    def __getitem__(self, method: str) -> Worker:
+    def __getitem__(self, method: str) -> "Handle":
         key = method if self.per_method else side_of(method)
         worker = self.workers.get(key)
         if worker is None or not worker.alive:
             if worker is not None:
                 worker.close()
             worker = self.workers[key] = Worker(method, self.threads, self.scratch)
-        return worker
+        return Handle(worker, method)
 
     def start(self, methods):
         """Start the workers of ``methods`` at once, so their imports overlap."""

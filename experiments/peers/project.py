@@ -34,7 +34,7 @@ import flamo
 from flamo.functional import sos_response
 from flamo.optim.decay import schroeder_edc, t60_from_edc
 from flamo.optim.losses import feedback_sparsity, magnitude_mse, multi_resolution_stft_loss
-from flamo.reverb import build_fdn, fdn_parts
+from flamo.reverb import build_fdn, fdn_structure
 
 from . import systems
 from .protocol import Adapter
@@ -69,6 +69,13 @@ class _Library(Adapter):
                       if self.structured else "Recursion(structured_solve=False): generic batched solve")
 
 
+def _arrays(fdn, A=None):
+    """m, A, b, c of a single-input single-output FDN structure as float64 numpy arrays."""
+    A = fdn.A if A is None else A
+    return dict(m=fdn.m.numpy(), A=A.detach().numpy(), b=fdn.b[:, 0].detach().numpy(),
+                c=fdn.c[0].detach().numpy())
+
+
 class LibraryFDN(_Library):
     """fdn: build_fdn with a free matrix and learnable line gains (Sigmoid mapping)."""
 
@@ -84,11 +91,8 @@ class LibraryFDN(_Library):
         return self.system.impulse_response(self.grid)[:, 0, 0]
 
     def realize(self, raw):
-        parts = fdn_parts(self._twin(raw))
-        return dict(m=self.nums["m"], A=parts["feedback"].matrix.detach().numpy(),
-                    b=parts["input"].gains[:, 0].detach().numpy(),
-                    c=parts["output"].gains[0].detach().numpy(),
-                    g=parts["attenuation"].gains.detach().numpy())
+        fdn = fdn_structure(self._twin(raw))
+        return dict(_arrays(fdn), g=fdn.gains.detach().numpy())
 
 
 class LibraryFDNGEQ(_Library):
@@ -99,16 +103,14 @@ class LibraryFDNGEQ(_Library):
         super().__init__(case, nums)
         n = len(nums["m"])
         geq = flamo.GEQ(_t(nums["command_db"]), offset=True)
+        common = dict(delays=nums["m"].tolist(), input_gains=_t(nums["b"]), output_gains=_t(nums["c"]),
+                      dtype=F32)
         if case["arrangement"] == "forward":
-            self.system = build_fdn(delays=nums["m"].tolist(), matrix="free", matrix_init=_t(nums["A"]),
-                                    input_gains=_t(nums["b"]), output_gains=_t(nums["c"]),
-                                    attenuation=geq, dtype=F32)
-        else:  # the feedback arrangement of FLAMO's examples; build_fdn has no such form
-            loop = flamo.Recursion(flamo.Delay(_t(nums["m"])),
-                                   flamo.Series({"matrix": flamo.Matrix(n, kind="free", init=_t(nums["A"])),
-                                                 "attenuation": geq}))
-            self.system = flamo.Series({"input": flamo.Gain(_t(nums["b"]).reshape(n, 1)), "loop": loop,
-                                        "output": flamo.Gain(_t(nums["c"]).reshape(1, n))}).to(F32)
+            self.system = build_fdn(matrix="free", matrix_init=_t(nums["A"]), attenuation=geq, **common)
+        else:  # FLAMO's examples: the GEQ after the matrix, as the feedback path (lossless lines)
+            self.feedback = flamo.Series({"matrix": flamo.Matrix(n, kind="free", init=_t(nums["A"])),
+                                          "attenuation": geq})
+            self.system = build_fdn(matrix=self.feedback, **common)
         self._set_solve()
         self.grid = flamo.Grid(nfft=case["nfft"], fs=systems.FS, alias_decay_db=systems.ALIAS_DECAY_DB)
 
@@ -116,15 +118,11 @@ class LibraryFDNGEQ(_Library):
         return self.system.impulse_response(self.grid)[:, 0, 0]
 
     def realize(self, raw):
-        twin = self._twin(raw)
-        loop = twin["loop"]
+        fdn = fdn_structure(self._twin(raw))
         if self.case["arrangement"] == "forward":
-            matrix, geq = loop.feedback_path, loop.forward_path["attenuation"]
-        else:
-            matrix, geq = loop.feedback_path["matrix"], loop.feedback_path["attenuation"]
-        return dict(m=self.nums["m"], A=matrix.matrix.detach().numpy(),
-                    b=twin["input"].gains[:, 0].detach().numpy(),
-                    c=twin["output"].gains[0].detach().numpy(), sos=geq.sos.detach().numpy())
+            return dict(_arrays(fdn), sos=fdn.sections.detach().numpy())
+        matrix, geq = fdn.feedback["matrix"], fdn.feedback["attenuation"]  # read the parts
+        return dict(_arrays(fdn, matrix.matrix), sos=geq.sos.detach().numpy())
 
 
 class LibraryCascade(_Library):
@@ -155,7 +153,7 @@ class LibraryColorless(_Library):
                                 input_gains=_t(nums["b"]), output_gains=_t(nums["c"]), dtype=F32)
         self._set_solve()
         self.grid = flamo.Grid(nfft=case["nfft"], fs=systems.FS, alias_decay_db=systems.ALIAS_DECAY_DB)
-        self.matrix = fdn_parts(self.system)["feedback"]
+        self.matrix = fdn_structure(self.system).feedback
         self.ones = torch.ones(self.grid.M)
         self.optimizer = torch.optim.Adam(self.params(), lr=1e-3)
 
@@ -167,10 +165,7 @@ class LibraryColorless(_Library):
                 + systems.COLORLESS_SPARSITY_WEIGHT * feedback_sparsity(self.matrix))
 
     def realize(self, raw):
-        parts = fdn_parts(self._twin(raw))
-        return dict(m=self.nums["m"], A=parts["feedback"].matrix.detach().numpy(),
-                    b=parts["input"].gains[:, 0].detach().numpy(),
-                    c=parts["output"].gains[0].detach().numpy())
+        return _arrays(fdn_structure(self._twin(raw)))
 
 
 class LibraryFit(_Library):
@@ -230,13 +225,13 @@ class _Sosfilt(_Baseline):
             self.impulse[0] = 1
         else:
             self.leaves = [_t(nums["sos"]).requires_grad_(True)]
-            self.x = _t(nums["x"])
+            self.x = _t(nums["x"]).T.contiguous()  # (T, C): time first
 
     def forward(self):
         if self.fit:
             sos = systems.fit_sos(self.leaves[0], torch)
             return torch.fft.rfft(baselines.sosfilt(sos, self.impulse, backend=self.backend)).abs()
-        return baselines.sosfilt(self.leaves[0], self.x, backend=self.backend)
+        return baselines.sosfilt(self.leaves[0], self.x, backend=self.backend).T
 
     def realize(self, raw):
         return dict(sos=raw[0], x=self.nums["x"])

@@ -124,7 +124,12 @@ def _as_numpy(t) -> np.ndarray:
 class _Server:
     def __init__(self, adapters: dict, parity: dict):
         self.adapters, self.parity = adapters, parity
-        self.adapter = None
+        self.built = {}  # method -> its adapter for the current case
+
+    def adapter(self, req) -> Adapter:
+        if req["method"] not in self.built:
+            raise ValueError(f"method {req['method']!r} has no system built in this worker")
+        return self.built[req["method"]]
 
     def op_build(self, req):
         self.op_release(req)
@@ -135,24 +140,23 @@ class _Server:
                              f"this side has {sorted(self.adapters)}")
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        self.adapter = self.adapters[method][workload](req["case"], nums)
-        a = self.adapter
+        a = self.built[method] = self.adapters[method][workload](req["case"], nums)
         return {"build_s": time.perf_counter() - t0, "package": a.package, "version": a.version,
                 "notes": a.notes, "differentiable": a.differentiable,
                 "n_params": int(sum(p.numel() for p in a.params())) if a.differentiable else 0}
 
     def op_release(self, req):
-        self.adapter = None
+        self.built.pop(req["method"], None)
         gc.collect()
         return {}
 
     def op_output(self, req):
-        out = _fwd(self.adapter)
+        out = _fwd(self.adapter(req))
         np.save(req["path"], _as_numpy(out))
         return {"shape": list(out.shape), "dtype": str(out.dtype)}
 
     def op_gradient(self, req):
-        a = self.adapter
+        a = self.adapter(req)
         params = a.params()
         raw = [_as_numpy(p) for p in params]
         for p in params:
@@ -170,7 +174,7 @@ class _Server:
         out = {}
         for j in range(count):
             raw = [data[f"r{j}_{i}"] for i in range(int(data["n"]))]
-            for key, value in self.adapter.realize(raw).items():
+            for key, value in self.adapter(req).realize(raw).items():
                 out[f"{j}:{key}"] = np.asarray(value)
         np.savez(req["path"], **out)
         return {"count": count}
@@ -179,7 +183,7 @@ class _Server:
         """``repeats`` timed calls per mode after ``warmup`` untimed ones; with ``budget_s``
         the number of timed calls drops (to 1 at least) so that the round takes about that
         long. The first timed call of each mode also gives its peak memory."""
-        a = self.adapter
+        a = self.adapter(req)
         modes = [m for m in req["modes"] if m == "fwd" or a.differentiable]
         calls = {"fwd": lambda: _fwd(a), "fwdbwd": lambda: _fwdbwd(a)}
         per_call = 0.0
@@ -210,7 +214,7 @@ class _Server:
         """Time to target: ``steps`` Adam steps of the fit workload; returns the cumulative
         wall time at every step and the parameters at the logged steps (the loss is computed
         afterwards by the orchestrator in float64, outside the timed region)."""
-        a = self.adapter
+        a = self.adapter(req)
         opt = torch.optim.Adam(a.params(), lr=req["lr"])
         log_at = set(req["log_at"])
         elapsed, clock, snaps, own = 0.0, [], {}, []

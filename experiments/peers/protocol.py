@@ -182,11 +182,12 @@ class _Server:
     def op_time(self, req):
         """``repeats`` timed calls per mode after ``warmup`` untimed ones; with ``budget_s``
         the number of timed calls drops (to 1 at least) so that the round takes about that
-        long. The first timed call of each mode also gives its peak memory."""
+        long, judged from the warm-up (or, without one, from ``expected_s``: the seconds of
+        one call of every mode). The first timed call of each mode also gives its peak memory."""
         a = self.adapter(req)
         modes = [m for m in req["modes"] if m == "fwd" or a.differentiable]
         calls = {"fwd": lambda: _fwd(a), "fwdbwd": lambda: _fwdbwd(a)}
-        per_call = 0.0
+        per_call = 0.0 if req.get("warmup", 1) else req.get("expected_s", 0.0)
         for m in modes:
             for _ in range(req.get("warmup", 1)):
                 t0 = time.perf_counter()

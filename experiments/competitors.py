@@ -31,7 +31,11 @@ on measured RIRs.
 
 This is a timing experiment (``TIMING = True``): it must not run next to other work. Cases
 a method cannot run here (memory, time limit) are recorded as skipped with the reason; a
-missing competitor environment skips the competitors' rows, never silently.
+missing competitor environment skips the competitors' rows, never silently. Cases and fit
+targets not started within ``run_budget_s`` of the run are recorded as skipped (run budget),
+so that a run on a shared machine ends in time with what it measured; the cases run from
+the cheapest (:func:`cost`), so a cut run misses the largest sizes, not whole workloads. Every finished case
+and fit target is kept in ``ctx.resume_dir``: an interrupted run resumes with the next one.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.colorless_common import TrialStore
 from experiments.peers import systems
 from experiments.peers.pool import (ROOT, Pool, WorkerDied, WorkerError, WorkerTimeout,
                                     competitor_python, side_of)
@@ -99,6 +104,9 @@ class Config:
     fd_step: float = 1e-5  # relative step of the finite differences
     equivalence_db: float = -40.0  # output error above this: not the same system, not timed
     call_timeout_s: float = 1500.0
+    #: seconds of the run after which no case or fit target starts (None: no limit); the
+    #: whole matrix takes longer than this on the shared 2-core machine
+    run_budget_s: float | None = 2700.0
     memory_fraction: float = 0.7  # of the memory available when a case starts
     process_per_method: bool = True  # False: one process per side (quick smoke only, cheaper)
     rir_dir: str = "/work/shared/data/rirs"  # every *.wav below it (falls back to data/rirs)
@@ -114,7 +122,7 @@ class Config:
         return cls(fdn_sizes=[4], fdn_nffts=[2 ** 14], geq_sizes=[4], geq_nffts=[2 ** 14],
                    cascade_channels=[1, 4], cascade_lengths_s=[0.05], colorless_nffts=[2 ** 13],
                    fit_targets=1, fit_steps=10, rounds=1, repeats=1, fd_directions=1,
-                   rir_dir="data/rirs", parity_seconds=0.25, process_per_method=False)
+                   rir_dir="data/rirs", parity_seconds=0.25, process_per_method=False, run_budget_s=None)
 
 
 # -- cases ------------------------------------------------------------------------------
@@ -142,7 +150,15 @@ def cases(cfg: Config, seed: int) -> list:
     out += [dict(workload="colorless", n=n, nfft=f) for f in cfg.colorless_nffts for n in cfg.colorless_sizes]
     for c in out:
         c["seed"] = seed
-    return out
+    return sorted(out, key=cost)  # stable: a run cut by its budget misses the largest cases
+
+
+def cost(case) -> float:
+    """Rough relative cost of a case (samples x N^2 for the loops, x10 with a GEQ per line;
+    samples x channels for the cascade), to run the cases from the cheapest."""
+    if case["workload"] == "cascade":
+        return case["length"] * case["channels"]
+    return case["nfft"] * case["n"] ** 2 * (10 if case["workload"] == "fdn_geq" else 1)
 
 
 def _size(case):
@@ -221,6 +237,12 @@ def _failure(exc) -> str:
     return f"{kind} ({first})"
 
 
+def case_row(method, case, status="ok") -> dict:
+    """The identifying columns of a method's row for a case."""
+    return {"method": method, "workload": case["workload"], "case": case_label(case), "size": _size(case),
+            **{k: case.get(k) for k in ("n", "nfft", "channels", "length", "arrangement")}, "status": status}
+
+
 def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
     nums = systems.numbers(case)
     npath = scratch / "numbers.npz"
@@ -228,10 +250,7 @@ def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
     rows, live, built, check_s = {}, [], [], {}
     budget = cfg.memory_fraction * available_bytes()
     for method in METHODS[case["workload"]]:
-        row = rows[method] = {"method": method, "workload": case["workload"], "case": case_label(case),
-                              "size": _size(case), **{k: case.get(k) for k in
-                                                      ("n", "nfft", "channels", "length", "arrangement")},
-                              "status": "ok"}
+        row = rows[method] = case_row(method, case)
         if side_of(method) == "rivals" and not have_rivals:
             row["status"] = "skipped: competitor environment missing (scripts/setup_competitors.sh)"
             continue
@@ -310,49 +329,57 @@ def run_case(case, pool, cfg, ctx, scratch, have_rivals) -> list:
 
 
 # -- time to target ---------------------------------------------------------------------------
-def run_fit(cfg, pool, ctx, scratch, have_rivals):
-    targets = ["butterworth"] + list(range(cfg.fit_targets))
-    methods = [m for m in METHODS["fit"] if have_rivals or side_of(m) == "project"]
+#: The place of the time-to-target fits among the cases by :func:`cost`: after the FDNs of
+#: N <= 16 and before the largest GEQ and N = 64 cases.
+FIT_COST = 1e8
+
+
+def fit_methods(have_rivals) -> list:
+    return [m for m in METHODS["fit"] if have_rivals or side_of(m) == "project"]
+
+
+def run_fit(cfg, pool, ctx, scratch, methods, ti, target) -> dict:
+    """Every method's fit to one target: {"curves": rows of the loss against wall time,
+    "summary": a row per method}."""
     curves, summary = [], []
-    for ti, target in enumerate(ctx.progress(targets, desc="time to target")):
-        case = dict(workload="fit", nfft=cfg.fit_nfft, target=target, seed=ctx.seed)
-        nums = systems.numbers(case)
-        np.savez(scratch / "numbers.npz", **nums)
-        for method in methods[ti % len(methods):] + methods[:ti % len(methods)]:
-            row = {"method": method, "target": str(target), "status": "ok"}
-            try:
-                worker = pool[method]
-                info = worker.call("build", case=case, numbers=str(scratch / "numbers.npz"),
-                                   timeout_s=cfg.call_timeout_s)
-                worker.call("fit", steps=cfg.fit_steps, lr=cfg.fit_lr, log_at=list(range(cfg.fit_steps + 1)),
-                            path=str(scratch / "fit.npz"), timeout_s=cfg.call_timeout_s)
-                worker.call("release", timeout_s=60)
-            except (WorkerError, WorkerTimeout, WorkerDied) as exc:
-                row["status"] = _failure(exc)
-                summary.append(row)
-                ctx.log(f"fit {target} {method}: {exc}")
-                continue
-            data = np.load(scratch / "fit.npz")
-            clock = np.concatenate([[0.0], data["clock"]])
-            steps = sorted(int(k[1:]) for k in data.files if k.startswith("s"))
-            losses = np.array([systems.fit_true_loss(data[f"s{s}"], nums["target_mag"], cfg.fit_nfft)
-                               for s in steps])
-            losses[~np.isfinite(losses)] = np.inf
-            for s, loss in zip(steps, losses):
-                curves.append({"method": method, "target": str(target), "step": s,
-                               "wall_s": float(clock[min(s, len(clock) - 1)]), "loss_db2": float(loss)})
-            hit = np.flatnonzero(losses <= cfg.fit_threshold_db2)
-            row.update(version=info["version"], steps_run=len(data["clock"]),
-                       time_per_step_s=float(np.median(np.diff(clock))) if len(clock) > 1 else math.nan,
-                       initial_loss_db2=float(losses[0]), final_loss_db2=float(losses[-1]),
-                       own_initial_loss_db2=float(data["own_loss"][0]) if len(data["own_loss"]) else math.nan,
-                       reached=bool(hit.size),
-                       steps_to_target=int(steps[hit[0]]) if hit.size else -1,
-                       time_to_target_s=float(clock[steps[hit[0]]]) if hit.size else math.nan)
-            if not np.isfinite(losses[-1]):
-                row["status"] = "diverged (non-finite parameters or loss)"
+    case = dict(workload="fit", nfft=cfg.fit_nfft, target=target, seed=ctx.seed)
+    nums = systems.numbers(case)
+    np.savez(scratch / "numbers.npz", **nums)
+    for method in methods[ti % len(methods):] + methods[:ti % len(methods)]:
+        row = {"method": method, "target": str(target), "status": "ok"}
+        try:
+            worker = pool[method]
+            info = worker.call("build", case=case, numbers=str(scratch / "numbers.npz"),
+                               timeout_s=cfg.call_timeout_s)
+            worker.call("fit", steps=cfg.fit_steps, lr=cfg.fit_lr, log_at=list(range(cfg.fit_steps + 1)),
+                        path=str(scratch / "fit.npz"), timeout_s=cfg.call_timeout_s)
+            worker.call("release", timeout_s=60)
+        except (WorkerError, WorkerTimeout, WorkerDied) as exc:
+            row["status"] = _failure(exc)
             summary.append(row)
-    return pd.DataFrame(curves), pd.DataFrame(summary)
+            ctx.log(f"fit {target} {method}: {exc}")
+            continue
+        data = np.load(scratch / "fit.npz")
+        clock = np.concatenate([[0.0], data["clock"]])
+        steps = sorted(int(k[1:]) for k in data.files if k.startswith("s"))
+        losses = np.array([systems.fit_true_loss(data[f"s{s}"], nums["target_mag"], cfg.fit_nfft)
+                           for s in steps])
+        losses[~np.isfinite(losses)] = np.inf
+        for s, loss in zip(steps, losses):
+            curves.append({"method": method, "target": str(target), "step": s,
+                           "wall_s": float(clock[min(s, len(clock) - 1)]), "loss_db2": float(loss)})
+        hit = np.flatnonzero(losses <= cfg.fit_threshold_db2)
+        row.update(version=info["version"], steps_run=len(data["clock"]),
+                   time_per_step_s=float(np.median(np.diff(clock))) if len(clock) > 1 else math.nan,
+                   initial_loss_db2=float(losses[0]), final_loss_db2=float(losses[-1]),
+                   own_initial_loss_db2=float(data["own_loss"][0]) if len(data["own_loss"]) else math.nan,
+                   reached=bool(hit.size),
+                   steps_to_target=int(steps[hit[0]]) if hit.size else -1,
+                   time_to_target_s=float(clock[steps[hit[0]]]) if hit.size else math.nan)
+        if not np.isfinite(losses[-1]):
+            row["status"] = "diverged (non-finite parameters or loss)"
+        summary.append(row)
+    return {"curves": curves, "summary": summary}
 
 
 # -- metric parity ----------------------------------------------------------------------------
@@ -465,12 +492,37 @@ def run(cfg: Config, ctx) -> None:
         pool.start(m for m in dict.fromkeys(sum(METHODS.values(), []))  # imports overlap
                    if have_rivals or side_of(m) == "project")
         ctx.provenance(**competitor_versions(pool, have_rivals))
-        rows = []
-        for case in ctx.progress(cases(cfg, ctx.seed), desc="cases"):
-            rows += run_case(case, pool, cfg, ctx, scratch, have_rivals)
-        table = pd.DataFrame(rows)
-        curves, fits = run_fit(cfg, pool, ctx, scratch, have_rivals)
-        parity = run_parity(cfg, pool, ctx, scratch, have_rivals)
+        store = TrialStore(ctx.resume_dir) if ctx.resume_dir else None
+
+        def over_budget():
+            return cfg.run_budget_s is not None and time.perf_counter() - t_start > cfg.run_budget_s
+
+        parity = run_parity(cfg, pool, ctx, scratch, have_rivals)  # cheap: first, always
+        # the cases and the fit targets, from the cheapest (stable sort: fits in target order)
+        fit_targets = ["butterworth"] + list(range(cfg.fit_targets))
+        work = sorted([(cost(c), "case", i, c) for i, c in enumerate(cases(cfg, ctx.seed))]
+                      + [(FIT_COST, "fit", i, t) for i, t in enumerate(fit_targets)], key=lambda w: w[0])
+        rows, curves, fits, skipped = [], [], [], []
+        for _, kind, i, item in ctx.progress(work, desc="cases and fits"):
+            done = store.load(kind, i) if store else None
+            if done is None and over_budget():
+                skipped.append(case_label(item) if kind == "case" else f"fit target {item}")
+                done = ([case_row(m, item, "skipped: run budget") for m in METHODS[item["workload"]]]
+                        if kind == "case" else {"curves": [], "summary": [
+                            {"method": m, "target": str(item), "status": "skipped: run budget"}
+                            for m in fit_methods(have_rivals)]})
+            elif done is None:
+                done = (run_case(item, pool, cfg, ctx, scratch, have_rivals) if kind == "case" else
+                        run_fit(cfg, pool, ctx, scratch, fit_methods(have_rivals), i, item))
+                if store:
+                    store.save(done, kind, i)
+            if kind == "case":
+                rows += done
+            else:
+                curves += done["curves"]
+                fits += done["summary"]
+        table, curves, fits = pd.DataFrame(rows), pd.DataFrame(curves), pd.DataFrame(fits)
+        ctx.provenance(run_budget_s=cfg.run_budget_s, skipped_run_budget=skipped)
     load_end = os.getloadavg()
     table["device"] = "cpu"
     table["threads"] = cfg.threads

@@ -34,7 +34,7 @@ def _t(x):
 def test_fdn_truth_matches_the_baseline_block_fdn(with_sos):
     case = dict(workload="fdn_geq" if with_sos else "fdn", n=5, nfft=2 ** 13, seed=3, arrangement="forward")
     p = systems.numbers(case)
-    sos = flamo.GEQ(_t(p["command_db"]), offset=True).double().sos.detach().numpy() if with_sos else None
+    sos = flamo.GEQ(_t(p["command_db"]), offset=True).double().sos_at(systems.FS).detach().numpy() if with_sos else None
     g = None if with_sos else p["g"]
     h = systems.fdn_impulse_response(p["m"], p["A"], p["b"], p["c"], 4000, g=g, sos=sos)
     ref = baselines.fdn_impulse_response(4000, _t(p["m"]), _t(p["A"]), _t(p["b"]), _t(p["c"]), 0.0,
@@ -50,7 +50,7 @@ def test_fdn_truth_feedback_arrangement_matches_frequency_sampling():
     n, nfft = 4, 2 ** 16
     case = dict(workload="fdn_geq", n=n, nfft=nfft, seed=1, arrangement="feedback")
     p = systems.numbers(case)
-    sos = flamo.GEQ(_t(p["command_db"]), offset=True).double().sos.detach()
+    sos = flamo.GEQ(_t(p["command_db"]), offset=True).double().sos_at(systems.FS).detach()
     loop = flamo.Recursion(flamo.Delay(_t(p["m"]).double()),
                            flamo.Series(flamo.Matrix(n, kind="free", init=_t(p["A"])), flamo.SOS(sos)))
     system = flamo.Series(flamo.Gain(_t(p["b"]).reshape(n, 1)), loop, flamo.Gain(_t(p["c"]).reshape(1, n))).double()

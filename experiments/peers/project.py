@@ -32,7 +32,7 @@ import torch
 import baselines
 import flamo
 from flamo.functional import sos_response
-from flamo.optim.decay import schroeder_edc, t60_from_edc
+from flamo.optim.energy_decay import schroeder_edc, t60_from_edc
 from flamo.optim.losses import feedback_sparsity, magnitude_mse, multi_resolution_stft_loss
 from flamo.reverb import build_fdn, fdn_structure
 
@@ -76,26 +76,33 @@ def _arrays(fdn, A=None):
                 c=fdn.c[0].detach().numpy())
 
 
-class LibraryFDN(_Library):
-    """fdn: build_fdn with a free matrix and learnable line gains (Sigmoid mapping)."""
+class _LibraryLoop(_Library):
+    """An FDN from build_fdn, its impulse response on the case's grid."""
 
-    def __init__(self, case, nums):
-        super().__init__(case, nums)
-        self.system = build_fdn(delays=nums["m"].tolist(), matrix="free", matrix_init=_t(nums["A"]),
-                                input_gains=_t(nums["b"]), output_gains=_t(nums["c"]),
-                                line_gains=_t(nums["g"]), learnable_attenuation=True, dtype=F32)
+    def _finish(self, case):
         self._set_solve()
         self.grid = flamo.Grid(nfft=case["nfft"], fs=systems.FS, alias_decay_db=systems.ALIAS_DECAY_DB)
 
     def forward(self):
         return self.system.impulse_response(self.grid)[:, 0, 0]
 
+
+class LibraryFDN(_LibraryLoop):
+    """fdn: build_fdn with a free matrix and learnable line gains (Interval mapping)."""
+
+    def __init__(self, case, nums):
+        super().__init__(case, nums)
+        self.system = build_fdn(delays=nums["m"].tolist(), matrix="free", matrix_init=_t(nums["A"]),
+                                input_gains=_t(nums["b"]), output_gains=_t(nums["c"]),
+                                line_gains=_t(nums["g"]), learnable_attenuation=True, dtype=F32)
+        self._finish(case)
+
     def realize(self, raw):
-        fdn = fdn_structure(self._twin(raw))
+        fdn = fdn_structure(self._twin(raw), fs=systems.FS)
         return dict(_arrays(fdn), g=fdn.gains.detach().numpy())
 
 
-class LibraryFDNGEQ(_Library):
+class LibraryFDNGEQ(_LibraryLoop):
     """fdn_geq: an accurate-cascade GEQ per line (flamo.GEQ, broadband offset on), in the
     forward path (build_fdn's attenuation) or after the matrix in the feedback path."""
 
@@ -111,18 +118,14 @@ class LibraryFDNGEQ(_Library):
             self.feedback = flamo.Series({"matrix": flamo.Matrix(n, kind="free", init=_t(nums["A"])),
                                           "attenuation": geq})
             self.system = build_fdn(matrix=self.feedback, **common)
-        self._set_solve()
-        self.grid = flamo.Grid(nfft=case["nfft"], fs=systems.FS, alias_decay_db=systems.ALIAS_DECAY_DB)
-
-    def forward(self):
-        return self.system.impulse_response(self.grid)[:, 0, 0]
+        self._finish(case)
 
     def realize(self, raw):
-        fdn = fdn_structure(self._twin(raw))
+        fdn = fdn_structure(self._twin(raw), fs=systems.FS)
         if self.case["arrangement"] == "forward":
             return dict(_arrays(fdn), sos=fdn.sections.detach().numpy())
         matrix, geq = fdn.feedback["matrix"], fdn.feedback["attenuation"]  # read the parts
-        return dict(_arrays(fdn, matrix.matrix), sos=geq.sos.detach().numpy())
+        return dict(_arrays(fdn, matrix.matrix), sos=geq.sos_at(systems.FS).detach().numpy())
 
 
 class LibraryCascade(_Library):
@@ -165,7 +168,7 @@ class LibraryColorless(_Library):
                 + systems.COLORLESS_SPARSITY_WEIGHT * feedback_sparsity(self.matrix))
 
     def realize(self, raw):
-        return _arrays(fdn_structure(self._twin(raw)))
+        return _arrays(fdn_structure(self._twin(raw), fs=systems.FS))
 
 
 class LibraryFit(_Library):

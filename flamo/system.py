@@ -178,9 +178,10 @@ class Recursion(DSPModule):
     structured_solve : bool, default True
         Solve FDN-shaped loops (a diagonal path and a frequency-independent matrix) with
         one LU factorization per frequency that the backward pass reuses
-        (:func:`flamo.functional.diagonal_loop_solve`): less time and memory than the
-        generic solve (the asv benchmarks measure both), but first-order gradients only.
-        Set False for double backward / Hessian-vector products through the loop.
+        (:func:`flamo.functional.diagonal_loop_solve`), first-order gradients only. The
+        asv benchmark ``FDNOverFloor`` measures its time and memory against a plain
+        ``torch.linalg.solve`` of the same loop. Set False for double backward /
+        Hessian-vector products through the loop.
     on_unstable : {"raise", "warn"}, default "raise"
         What a grid evaluation does when the loop has poles outside the circle of radius
         1 / gamma: raise ValueError, or warn (:class:`flamo.exceptions.UnstableLoopWarning`)

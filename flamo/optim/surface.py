@@ -145,7 +145,7 @@ def sweep(system: torch.nn.Module, output: Callable, loss_fn: Callable, target, 
         Name of the loss (column and plot label).
     batched_loss : bool
         ``loss_fn(pred_batch, target)`` takes the whole (B, ...) batch and returns (B,)
-        losses (faster than one call per point).
+        losses (one call per batch instead of one per point).
 
     Returns
     -------

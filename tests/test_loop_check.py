@@ -1,7 +1,8 @@
 """Loop checks of Recursion: singular loops and poles outside the circle of evaluation, from the
 determinant the LU factors of the solve give. Ground truth: closed forms (one delay line with
 gain g has its m poles at radius g^(1/m)), eigenvalues of state-space realizations, roots of
-characteristic polynomials, and the reproducers of issue 14 (defects 1 and 2)."""
+characteristic polynomials, and reproducers of two defects of the earlier check: singular
+loops that passed it (defect 1) and unstable loops evaluated without a word (defect 2)."""
 
 import contextlib
 import math
@@ -27,7 +28,7 @@ def _no_loop_warnings():
         yield
 
 
-# -- the reproducers of issue 14 ------------------------------------------------------------
+# -- reproducers: singular loops that passed (defect 1), unstable loops unnoticed (defect 2) --
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_defect1_odd_orthogonal_fdn_is_singular_at_dc(dtype):

@@ -12,9 +12,10 @@ import time
 
 import torch
 
-from .workloads import (DEVICES, FS, SOS_SECTIONS, T60, FDNParams, SkipNotImplemented,
-                        cuda_peak_bytes, fdn_delays, floor_fdn_response, host_peak_bytes,
-                        library_fdn, median_time, prepare, spectral_loss, sync)
+from .workloads import (ARRANGEMENTS, DEVICES, FS, SOS_SECTIONS, T60, FDNParams,
+                        SkipNotImplemented, arrange_fdn, cuda_peak_bytes, fdn_delays,
+                        floor_fdn_response, host_peak_bytes, library_fdn, median_time, prepare,
+                        spectral_loss, sync)
 
 SIZES = [6, 16, 64]
 NFFTS = [2 ** 15, 2 ** 17]
@@ -151,12 +152,15 @@ class FDNOverFloor:
 
 
 class _WithAttenuation(_Library):
-    """The same FDN with an attenuation filter per line instead of the gains g: the loop
-    matrix is still I - diag(d(z)) A, now with d(z) = z^-m H_i(z). ``kind`` "geq": an octave
-    GEQAttenuation (T60 2 s .. 0.5 s); "sos": a learnable SOS of 8 peak filters per line
-    (63 Hz .. 8 kHz, Q = 1, -1 .. -3 dB, so |H_i| <= g_i < 1) times the line gain g_i."""
+    """The same FDN with an attenuation filter per line instead of the gains g. ``kind``
+    "geq": an octave GEQAttenuation (T60 2 s .. 0.5 s); "sos": a learnable SOS of 8 peak
+    filters per line (63 Hz .. 8 kHz, Q = 1, -1 .. -3 dB, so |H_i| <= g_i < 1) times the line
+    gain g_i. ``arrangement`` places the filters (:func:`workloads.arrange_fdn`): in the
+    forward path after the delays (loop matrix I - diag(z^-m H(z)) A), or in the feedback
+    path before (I - diag(z^-m) A diag(H(z))) or after the matrix (I - diag(z^-m H(z)) A,
+    written the way FLAMO's own examples write it)."""
 
-    def setup(self, device, kind, n, nfft):
+    def setup(self, device, kind, arrangement, n, nfft):
         import flamo
         from flamo.functional import biquad, t60_to_gain
 
@@ -173,29 +177,32 @@ class _WithAttenuation(_Library):
             sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db, FS)
             sos[:, 0, :3] *= t60_to_gain(m.double(), T60, FS).unsqueeze(-1)
             filters = flamo.SOS(sos.float())
-        self.system = library_fdn(n, attenuation=filters).to(self.device)
+        self.system = arrange_fdn(library_fdn(n, attenuation=filters), arrangement).to(self.device)
         self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
 
 
 class FDNAttenuationOverPlain:
-    """FDN with an attenuation filter per line in the loop (a GEQ, or 8 biquads) against the
-    plain FDN of the same N and nfft (both the library): forward + backward time of the
-    former, and the ratio of the two measured in one process."""
+    """FDN with an attenuation filter per line in the loop (a GEQ, or 8 biquads), placed as
+    ``arrangement`` says, against the plain FDN of the same N and nfft (both the library):
+    forward + backward time of the former, and the ratio of the two measured in one process.
+    ``arrangement`` was added after the
+    results of the first commits were saved: asv matches saved results by the whole
+    parameter tuple, so those older results (the "forward" case) show as a separate series."""
 
-    params = (DEVICES, ["geq", "sos"], [16], [2 ** 17])
-    param_names = ["device", "filter", "N", "nfft"]
+    params = (DEVICES, ["geq", "sos"], list(ARRANGEMENTS), [16], [2 ** 17])
+    param_names = ["device", "filter", "arrangement", "N", "nfft"]
     timeout = 600
 
-    def setup(self, device, kind, n, nfft):
+    def setup(self, device, kind, arrangement, n, nfft):
         self.filtered, self.plain = _WithAttenuation(), _Library()
-        self.filtered.setup(device, kind, n, nfft)
+        self.filtered.setup(device, kind, arrangement, n, nfft)
         self.plain.setup(device, n, nfft)
         self.device = self.plain.device
 
-    def time_forward_backward(self, device, kind, n, nfft):
+    def time_forward_backward(self, device, kind, arrangement, n, nfft):
         self.filtered.step()
 
-    def track_time_ratio(self, device, kind, n, nfft):
+    def track_time_ratio(self, device, kind, arrangement, n, nfft):
         return (median_time(self.filtered.step, self.device, repeat=3)
                 / median_time(self.plain.step, self.device, repeat=3))
 

@@ -140,6 +140,37 @@ def library_fdn(n: int, seed: int = 0, attenuation=None):
     return build_fdn(delays=fdn_delays(n, seed), seed=seed, **loss)
 
 
+#: Where :func:`arrange_fdn` puts the attenuation filters of the loop (the builder's
+#: layout, "forward", first).
+ARRANGEMENTS = ("forward", "feedback_before", "feedback_after")
+
+
+def arrange_fdn(system, arrangement: str):
+    """The builder's FDN with its attenuation moved to where ``arrangement`` says.
+
+    ``system`` is a :func:`library_fdn` (``Series`` input, loop, output); its loop is
+    ``Recursion(Series(delays, attenuation), matrix)``. "forward" returns it unchanged,
+    "feedback_before" builds ``Recursion(delays, Series(attenuation, matrix))`` (the filters
+    act before the matrix) and "feedback_after" ``Recursion(delays, Series(matrix,
+    attenuation))``, FLAMO's own examples' layout. The same module objects are reused.
+    """
+    from flamo import Recursion, Series
+
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(f"arrange_fdn: arrangement must be one of {ARRANGEMENTS}, "
+                         f"got {arrangement!r}")
+    if arrangement == "forward":
+        return system
+    loop = system["loop"]
+    delays, attenuation = loop.forward_path["delays"], loop.forward_path["attenuation"]
+    feedback = ({"attenuation": attenuation, "matrix": loop.feedback_path}
+                if arrangement == "feedback_before"
+                else {"matrix": loop.feedback_path, "attenuation": attenuation})
+    parts = dict(system.named_parts())
+    parts["loop"] = Recursion(delays, Series(feedback))
+    return Series(parts)
+
+
 class FDNParams:
     """The benchmark FDN's numbers as plain tensors (float32, on ``device``), read from the
     builder's system: delays ``m``, the orthogonal matrix's ``base`` and learnable ``w``

@@ -8,12 +8,12 @@ it. Frequency-independent parts (gains, matrices) carry M = 1 and broadcast.
 This module is internal plumbing shared by ``flamo.modules`` and ``flamo.system``; users
 see dense tensors from ``response(points)``. The LU kernel of structured loops is
 :func:`flamo.functional.diagonal_loop_solve`; every loop solve also returns the determinant of
-its loop matrix from its own factors (:func:`flamo.functional.lu_determinant`).
+its loop matrix from its own factors (:func:`flamo.functional.lu_determinant`). A series of
+per-line filters and one frequency-independent matrix is kept in the scaled form that
+kernel takes.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -23,43 +23,108 @@ from .functional.loop_solve import (LoopDeterminant, diagonal_loop_determinant, 
 __all__ = ["Response", "matmul", "add", "solve_loop", "loop_determinant"]
 
 
-@dataclass(frozen=True)
 class Response:
-    """A sampled transfer matrix.
+    """A sampled transfer matrix in one of three forms.
 
-    Attributes
+    - diagonal: ``data`` (..., M, N) is the diagonal of an N x N matrix at each point;
+    - dense: ``data`` (..., M, out, in);
+    - scaled: diag(``left``) ``matrix`` diag(``right``), a frequency-independent matrix
+      (..., 1, out, in) between the diagonals ``left`` (..., M, out) and ``right``
+      (..., M, in) of frequency-dependent diagonal parts (either may be None: identity).
+      It is what a series of per-line filters and one mixing matrix gives; a feedback
+      loop of this form is solved by :func:`flamo.functional.diagonal_loop_solve`
+      without ever forming the (..., M, out, in) product.
+
+    M may be 1 for frequency-independent parts. ``data`` of a scaled response is its
+    dense form, computed on each access: code that only needs values stays correct, the
+    loop solve reads the factors.
+
+    Parameters
     ----------
     data : torch.Tensor
-        Complex tensor, (..., M, N) when ``diagonal`` (the diagonal of an N x N matrix at
-        each frequency) else (..., M, out, in). M may be 1 for frequency-independent parts.
+        The diagonal or the dense matrix; for :meth:`scaled` the middle matrix.
     diagonal : bool
     """
 
-    data: torch.Tensor
-    diagonal: bool
+    __slots__ = ("_data", "diagonal", "left", "right")
+
+    def __init__(self, data: torch.Tensor, diagonal: bool):
+        self._data = data
+        self.diagonal = diagonal
+        self.left = self.right = None
+
+    @classmethod
+    def scaled(cls, left, matrix: torch.Tensor, right) -> "Response":
+        """diag(left) matrix diag(right) with ``matrix`` (..., 1, out, in) frequency
+        independent; a plain dense Response when both diagonals are None."""
+        out = cls(matrix, False)
+        out.left, out.right = left, right
+        return out
+
+    @property
+    def is_scaled(self) -> bool:
+        """True for the scaled form diag(left) matrix diag(right)."""
+        return self.left is not None or self.right is not None
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The frequency-independent middle matrix of a scaled response, else ``data``."""
+        return self._data
+
+    @property
+    def data(self) -> torch.Tensor:
+        """(..., M, N) when ``diagonal``, else the (..., M, out, in) dense matrix."""
+        return self.dense() if self.is_scaled else self._data
 
     @property
     def shape(self):
         """(out, in) channel counts."""
         if self.diagonal:
-            n = self.data.shape[-1]
+            n = self._data.shape[-1]
             return (n, n)
-        return tuple(self.data.shape[-2:])
+        return tuple(self._data.shape[-2:])
 
     def dense(self) -> torch.Tensor:
-        """(..., M, out, in) tensor; diagonal responses are embedded."""
-        return torch.diag_embed(self.data) if self.diagonal else self.data
+        """(..., M, out, in) tensor; diagonal and scaled responses are expanded."""
+        if self.diagonal:
+            return torch.diag_embed(self._data)
+        out = self._data
+        if self.left is not None:
+            out = self.left.unsqueeze(-1) * out
+        if self.right is not None:
+            out = out * self.right.unsqueeze(-2)
+        return out
+
+
+def _frequency_independent(r: Response) -> bool:
+    return not r.is_scaled and r.matrix.shape[-3] == 1
+
+
+def _times(x, y):
+    """Product of two optional diagonals (None is the identity)."""
+    return y if x is None else x if y is None else x * y
 
 
 def matmul(a: Response, b: Response) -> Response:
-    """Series connection: the response of ``a @ b`` (b acts first)."""
+    """Series connection: the response of ``a @ b`` (b acts first).
+
+    A frequency-dependent diagonal next to a frequency-independent or scaled matrix gives
+    the scaled form (no (M, out, in) product); every other pair is multiplied out."""
     if a.diagonal and b.diagonal:
         return Response(a.data * b.data, True)
+    if a.diagonal and (b.is_scaled or (_frequency_independent(b) and a.data.shape[-2] > 1)):
+        return Response.scaled(_times(a.data, b.left), b.matrix, b.right)
+    if b.diagonal and (a.is_scaled or (_frequency_independent(a) and b.data.shape[-2] > 1)):
+        return Response.scaled(a.left, a.matrix, _times(a.right, b.data))
+    if a.right is None and b.left is None and not a.diagonal and not b.diagonal \
+            and (a.is_scaled or b.is_scaled) and a.matrix.shape[-3] == b.matrix.shape[-3] == 1:
+        return Response.scaled(a.left, a.matrix @ b.matrix, b.right)  # still one matrix
+    a_data, b_data = a.data, b.data
     if a.diagonal:  # diag(a) @ B scales the rows of B
-        return Response(a.data.unsqueeze(-1) * b.data, False)
+        return Response(a_data.unsqueeze(-1) * b_data, False)
     if b.diagonal:  # A @ diag(b) scales the columns of A
-        return Response(a.data * b.data.unsqueeze(-2), False)
-    return Response(a.data @ b.data, False)
+        return Response(a_data * b_data.unsqueeze(-2), False)
+    return Response(a_data @ b_data, False)
 
 
 def add(a: Response, b: Response) -> Response:
@@ -103,25 +168,25 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
 
     Notes
     -----
-    When one factor is diagonal and the other is a frequency-independent matrix (the loop
-    of a feedback delay network: delays and filters per line, one mixing matrix), the loop
-    matrix is I - diag(d) A or I - A diag(d), and
-    :func:`flamo.functional.diagonal_loop_solve` solves it with
-    one LU factorization per frequency that the backward pass reuses. Other loops use
-    torch's generic solve and autograd's generic backward.
-    """
+    When the loop's matrix F B multiplies out to diag(l) A diag(r), one frequency-independent
+    matrix A between per-line frequency-dependent diagonals (the loop of a feedback delay
+    network: delays and filters per line in either path, before or after one mixing
+    matrix; see :meth:`Response.scaled`), :func:`flamo.functional.diagonal_loop_solve`
+    solves it with one LU factorization per point that the backward pass reuses. Other
+    loops (a frequency-dependent dense matrix, two matrices with filters between them) use
+    torch's generic solve on the dense loop matrix and autograd's generic backward.
     f_rhs = forward if rhs is None else matmul(forward, rhs)
     if forward.diagonal and feedback.diagonal:  # the solve is a division per line
         fb = forward.data * feedback.data
         loop = 1 - fb
         det = lu_determinant(loop, None, 1 + fb.detach().abs().amax(-1)) if determinant else None
         return matmul(Response(1 / loop, True), f_rhs), det
-    kind = _structured_kind(forward, feedback) if structured else None
-    if kind is not None:
-        d, a, right = _structured_parts(forward, feedback, kind)
-        out = diagonal_loop_solve(d, a, f_rhs.dense(), right=right, determinant=determinant)
+    fb = matmul(forward, feedback)
+    if structured and fb.is_scaled:
+        out = diagonal_loop_solve(fb.matrix, f_rhs.dense(), left=fb.left, right=fb.right,
+                                  determinant=determinant)
         return (Response(out[0], False), out[1]) if determinant else (Response(out, False), None)
-    loop, scale = _dense_loop(forward, feedback)
+    loop, scale = _dense_loop(fb)
     # torch.linalg.solve broadcasts the batch (and frequency) dims of both arguments. The
     # private op behind torch.linalg.solve_ex is called because it also returns the LU
     # factors (the determinant for free); lu_factor_ex + lu_solve would give them too, but
@@ -142,35 +207,18 @@ def loop_determinant(forward: Response, feedback: Response, structured: bool = T
         with torch.no_grad():
             fb = forward.data * feedback.data
             return lu_determinant(1 - fb, None, 1 + fb.abs().amax(-1))
-    kind = _structured_kind(forward, feedback) if structured else None
-    if kind is not None:
-        d, a, right = _structured_parts(forward, feedback, kind)
-        return diagonal_loop_determinant(d, a, right=right)
+    fb = matmul(forward, feedback)
+    if structured and fb.is_scaled:
+        return diagonal_loop_determinant(fb.matrix, left=fb.left, right=fb.right)
     with torch.no_grad():
-        loop, scale = _dense_loop(forward, feedback)
+        loop, scale = _dense_loop(fb)
         lu, pivots, _ = torch.linalg.lu_factor_ex(loop)
     return lu_determinant(lu, pivots, scale)
 
 
-def _structured_kind(forward: Response, feedback: Response):
-    """"left" for diag(d) A (diagonal forward, constant feedback), "right" for A diag(d),
-    None when the loop is not FDN-shaped."""
-    if forward.diagonal and feedback.data.shape[-3] == 1:
-        return "left"
-    if feedback.diagonal and forward.data.shape[-3] == 1:
-        return "right"
-    return None
-
-
-def _structured_parts(forward, feedback, kind):
-    if kind == "left":
-        return forward.data, feedback.data, False
-    return feedback.data, forward.data, True
-
-
-def _dense_loop(forward, feedback):
+def _dense_loop(fb: Response):
     """I - F B as a dense (..., M, n, n) tensor and the bound 1 + max |F B| on its entries."""
-    fb = matmul(forward, feedback).dense()
+    fb = fb.dense()
     n = fb.shape[-1]
     loop = torch.eye(n, dtype=fb.dtype, device=fb.device) - fb
     return loop, 1 + fb.detach().abs().amax((-2, -1))

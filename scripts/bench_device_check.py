@@ -9,15 +9,17 @@ from flamo.functional import diagonal_loop_solve
 dev = "cuda"
 g = torch.Generator().manual_seed(0)
 def c(*s): return torch.complex(torch.randn(*s, generator=g), torch.randn(*s, generator=g)).double()
-for right in (False, True):
-    d, a, r = 0.5 * c(7, 4), c(1, 4, 4) / 2, c(7, 4, 2)
-    ref = diagonal_loop_solve(d, a, r, right=right)
-    out = diagonal_loop_solve(d.to(dev), a.to(dev), r.to(dev), right=right).cpu()
-    print("right", right, "cuda vs cpu", (out - ref).abs().max().item())
-    ins = tuple(t.to(dev).requires_grad_(True) for t in (d, a, r))
-    print("gradcheck cuda", torch.autograd.gradcheck(lambda *v: diagonal_loop_solve(*v, right=right), ins, eps=1e-6, atol=1e-7, fast_mode=True))
+for sides in (("left",), ("right",), ("left", "right")):
+    a, r = c(1, 4, 4) / 2, c(7, 4, 2)
+    diags = {side: 0.5 * c(7, 4) for side in sides}
+    ref = diagonal_loop_solve(a, r, **diags)
+    out = diagonal_loop_solve(a.to(dev), r.to(dev), **{k: v.to(dev) for k, v in diags.items()}).cpu()
+    print(sides, "cuda vs cpu", (out - ref).abs().max().item())
+    ins = tuple(t.to(dev).requires_grad_(True) for t in (a, r, *diags.values()))
+    solve = lambda a, r, *d: diagonal_loop_solve(a, r, **dict(zip(sides, d)))
+    print("gradcheck cuda", torch.autograd.gradcheck(solve, ins, eps=1e-6, atol=1e-7, fast_mode=True))
 d = torch.tensor([[1.0 + 0j], [0.5 + 0j]], dtype=torch.complex128, device=dev)
-out = diagonal_loop_solve(d, torch.ones(1, 1, 1, dtype=torch.complex128, device=dev), torch.ones(2, 1, 1, dtype=torch.complex128, device=dev))
+out = diagonal_loop_solve(torch.ones(1, 1, 1, dtype=torch.complex128, device=dev), torch.ones(2, 1, 1, dtype=torch.complex128, device=dev), left=d)
 print("singular bin -> non-finite:", (~torch.isfinite(out[0])).all().item(), out[1].item())
 from benchmarks import bench_fdn as F, bench_sos as S, bench_time_domain as T
 from benchmarks.workloads import median_time

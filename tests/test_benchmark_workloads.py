@@ -1,5 +1,6 @@
 """The asv workloads: the plain-torch floors compute the same systems as the library."""
 
+import pytest
 import torch
 
 import flamo
@@ -29,3 +30,31 @@ def test_sos_floor_is_the_library_cascade():
     floor = wl.floor_sos_response(sos, nfft)
     torch.testing.assert_close(floor.T, torch.diagonal(library, dim1=-2, dim2=-1), rtol=1e-4,
                                atol=1e-4 * library.abs().max().item())
+
+
+def test_arrangements_are_the_same_loop_rewritten():
+    """Each arrangement of the filtered benchmark FDN is the loop its name says, checked
+    against a dense solve per bin: forward (I - z^-m H A)^-1 z^-m H b, feedback_after
+    (I - z^-m H A)^-1 z^-m b, feedback_before (I - z^-m A H)^-1 z^-m b."""
+    from flamo.reverb import build_fdn
+
+    sos = torch.cat([0.4 * torch.rand(4, 2, 3, dtype=torch.float64),
+                     torch.tensor([1.0, -0.9, 0.5], dtype=torch.float64).expand(4, 2, 3)], -1)
+    system = build_fdn(delays=[3, 5, 7, 11], attenuation=flamo.SOS(sos), seed=0, dtype=torch.float64)
+    grid = flamo.Grid(2**6, fs=wl.FS, alias_decay_db=20, dtype=torch.float64)
+    with torch.no_grad():
+        out = {a: wl.arrange_fdn(system, a).response(grid) for a in wl.ARRANGEMENTS}
+        loop = system["loop"]
+        z_m = loop.forward_path["delays"].response(grid)
+        h = loop.forward_path["attenuation"].response(grid)
+        a = loop.feedback_path.response(grid)
+        b, c = system["input"].response(grid), system["output"].response(grid)
+        eye = torch.eye(4, dtype=a.dtype)
+        fwd = c @ torch.linalg.solve(eye - z_m @ h @ a, z_m @ h @ b)
+        after = c @ torch.linalg.solve(eye - z_m @ h @ a, z_m @ b)
+        before = c @ torch.linalg.solve(eye - z_m @ a @ h, z_m @ b)
+    for name, ref in (("forward", fwd), ("feedback_after", after), ("feedback_before", before)):
+        torch.testing.assert_close(out[name], ref)
+    assert (after - before).abs().max() > 1e-2 * after.abs().max()  # the loops differ
+    with pytest.raises(ValueError, match="arrangement must be one of"):
+        wl.arrange_fdn(system, "sideways")

@@ -1,5 +1,5 @@
-"""The structured loop solve (I - diag(d) A) x = rhs: values against numpy, gradients by
-gradcheck in float64, broadcasting of batch dims, and use inside Recursion."""
+"""The structured loop solve (I - diag(l) A diag(r)) x = rhs: values against numpy, gradients
+by gradcheck in float64, broadcasting of batch dims, and use inside Recursion."""
 
 import numpy as np
 import pytest
@@ -14,35 +14,53 @@ def _complex(rng, *shape):
     return torch.tensor(rng.normal(size=shape) + 1j * rng.normal(size=shape), dtype=torch.complex128)
 
 
-def _reference(d, a, rhs, right):
-    """numpy: one np.linalg.solve per frequency, loop built with explicit diagonal matrices."""
-    d, a, rhs = (t.detach().numpy() for t in (d, a, rhs))
+SIDES = [("left",), ("right",), ("left", "right")]
+
+
+def _reference(a, rhs, left=None, right=None):
+    """numpy: one np.linalg.solve per point, the loop built with explicit diagonal matrices."""
+    a, rhs = a.detach().numpy(), rhs.detach().numpy()
+    m = max(t.shape[-2] for t in (left, right) if t is not None)
     out = []
-    for k in range(d.shape[-2]):
-        dk = np.diag(d[k])
-        loop = np.eye(d.shape[-1]) - (a[0] @ dk if right else dk @ a[0])
-        out.append(np.linalg.solve(loop, rhs[min(k, rhs.shape[0] - 1)]))
+    for k in range(m):
+        loop = a[0]
+        if left is not None:
+            loop = np.diag(left.detach().numpy()[k]) @ loop
+        if right is not None:
+            loop = loop @ np.diag(right.detach().numpy()[k])
+        out.append(np.linalg.solve(np.eye(a.shape[-1]) - loop, rhs[min(k, rhs.shape[0] - 1)]))
     return np.stack(out)
 
 
-@pytest.mark.parametrize("right", [False, True])
+@pytest.mark.parametrize("sides", SIDES)
 @pytest.mark.parametrize("k", [1, 3])
-def test_matches_numpy(right, k):
+def test_matches_numpy(sides, k):
     rng = np.random.default_rng(1)
-    d, a, rhs = 0.5 * _complex(rng, 7, 4), _complex(rng, 1, 4, 4) / 2, _complex(rng, 7, 4, k)
-    np.testing.assert_allclose(diagonal_loop_solve(d, a, rhs, right=right).numpy(),
-                               _reference(d, a, rhs, right), rtol=1e-11, atol=1e-12)
+    a, rhs = _complex(rng, 1, 4, 4) / 2, _complex(rng, 7, 4, k)
+    diags = {side: 0.5 * _complex(rng, 7, 4) for side in sides}
+    np.testing.assert_allclose(diagonal_loop_solve(a, rhs, **diags).numpy(),
+                               _reference(a, rhs, **diags), rtol=1e-11, atol=1e-12)
 
 
-@pytest.mark.parametrize("right", [False, True])
+@pytest.mark.parametrize("sides", SIDES)
 @pytest.mark.parametrize("k", [1, 3])
-def test_gradcheck_all_inputs(right, k):
+def test_gradcheck_all_inputs(sides, k):
     """rhs as one column (the input gains of an FDN) and as several columns."""
     rng = np.random.default_rng(2)
-    inputs = (0.5 * _complex(rng, 3, 3), _complex(rng, 1, 3, 3) / 2, _complex(rng, 3, 3, k))
+    inputs = (_complex(rng, 1, 3, 3) / 2, _complex(rng, 3, 3, k),
+              *(0.5 * _complex(rng, 3, 3) for _ in sides))
     inputs = tuple(t.requires_grad_(True) for t in inputs)
-    assert torch.autograd.gradcheck(lambda d, a, r: diagonal_loop_solve(d, a, r, right=right),
-                                    inputs, eps=1e-6, atol=1e-7, fast_mode=True)
+
+    def solve(a, rhs, *diags):
+        return diagonal_loop_solve(a, rhs, **dict(zip(sides, diags)))
+
+    assert torch.autograd.gradcheck(solve, inputs, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+def test_needs_a_diagonal():
+    a = torch.eye(2, dtype=torch.complex128).unsqueeze(0)
+    with pytest.raises(ValueError, match="give left and/or right"):
+        diagonal_loop_solve(a, torch.ones(1, 2, 1, dtype=torch.complex128))
 
 
 def test_gradcheck_broadcast_batch_dims():
@@ -52,22 +70,24 @@ def test_gradcheck_broadcast_batch_dims():
     d = (0.5 * _complex(rng, 2, 4, 3)).requires_grad_(True)
     a = (_complex(rng, 1, 3, 3) / 2).requires_grad_(True)
     rhs = _complex(rng, 1, 3, 1).requires_grad_(True)
-    out = diagonal_loop_solve(d, a, rhs)
+    out = diagonal_loop_solve(a, rhs, left=d)
     assert out.shape == (2, 4, 3, 1)
-    assert torch.autograd.gradcheck(diagonal_loop_solve, (d, a, rhs), eps=1e-6, atol=1e-7, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda d, a, rhs: diagonal_loop_solve(a, rhs, left=d),
+                                    (d, a, rhs), eps=1e-6, atol=1e-7, fast_mode=True)
 
 
 def test_only_some_inputs_need_grad():
     rng = np.random.default_rng(4)
     d = (0.5 * _complex(rng, 5, 3)).requires_grad_(True)
     a, rhs = _complex(rng, 1, 3, 3) / 2, _complex(rng, 5, 3, 1)
-    assert torch.autograd.gradcheck(lambda d: diagonal_loop_solve(d, a, rhs), (d,), eps=1e-6, atol=1e-7, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda d: diagonal_loop_solve(a, rhs, left=d), (d,), eps=1e-6,
+                                    atol=1e-7, fast_mode=True)
 
 
 def test_singular_frequency_is_not_finite():
     d = torch.tensor([[1.0 + 0j], [0.5 + 0j]], dtype=torch.complex128)  # 1 - d a = 0 at bin 0
-    out = diagonal_loop_solve(d, torch.ones(1, 1, 1, dtype=torch.complex128),
-                              torch.ones(2, 1, 1, dtype=torch.complex128))
+    out = diagonal_loop_solve(torch.ones(1, 1, 1, dtype=torch.complex128),
+                              torch.ones(2, 1, 1, dtype=torch.complex128), left=d)
     assert not torch.isfinite(out[0]).all()
     torch.testing.assert_close(out[1], torch.full((1, 1), 2.0, dtype=torch.complex128))
 

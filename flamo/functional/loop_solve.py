@@ -1,15 +1,18 @@
 """Feedback-loop kernels: the structured loop solve of FDNs and the loop determinant.
 
-A loop whose forward path is diagonal (delays and filters per line) and whose feedback path
-is one frequency-independent matrix has the loop matrix I - diag(d(z)) A at every point z.
-:func:`diagonal_loop_solve` factors it once per point and reuses the factors in the backward
-pass; :func:`flamo.response.solve_loop` uses it for every FDN-shaped :class:`flamo.Recursion`.
-The point axis is a batch axis here: any number of points, in any order.
+A loop whose matrix is a product of per-line (diagonal) frequency-dependent parts and one
+frequency-independent matrix A has the loop matrix P(z) = I - diag(l(z)) A diag(r(z)) at
+every point z, whichever path holds the filters (delays and attenuation in the forward path,
+or filters before or after the matrix in the feedback path): the diagonals of the parts on
+either side of A multiply into l and r. :func:`diagonal_loop_solve` factors it once per point
+and reuses the factors in the backward pass; :func:`flamo.response.solve_loop` uses it for
+every :class:`flamo.Recursion` of that form. The point axis is a batch axis here: any number
+of points, in any order.
 
 The LU factors P = Pi L U of the loop matrix P(z) = I - F(z) B(z) also give its determinant
 at no extra solve, det P = (-1)^(row swaps) prod_i u_ii. :func:`lu_determinant` is the one
-place where it is formed (for the structured and the generic solve alike), as a
-:class:`LoopDeterminant`: log |det P|, its phase and the smallest relative pivot, which
+place where it is formed (for the structured and the generic solve alike, every arrangement),
+as a :class:`LoopDeterminant`: log |det P|, its phase and the smallest relative pivot, which
 :class:`flamo.Recursion` uses to detect singular loops and, by the argument principle
 (:func:`winding_number`), loops with poles outside the circle of evaluation.
 """
@@ -189,30 +192,31 @@ def winding_number(phase: torch.Tensor, nfft: int):
     return winding, largest_step, step_bin
 
 
-def diagonal_loop_solve(d: torch.Tensor, a: torch.Tensor, rhs: torch.Tensor,
-                        right: bool = False, determinant: bool = False):
-    """Solve (I - diag(d) A) x = rhs, or (I - A diag(d)) x = rhs with ``right=True``.
+def diagonal_loop_solve(a: torch.Tensor, rhs: torch.Tensor, *, left: torch.Tensor | None = None,
+                        right: torch.Tensor | None = None, determinant: bool = False):
+    """Solve (I - diag(left) A diag(right)) x = rhs at every point.
 
     The loop matrix at every point is LU-factored once; the backward pass solves the
     adjoint system with the same factors (``lu_solve(..., adjoint=True)``) and forms the
-    gradients of ``d`` and ``A`` without any (M, N, N) temporary: with y = L^-H g the
-    solved adjoint and x the solution, the left form gives
+    gradients of ``left``, ``right`` and ``A`` without any (M, N, N) temporary: with
+    P = I - diag(l) A diag(r), x the solution and y = P^-H g the solved adjoint, the
+    gradient of P is -y x^H (Giles, "An extended collection of matrix derivative results
+    for forward and reverse mode AD", 2008), hence
 
-        grad d = sum_k y * conj(A x),    grad A = sum_{m, k} (conj(d) y) x^H,
+        grad l = sum_k y * conj(A (r x)),    grad r = sum_k conj(x) * (A^H (conj(l) y)),
+        grad A = sum_{m, k} (conj(l) y) (r x)^H,
 
-    the latter as one (N x MK)(MK x N) product (Giles, "An extended collection of matrix
-    derivative results for forward and reverse mode AD", 2008, for grad L = -y x^H).
+    the last as one (N x MK)(MK x N) product.
 
     Parameters
     ----------
-    d : torch.Tensor
-        (..., M, N) complex diagonal at M points (delays and filters per line).
     a : torch.Tensor
         (..., 1, N, N) complex matrix, the same at every point.
     rhs : torch.Tensor
         (..., M or 1, N, K) complex right-hand sides.
-    right : bool, default False
-        Use I - A diag(d) instead of I - diag(d) A.
+    left, right : torch.Tensor, optional
+        (..., M, N) complex diagonals at the M points on either side of ``a`` (delays and
+        filters per line); None is the identity. At least one must be given.
     determinant : bool, default False
         Also return the determinant of the loop matrix from the same factors.
 
@@ -223,40 +227,68 @@ def diagonal_loop_solve(d: torch.Tensor, a: torch.Tensor, rhs: torch.Tensor,
         :class:`LoopDeterminant` (..., M). A point where the loop matrix is exactly singular
         gives non-finite entries (the factorization does not raise); :class:`flamo.Recursion`
         checks the determinant's pivots and the solution.
+
+    Examples
+    --------
+    The loop of an FDN, I - diag(g z^-m) A, one point:
+
+    >>> a = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]], dtype=torch.complex128)
+    >>> x = diagonal_loop_solve(a, torch.ones(1, 2, 1, dtype=torch.complex128),
+    ...                         left=torch.tensor([[0.5, 0.5]], dtype=torch.complex128))
+    >>> x[0, :, 0].real.tolist()
+    [2.0, 2.0]
     """
-    x, lu, pivots = _DiagonalLoopSolve.apply(d, a, rhs, right)
+    _check_sides("diagonal_loop_solve", left, right)
+    x, lu, pivots = _DiagonalLoopSolve.apply(a, rhs, left, right)
     if not determinant:
         return x
-    return x, lu_determinant(lu, pivots, diagonal_loop_scale(d, a, right))
+    return x, lu_determinant(lu, pivots, diagonal_loop_scale(a, left=left, right=right))
 
 
-def diagonal_loop_determinant(d: torch.Tensor, a: torch.Tensor, right: bool = False) -> LoopDeterminant:
-    """The :class:`LoopDeterminant` of I - diag(d) A (or I - A diag(d)) alone: the same
+def diagonal_loop_determinant(a: torch.Tensor, *, left: torch.Tensor | None = None,
+                              right: torch.Tensor | None = None) -> LoopDeterminant:
+    """The :class:`LoopDeterminant` of I - diag(left) A diag(right) alone: the same
     factorization as :func:`diagonal_loop_solve`, without a solve or autograd history."""
+    _check_sides("diagonal_loop_determinant", left, right)
     with torch.no_grad():
-        lu, pivots = _factor(_loop_matrix(d, a, right))
-    return lu_determinant(lu, pivots, diagonal_loop_scale(d, a, right))
+        lu, pivots = _factor(_loop_matrix(a, left, right))
+    return lu_determinant(lu, pivots, diagonal_loop_scale(a, left=left, right=right))
 
 
-def diagonal_loop_scale(d: torch.Tensor, a: torch.Tensor, right: bool = False) -> torch.Tensor:
-    """(..., M) bound 1 + max_ij |diag(d) A|_ij (or |A diag(d)|) on the loop matrix's entries,
-    from the row (column) maxima of |A|: no (M, N, N) temporary."""
+def diagonal_loop_scale(a: torch.Tensor, *, left: torch.Tensor | None = None,
+                        right: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., M) bound s >= 1 + max_ij |l_i A_ij r_j| on the entries of the loop matrix,
+    without an (M, N, N) temporary: exact with one diagonal (from the row or column maxima
+    of |A|), max_i |l_i| max_j |r_j| colmax_j |A| with both."""
     with torch.no_grad():
-        a_max = a.abs().amax(-2 if right else -1)  # (..., 1, N): per column (right) or row
-        return 1 + (d.abs() * a_max).amax(-1)
+        if right is None:  # max_i |l_i| rowmax_i |A|
+            return 1 + (left.abs() * a.abs().amax(-1)).amax(-1)
+        side = (right.abs() * a.abs().amax(-2)).amax(-1)  # max_j |r_j| colmax_j |A|
+        return 1 + side if left is None else 1 + left.abs().amax(-1) * side
 
 
-def _loop_matrix(d, a, right):
-    """I - diag(d) A (or I - A diag(d)) in column-major layout, LAPACK's: lu_factor_ex
-    overwrites it in place and lu_solve reads it, both without copies (a row-major matrix
-    costs one in each). Its transpose is written into a fresh row-major buffer. No diag_embed."""
+def _check_sides(owner, left, right):
+    if left is None and right is None:
+        raise ValueError(f"{owner}: give left and/or right, the frequency-dependent diagonals; "
+                         f"a frequency-independent loop needs no structured solve")
+
+
+def _loop_matrix(a, left, right):
+    """I - diag(l) A diag(r) in column-major layout, LAPACK's: lu_factor_ex overwrites it in
+    place and lu_solve reads it, both without copies (a row-major matrix costs one in each).
+    Its transpose diag(r) A^T diag(l) is written into a fresh row-major buffer, the scalings
+    fused into the build (no diag_embed, no product temporaries)."""
     n = a.shape[-1]
-    batch = torch.broadcast_shapes(a.shape[:-2], d.shape[:-1])
-    loop_t = torch.empty(*batch, n, n, dtype=torch.result_type(d, a), device=d.device)
-    if right:  # (A diag(d))^T = diag(d) A^T
-        torch.mul(d.unsqueeze(-1), a.mT, out=loop_t)
-    else:  # (diag(d) A)^T = A^T diag(d)
-        torch.mul(a.mT, d.unsqueeze(-2), out=loop_t)
+    parts = [t.shape[:-1] for t in (left, right) if t is not None]
+    batch = torch.broadcast_shapes(a.shape[:-2], *parts)
+    dtype = torch.result_type(a, left if left is not None else right)
+    loop_t = torch.empty(*batch, n, n, dtype=dtype, device=a.device)
+    if left is not None:
+        torch.mul(a.mT, left.unsqueeze(-2), out=loop_t)
+        if right is not None:
+            loop_t.mul_(right.unsqueeze(-1))
+    else:
+        torch.mul(a.mT, right.unsqueeze(-1), out=loop_t)
     loop = loop_t.mT.neg_()
     loop.diagonal(dim1=-2, dim2=-1).add_(1)
     return loop
@@ -276,8 +308,8 @@ class _DiagonalLoopSolve(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(d, a, rhs, right):
-        lu, pivots = _factor(_loop_matrix(d, a, right))
+    def forward(a, rhs, left, right):
+        lu, pivots = _factor(_loop_matrix(a, left, right))
         n = lu.shape[-1]
         batch = torch.broadcast_shapes(lu.shape[:-2], rhs.shape[:-2])
         x = torch.linalg.lu_solve(lu, pivots, rhs.expand(*batch, n, rhs.shape[-1]))
@@ -285,13 +317,12 @@ class _DiagonalLoopSolve(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        d, a, _, right = inputs
+        a, rhs, left, right = inputs
         x, lu, pivots = output
         ctx.mark_non_differentiable(lu, pivots)
         ctx.set_materialize_grads(False)  # no zero (M, N, N) gradient for the factors
-        ctx.right = right
-        ctx.rhs_shape = inputs[2].shape
-        ctx.save_for_backward(d, a, x, lu, pivots)
+        ctx.rhs_shape = rhs.shape
+        ctx.save_for_backward(a, left, right, x, lu, pivots)
 
     @staticmethod
     def backward(ctx, grad_x, _grad_lu, _grad_pivots):
@@ -302,25 +333,21 @@ class _DiagonalLoopSolve(torch.autograd.Function):
                 "diagonal_loop_solve supports first-order gradients only (backward was called "
                 "with create_graph=True); build the Recursion with structured_solve=False for "
                 "double backward or Hessian-vector products")
-        d, a, x, lu, pivots = ctx.saved_tensors
+        a, left, right, x, lu, pivots = ctx.saved_tensors
         if grad_x is None:
             return None, None, None, None
-        need_d, need_a, need_rhs, _ = ctx.needs_input_grad
-        grad_d = grad_a = grad_rhs = None
-        y = torch.linalg.lu_solve(lu, pivots, grad_x, adjoint=True)  # L^-H grad_x
+        need_a, need_rhs, need_left, need_right = ctx.needs_input_grad
+        grad_a = grad_rhs = grad_left = grad_right = None
+        y = torch.linalg.lu_solve(lu, pivots, grad_x, adjoint=True)  # P^-H grad_x
         if need_rhs:
             grad_rhs = y.sum_to_size(ctx.rhs_shape)
-        if need_d:
-            if ctx.right:  # dL_ij / dd_j = -A_ij: grad d_j = sum_k conj(x_jk) (A^H y)_jk
-                grad_d = (x.conj() * (a.mH @ y)).sum(-1)
-            else:  # dL_ij / dd_i = -A_ij: grad d_i = sum_k y_ik conj((A x)_ik)
-                grad_d = (y * (a @ x).conj()).sum(-1)
-            grad_d = grad_d.sum_to_size(d.shape)
+        rx = x if right is None else right.unsqueeze(-1) * x  # diag(r) x
+        ly = y if left is None else left.conj().unsqueeze(-1) * y  # diag(conj l) y
+        if need_left:  # dP_ij / dl_i = -A_ij r_j
+            grad_left = (y * (a @ rx).conj()).sum(-1).sum_to_size(left.shape)
+        if need_right:  # dP_ij / dr_j = -l_i A_ij
+            grad_right = (x.conj() * (a.mH @ ly)).sum(-1).sum_to_size(right.shape)
         if need_a:
-            if ctx.right:  # grad A = sum_{m,k} y (d x)^H
-                left, right_ = y, d.unsqueeze(-1) * x
-            else:  # grad A = sum_{m,k} (conj(d) y) x^H
-                left, right_ = d.conj().unsqueeze(-1) * y, x
-            grad_a = torch.einsum("...mik,...mjk->...ij", left, right_.conj())
+            grad_a = torch.einsum("...mik,...mjk->...ij", ly, rx.conj())
             grad_a = grad_a.unsqueeze(-3).sum_to_size(a.shape)
-        return grad_d, grad_a, grad_rhs, None
+        return grad_a, grad_rhs, grad_left, grad_right

@@ -1,0 +1,60 @@
+"""Issue 15's table: forward + backward time of the N = 16, nfft = 2^17 FDN with an
+attenuation filter per line in each arrangement, over the plain FDN and the plain-torch floor,
+all measured in this one process, interleaved round by round (the machine is shared: a round
+times every case once, back to back, and each ratio is taken within its round).
+
+Run from the repository root: ``python scripts/bench_arrangements.py [--rounds 7]``. One torch
+thread (as the asv suite). Prints a markdown table: the median time of each case and the
+median, min and max over rounds of its ratio to the plain FDN.
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flamo, benchmarks
+
+from benchmarks.bench_fdn import _Floor, _Library, _WithAttenuation  # noqa: E402
+from benchmarks.workloads import ARRANGEMENTS  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--nfft", type=int, default=2 ** 17)
+    parser.add_argument("--filters", default="geq,sos")
+    args = parser.parse_args()
+    cases = {}
+    plain = _Library()
+    plain.setup("cpu", args.n, args.nfft)
+    cases["plain FDN (no filter)"] = plain.step
+    floor = _Floor()
+    floor.setup("cpu", args.n, args.nfft)
+    cases["plain-torch floor"] = floor.step
+    for kind in args.filters.split(","):
+        for arrangement in ARRANGEMENTS:
+            case = _WithAttenuation()
+            case.setup("cpu", kind, arrangement, args.n, args.nfft)
+            cases[f"{kind}, {arrangement}"] = case.step
+    for step in cases.values():  # warm-up
+        step()
+    times = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, step in cases.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    base = times["plain FDN (no filter)"]
+    print(f"N = {args.n}, nfft = {args.nfft}, {args.rounds} interleaved rounds, one thread")
+    print("| case | median ms | / plain FDN: median [min, max] |")
+    print("|---|---|---|")
+    for name, t in times.items():
+        ratios = [a / b for a, b in zip(t, base)]
+        print(f"| {name} | {1e3 * statistics.median(t):.0f} | {statistics.median(ratios):.2f} "
+              f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
+
+
+if __name__ == "__main__":
+    main()

@@ -176,8 +176,10 @@ class Recursion(DSPModule):
         when the grid is too coarse to count them. The checks cost a few passes over
         (M, N) values and, on a GPU, one synchronization.
     structured_solve : bool, default True
-        Solve FDN-shaped loops (a diagonal path and a frequency-independent matrix) with
-        one LU factorization per frequency that the backward pass reuses
+        Solve FDN-shaped loops, whose F B is per-line (diagonal) frequency-dependent parts
+        and one frequency-independent matrix in any order and on either path (filters in
+        the forward path, or before or after the matrix in the feedback path), with one LU
+        factorization per frequency that the backward pass reuses
         (:func:`flamo.functional.diagonal_loop_solve`), first-order gradients only. The
         asv benchmark ``FDNOverFloor`` measures its time and memory against a plain
         ``torch.linalg.solve`` of the same loop. Set False for double backward /

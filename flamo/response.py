@@ -175,6 +175,7 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     solves it with one LU factorization per point that the backward pass reuses. Other
     loops (a frequency-dependent dense matrix, two matrices with filters between them) use
     torch's generic solve on the dense loop matrix and autograd's generic backward.
+    """
     f_rhs = forward if rhs is None else matmul(forward, rhs)
     if forward.diagonal and feedback.diagonal:  # the solve is a division per line
         fb = forward.data * feedback.data

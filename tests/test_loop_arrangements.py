@@ -13,13 +13,14 @@ import flamo
 from conftest import random_stable_sos, response_with
 
 N = 3
-GRID = flamo.Grid(nfft=32, alias_decay_db=10, dtype=torch.float64)
+GRID = flamo.Grid(nfft=64, alias_decay_db=20, dtype=torch.float64)
 
 
 def _sos(seed):
     rng = np.random.default_rng(seed)
     sos = np.stack([random_stable_sos(rng, 1, max_radius=0.8) for _ in range(N)])
-    sos[..., :3] *= 0.5 / np.abs(sos[..., :3]).sum(-1, keepdims=True)  # |H| <= 1 / 4
+    radius = np.sqrt(sos[..., 5:])  # |A(z)| >= (1 - r)^2 on the unit circle: |H| <= 1 / 2
+    sos[..., :3] *= 0.5 * (1 - radius) ** 2 / np.abs(sos[..., :3]).sum(-1, keepdims=True)
     return flamo.SOS(torch.tensor(sos))
 
 
@@ -136,3 +137,34 @@ def test_generic_arrangement(name):
     with torch.no_grad():
         h = fast.response(GRID)
     np.testing.assert_allclose(h.numpy(), _reference(fast), rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", list(STRUCTURED))
+def test_determinant_of_every_arrangement(name):
+    """det(I - F B) from the structured factors, as the solve returns it and as
+    Recursion.loop_determinant gives it, against numpy.linalg.det of the dense loop matrix."""
+    from flamo.response import solve_loop
+
+    fdn, _ = _pair(STRUCTURED[name])
+    loop = fdn[1]
+    with torch.no_grad():
+        f, b = loop.forward_path.response(GRID).numpy(), loop.feedback_path.response(GRID).numpy()
+        parts = (loop.forward_path.structured_response(GRID),
+                 loop.feedback_path.structured_response(GRID))
+        _, solved = solve_loop(*parts, determinant=True)
+    ref = np.linalg.det(np.eye(N) - f @ b)
+    for det in (loop.loop_determinant(GRID), solved):
+        np.testing.assert_allclose(det.log_abs.numpy(), np.log(np.abs(ref)), atol=1e-12)
+        np.testing.assert_allclose(np.exp(1j * det.phase.numpy()), ref / np.abs(ref), atol=1e-12)
+        assert det.size == N and (det.relative_pivot > 1e-3).all()
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_unstable_filters_after_the_matrix_raise(structured):
+    """Gain 1.5 per round trip with the filters after an orthogonal matrix: all
+    4 + 5 + 6 = 15 poles lie outside the unit circle, on the structured and the generic path."""
+    boost = flamo.SOS(torch.tensor([[[1.5, 0, 0, 1, 0, 0]]] * N, dtype=torch.float64))
+    loop = flamo.Recursion(flamo.Delay([4.0, 5.0, 6.0]), flamo.Series(_matrix(), boost),
+                           structured_solve=structured).double()
+    with pytest.raises(ValueError, match=r"15 pole\(s\) outside the circle of evaluation"):
+        loop.response(flamo.Grid(256, dtype=torch.float64))

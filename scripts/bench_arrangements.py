@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flamo, benchmarks
 
-from benchmarks.bench_fdn import _Floor, _Library, _WithAttenuation  # noqa: E402
+from benchmarks.bench_fdn import FDNAttenuationOverPlain, FDNOverFloor  # noqa: E402
 from benchmarks.workloads import ARRANGEMENTS  # noqa: E402
 
 
@@ -27,17 +27,15 @@ def main():
     parser.add_argument("--filters", default="geq,sos")
     args = parser.parse_args()
     cases = {}
-    plain = _Library()
+    plain = FDNOverFloor()  # the library FDN and its floor
     plain.setup("cpu", args.n, args.nfft)
-    cases["plain FDN (no filter)"] = plain.step
-    floor = _Floor()
-    floor.setup("cpu", args.n, args.nfft)
-    cases["plain-torch floor"] = floor.step
+    cases["plain FDN (no filter)"] = plain.library.step
+    cases["plain-torch floor"] = plain.floor.step
     for kind in args.filters.split(","):
         for arrangement in ARRANGEMENTS:
-            case = _WithAttenuation()
+            case = FDNAttenuationOverPlain()
             case.setup("cpu", kind, arrangement, args.n, args.nfft)
-            cases[f"{kind}, {arrangement}"] = case.step
+            cases[f"{kind}, {arrangement}"] = case.filtered.step
     for step in cases.values():  # warm-up
         step()
     times = {name: [] for name in cases}

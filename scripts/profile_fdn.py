@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_fdn import _Library  # noqa: E402
+from benchmarks.bench_fdn import FDNTime  # noqa: E402
 
 
 def _median_s(fn, repeat):
@@ -37,7 +37,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--big", type=int, default=2048, help="size of the one large LU")
     args = parser.parse_args()
-    lib = _Library()
+    lib = FDNTime()
     lib.setup("cpu", args.n, args.nfft)
     lib.step()
     from torch.profiler import ProfilerActivity, profile

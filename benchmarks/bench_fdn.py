@@ -14,7 +14,7 @@ import torch
 
 from .workloads import (ARRANGEMENTS, DEVICES, FS, SOS_SECTIONS, T60, FDNParams,
                         SkipNotImplemented, arrange_fdn, cuda_peak_bytes, fdn_delays,
-                        floor_fdn_response, host_peak_bytes, library_fdn, median_time, prepare,
+                        floor_fdn_response, host_peak_bytes, interleaved_ratio, library_fdn, prepare,
                         spectral_loss, sync)
 
 SIZES = [6, 16, 64]
@@ -122,8 +122,9 @@ class FDNFloorMemory(_Floor, _Memory):
 
 class FDNOverFloor:
     """Library / floor ratios of one forward + backward step, both measured in this process
-    (median of 3 timed calls each, interleaved; peak memory above the resident memory before
-    the call). Below 1 means the library beats the plain-torch formulation."""
+    (time: median of 5 rounds' ratios, each round timing both back to back; peak memory
+    above the resident memory before the call). Below 1 means the library beats the
+    plain-torch formulation."""
 
     params = (DEVICES, [16], NFFTS)
     param_names = ["device", "N", "nfft"]
@@ -136,9 +137,7 @@ class FDNOverFloor:
         self.device = self.library.device
 
     def track_time_ratio(self, device, n, nfft):
-        lib = median_time(self.library.step, self.device, repeat=3)
-        ref = median_time(self.floor.step, self.device, repeat=3)
-        return lib / ref
+        return interleaved_ratio(self.library.step, self.floor.step, self.device)
 
     track_time_ratio.unit = "library/floor"
 
@@ -203,8 +202,7 @@ class FDNAttenuationOverPlain:
         self.filtered.step()
 
     def track_time_ratio(self, device, kind, arrangement, n, nfft):
-        return (median_time(self.filtered.step, self.device, repeat=3)
-                / median_time(self.plain.step, self.device, repeat=3))
+        return interleaved_ratio(self.filtered.step, self.plain.step, self.device)
 
     track_time_ratio.unit = "with filters/plain"
 

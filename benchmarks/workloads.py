@@ -117,6 +117,22 @@ def median_time(fn, device: torch.device, repeat: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def interleaved_ratio(fn_a, fn_b, device: torch.device, repeat: int = 5) -> float:
+    """Median over ``repeat`` rounds of time(fn_a) / time(fn_b), the two timed back to back
+    in each round (after one warm-up call of each): on a shared machine the load changes
+    between rounds, so a ratio is taken within a round, not of two separate medians."""
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        return time.perf_counter() - t0
+
+    fn_a(), fn_b()
+    sync(device)
+    ratios = sorted(timed(fn_a) / timed(fn_b) for _ in range(repeat))
+    return ratios[len(ratios) // 2]
+
+
 # -- the FDN ------------------------------------------------------------------------------
 def fdn_delays(n: int, seed: int = 0) -> torch.Tensor:
     """(n,) integer delay lengths in samples drawn from DELAY_RANGE with ``seed``."""

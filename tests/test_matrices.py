@@ -47,6 +47,35 @@ def test_circulant_bad_init():
         flamo.Matrix(5, kind="circulant", init=[0.1, 0.2, 0.3])
 
 
+# -- block rotations ----------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_rotation_matrix_is_the_block_diagonal_of_plane_rotations(n):
+    angles = np.random.default_rng(n).uniform(-np.pi, np.pi, n // 2)
+    ref = np.eye(n)
+    for k, a in enumerate(angles):  # the closed form, block by block
+        ref[2 * k:2 * k + 2, 2 * k:2 * k + 2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    module = flamo.Matrix(n, kind="rotation", init=torch.tensor(angles))
+    got = module.matrix.detach().numpy()
+    assert module.matrix.dtype == torch.float64
+    np.testing.assert_allclose(got, ref, atol=1e-15)
+    assert np.abs(got @ got.T - np.eye(n)).max() < 1e-12
+    assert abs(np.linalg.det(got) - 1) < 1e-12
+
+
+def test_rotation_stays_orthogonal_while_learning_and_gradcheck():
+    module = flamo.Matrix(6, kind="rotation", seed=0).double()
+    assert [n for n, _ in module.named_parameters()] == ["raw"] and module.raw.shape == (3,)
+    with torch.no_grad():
+        module.raw.mul_(37.0).add_(5.0)  # any angle, however large
+    a = module.matrix.detach()
+    assert (a @ a.T - torch.eye(6, dtype=torch.float64)).abs().max() < 1e-12
+    _gradcheck(module)
+    same = flamo.Matrix(4, kind="rotation", init=0.3).matrix
+    torch.testing.assert_close(same[2:, 2:], same[:2, :2])
+    with pytest.raises(ValueError, match=r"kind='rotation' must hold n // 2 angles, shape \(2,\)"):
+        flamo.Matrix(5, kind="rotation", init=[0.1, 0.2, 0.3])
+
+
 # -- gain-delay matrix ---------------------------------------------------------------------
 def test_delay_matrix_matches_numpy():
     g = flamo.Grid(nfft=128, alias_decay_db=20, dtype=torch.float64)

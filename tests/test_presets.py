@@ -32,6 +32,7 @@ def _modules():
         "free": flamo.Matrix(3, kind="free", seed=2),
         "sos": flamo.SOS(sos_bank),
         "circulant": flamo.Matrix(5, kind="circulant", seed=1),
+        "rotation": flamo.Matrix(5, kind="rotation", seed=1).double(),
         "fir": flamo.FIR(np.random.default_rng(1).normal(size=7)),
         "fir-diagonal": flamo.FIR(np.random.default_rng(2).normal(size=(3, 5)), mapping=LowerBound(-5)),
         "fir-full": flamo.FIR(np.random.default_rng(3).normal(size=(2, 3, 4))),

@@ -20,12 +20,13 @@ from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands, 
 from .loop_solve import (MAX_PHASE_STEP, SINGULAR_PIVOT_FACTOR, LoopDeterminant, diagonal_loop_solve,
                          lu_determinant, singular_pivot_threshold, winding_number)
 from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter, unmap_value
-from .matrices import Circulant, circulant, hadamard, householder, skew_expm
+from .matrices import (BlockRotation, Circulant, block_rotation, circulant, hadamard, householder,
+                       skew_expm)
 from .sos import sos_poles, sos_response
 
 __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
-    "allpass_response", "circulant", "Circulant", "sos_response", "sos_poles", "skew_expm",
+    "allpass_response", "circulant", "Circulant", "block_rotation", "BlockRotation", "sos_response", "sos_poles", "skew_expm",
     "householder", "hadamard", "diagonal_loop_solve", "LoopDeterminant", "lu_determinant",
     "singular_pivot_threshold", "SINGULAR_PIVOT_FACTOR", "winding_number", "MAX_PHASE_STEP",
     "identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value",

@@ -9,7 +9,8 @@ import torch
 
 from .mappings import register_mapping
 
-__all__ = ["skew_expm", "householder", "circulant", "Circulant", "hadamard", "is_prime"]
+__all__ = ["skew_expm", "householder", "circulant", "Circulant", "block_rotation", "BlockRotation",
+           "hadamard", "is_prime"]
 
 
 @register_mapping
@@ -82,6 +83,59 @@ class Circulant:
 
     def __repr__(self):
         return f"Circulant(n={self.n})"
+
+
+def block_rotation(angles: torch.Tensor, n: int) -> torch.Tensor:
+    """Block-diagonal rotation matrix: n // 2 plane rotations by the given angles.
+
+    R = diag(R(theta_1), ..., R(theta_p)[, 1]) with R(theta) = [[cos theta, -sin theta],
+    [sin theta, cos theta]] on the channel pairs (0, 1), (2, 3), ...; for odd n the last
+    channel passes unchanged. Every angle gives an orthogonal R with det R = +1, so a
+    rotation stays orthogonal while its angles are learned (the rotation feedback matrices
+    of FLAMO, Dal Santo et al., ICASSP 2025).
+
+    Parameters
+    ----------
+    angles : torch.Tensor
+        (..., n // 2) angles in radians.
+    n : int
+        Matrix size.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., n, n) real orthogonal matrix in the dtype of ``angles``.
+    """
+    if angles.shape[-1] != n // 2:
+        raise ValueError(f"block_rotation: need n // 2 = {n // 2} angles for n={n}, got "
+                         f"{angles.shape[-1]}")
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    blocks = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    out = angles.new_zeros(*angles.shape[:-1], n, n)
+    for k in range(n // 2):  # block k is rows and columns 2k, 2k + 1
+        out[..., 2 * k:2 * k + 2, 2 * k:2 * k + 2] = blocks[..., k, :, :]
+    if n % 2:
+        out[..., n - 1, n - 1] = 1.0
+    return out
+
+
+@register_mapping
+class BlockRotation:
+    """Mapping angles (..., n // 2) -> block rotation (..., n, n); see :func:`block_rotation`."""
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"BlockRotation: n must be a positive int, got {n!r}")
+        self.n = n
+
+    def __call__(self, angles):
+        return block_rotation(angles, self.n)
+
+    def config(self):
+        return {"type": "BlockRotation", "n": self.n}
+
+    def __repr__(self):
+        return f"BlockRotation(n={self.n})"
 
 
 def is_prime(q: int) -> bool:

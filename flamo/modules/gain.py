@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..functional.matrices import Circulant, hadamard, householder, skew_expm
+from ..functional.matrices import BlockRotation, Circulant, hadamard, householder, skew_expm
 from ..response import Response
 from . import config_fields as cf
 from .._common import as_real_tensor, seeded_generator
@@ -72,7 +72,7 @@ class Matrix(DSPModule):
     ----------
     n : int
         Size of the n x n matrix.
-    kind : {"orthogonal", "householder", "hadamard", "circulant", "free"}
+    kind : {"orthogonal", "householder", "hadamard", "circulant", "rotation", "free"}
         - ``orthogonal``: A = base @ expm(W - W^T) with learnable W; stays orthogonal
           whatever W becomes. ``init`` (an orthogonal matrix) becomes ``base`` with W = 0,
           so any orthogonal matrix, det = -1 included, can be the start.
@@ -82,6 +82,11 @@ class Matrix(DSPModule):
           phases phi, ((n - 1) // 2,) (see :func:`flamo.functional.circulant`); ``init``
           is phi in radians. Every row is a cyclic shift of the first (a "rotation" of the
           channels), which spreads energy evenly when the phases are spread.
+        - ``rotation``: block-diagonal plane rotations R(theta_k) on the channel pairs
+          (0, 1), (2, 3), ... with learnable angles theta, (n // 2,) (see
+          :func:`flamo.functional.block_rotation`); ``init`` is theta in radians, (n // 2,)
+          or one angle for every block. Orthogonal with det = +1 for any angles; it mixes
+          channels only within each pair.
         - ``free``: any matrix; ``init`` is the (n, n) matrix itself.
     init : array_like, optional
         Explicit initial value as described for each kind. Default: random from ``seed``.
@@ -89,12 +94,13 @@ class Matrix(DSPModule):
         Seed of the random initialization.
     mapping : callable, optional
         Overrides the family's mapping from the raw parameter (skew_expm for orthogonal,
-        householder for householder, Circulant(n) for circulant, identity for free).
+        householder for householder, Circulant(n) for circulant, BlockRotation(n) for
+        rotation, identity for free).
     learnable : bool, default True
     """
 
     #: The matrix families ``kind`` accepts.
-    KINDS = ("orthogonal", "householder", "hadamard", "circulant", "free")
+    KINDS = ("orthogonal", "householder", "hadamard", "circulant", "rotation", "free")
     config_fields = {"n": cf.Int(1), "kind": cf.Choice(KINDS), "init": cf.Tensor((1, 2), nullable=True),
                      "learnable": cf.Bool()}
     #: Largest Hadamard order a config may ask for: its n x n entries are not in the config.
@@ -145,6 +151,17 @@ class Matrix(DSPModule):
                 if raw.shape != (p,):
                     raise ValueError(f"Matrix: init for kind='circulant' must hold (n - 1) // 2 "
                                      f"phases, shape ({p},), got shape {tuple(raw.shape)}")
+        elif kind == "rotation":
+            self.mapping = BlockRotation(n) if mapping is None else mapping
+            p = n // 2
+            if init is None:
+                raw = torch.rand(p, generator=gen) * (2 * torch.pi) - torch.pi
+            else:
+                raw = as_real_tensor(init, "init", "Matrix", ndim=(0, 1))
+                raw = raw.expand(p).clone() if raw.ndim == 0 else raw
+                if raw.shape != (p,):
+                    raise ValueError(f"Matrix: init for kind='rotation' must hold n // 2 angles, "
+                                     f"shape ({p},), or one angle, got shape {tuple(raw.shape)}")
         else:
             self.mapping = mapping
             raw = torch.randn(n, n, generator=gen) / n ** 0.5 if init is None else self._check_square(init, "init")
@@ -183,13 +200,16 @@ class Matrix(DSPModule):
 
     def config(self):
         """{"n", "kind", "init", "learnable"}: the current matrix for orthogonal/free, u for
-        householder, the phases in radians for circulant (an orthogonal module is rebuilt with the current matrix as its base)."""
+        householder, the phases in radians for circulant, the angles in radians for rotation
+        (an orthogonal module is rebuilt with the current matrix as its base)."""
         defaults = {"orthogonal": skew_expm, "householder": householder, "hadamard": None, "free": None}
-        custom = (not isinstance(self.mapping, Circulant) if self.kind == "circulant"
+        families = {"circulant": Circulant, "rotation": BlockRotation}
+        custom = (not isinstance(self.mapping, families[self.kind]) if self.kind in families
                   else self.mapping is not defaults[self.kind])
         if custom:
             raise ValueError(f"Matrix.config: a custom mapping ({self.mapping!r}) cannot be saved")
-        init = None if self.kind == "hadamard" else (self.raw if self.kind in ("householder", "circulant") else self.matrix)
+        init = None if self.kind == "hadamard" else (self.raw if self.kind in ("householder", "circulant", "rotation")
+                                                      else self.matrix)
         return {"type": "Matrix", "n": self.n, "kind": self.kind,
                 "dtype": str(self.raw.dtype).removeprefix("torch."),
                 "init": None if init is None else init.detach().cpu().tolist(),

@@ -7,12 +7,13 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import aliasing, exceptions, functional, signal
+from . import aliasing, exceptions, excitations, functional, signal
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
                       FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
-                      OnePoleAttenuation, Paraunitary, ShelfAttenuation, describe, from_config)
+                      OnePoleAttenuation, Paraunitary, ShelfAttenuation, VelvetNoiseFilter,
+                      VelvetNoiseMatrix, describe, from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
 
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
-           "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",
-           "functional", "signal", "aliasing", "exceptions", "recommend_alias_decay_db",
+           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "describe", "from_config",
+           "save_preset", "load_preset", "functional", "signal", "excitations", "aliasing",
+           "exceptions", "recommend_alias_decay_db",
            "__version__"]

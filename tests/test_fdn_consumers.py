@@ -147,7 +147,8 @@ def test_what_no_consumer_can_read_is_refused_by_name():
         modal_decomposition(fir)
     grid = flamo.Grid(256, alias_decay_db=20)
     assert line_outputs(fir, grid).shape == (grid.M, 4)  # frequency sampling still works
-    paraunitary = build_fdn(delays=DELAYS, seed=0, matrix=flamo.Paraunitary.velvet(4, stages=1, spread=5, seed=0),
+    paraunitary = build_fdn(delays=DELAYS, seed=0, matrix=flamo.VelvetNoiseMatrix(4, stages=1, spread=5, seed=0,
+                                                                            orthogonal="random", learnable=True),
                             line_gains=[0.9] * 4)
     with pytest.raises(ValueError, match="feedback path must be a flamo.Gain or flamo.Matrix"):
         render(paraunitary, 10)

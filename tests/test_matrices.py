@@ -120,7 +120,7 @@ def _paraunitary_numpy(delays, mats, z):
 
 def test_paraunitary_matches_numpy_cascade():
     g = flamo.Grid(nfft=64, alias_decay_db=15, dtype=torch.float64)
-    module = flamo.Paraunitary.velvet(4, stages=3, spread=40, seed=1).double()
+    module = flamo.VelvetNoiseMatrix(4, stages=3, spread=40, seed=1, orthogonal="random", learnable=True).double()
     h = module.response(g).detach().numpy()
     ref = _paraunitary_numpy(module.delays.numpy(), module.matrices.detach().numpy(), g.z.numpy())
     np.testing.assert_allclose(h, ref, rtol=1e-10, atol=1e-12)
@@ -128,7 +128,7 @@ def test_paraunitary_matches_numpy_cascade():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_paraunitary_is_lossless_at_every_frequency(seed):
-    module = flamo.Paraunitary.velvet(6, stages=4, spread=100, seed=seed).double()
+    module = flamo.VelvetNoiseMatrix(6, stages=4, spread=100, seed=seed, orthogonal="random", learnable=True).double()
     with torch.no_grad():  # move away from the initial U_k: losslessness must not depend on them
         module.raw.normal_()
     h = module.response(G64)
@@ -145,7 +145,7 @@ def test_paraunitary_fdn_loop_is_lossless_and_solvable():
     """FDN with the paraunitary matrix as feedback: the loop D(z) A(z) is unitary on the unit
     circle (poles on it), finite with alias_decay_db > 0, and equals the numpy solve."""
     m = np.array([7.0, 11.0, 13.0, 17.0])
-    fb = flamo.Paraunitary.velvet(4, stages=2, spread=12, seed=3).double()
+    fb = flamo.VelvetNoiseMatrix(4, stages=2, spread=12, seed=3, orthogonal="random", learnable=True).double()
     b, c = np.ones((4, 1)), np.ones((1, 4))
     fdn = build_fdn(delays=m, matrix=fb, input_gains=b, output_gains=c, dtype=torch.float64)
     loop = flamo.Series(fb, flamo.Delay(m)).double().response(G64)
@@ -171,7 +171,7 @@ def test_paraunitary_gradcheck():
     (lambda: flamo.Paraunitary([[1.0, np.nan], [0.0, 0.0]]), "finite"),
     (lambda: flamo.Paraunitary(np.zeros((2, 2)), matrices=np.ones((1, 2, 2))), "orthogonal"),
     (lambda: flamo.Paraunitary(np.zeros((3, 2)), matrices=np.eye(2)[None]), r"shape \(2, 2, 2\)"),
-    (lambda: flamo.Paraunitary.velvet(4, stages=0, spread=10), "stages >= 1"),
+    (lambda: flamo.VelvetNoiseMatrix(4, stages=0, spread=10, orthogonal="random", learnable=True), "stages >= 1"),
 ])
 def test_paraunitary_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
@@ -182,7 +182,7 @@ def test_paraunitary_bad_input(make, match):
     lambda: flamo.FIR(torch.randn(2, 3, 5)),
     lambda: flamo.FractionalDelay([2.5, 7.1], kind="thiran", order=2),
     lambda: flamo.DelayMatrix(torch.rand(2, 3) * 5, learnable_delays=True),
-    lambda: flamo.Paraunitary.velvet(3, stages=2, spread=10, seed=0),
+    lambda: flamo.VelvetNoiseMatrix(3, stages=2, spread=10, seed=0, orthogonal="random", learnable=True),
     lambda: flamo.Matrix(5, kind="circulant", seed=0),
 ], ids=["fir", "fractional", "delay-matrix", "paraunitary", "circulant"])
 def test_batched_parameters_give_batched_responses(make):

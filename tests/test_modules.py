@@ -191,7 +191,7 @@ def test_gradcheck_every_module(make):
     (lambda: flamo.Gain(torch.zeros(2, 2, 2)), "dimensions"),
     (lambda: flamo.Gain("abc"), "real|array"),
     (lambda: flamo.Matrix(0), "positive int"),
-    (lambda: flamo.Matrix(3, kind="rotation"), "kind must be one of"),
+    (lambda: flamo.Matrix(3, kind="spiral"), "kind must be one of"),
     (lambda: flamo.Matrix(3, kind="orthogonal", init=torch.ones(3, 3)), "orthogonal"),
     (lambda: flamo.Matrix(3, kind="free", init=torch.ones(2, 2)), r"shape \(3, 3\)"),
     (lambda: flamo.Matrix(3, kind="householder", init=torch.zeros(3)), "nonzero"),

@@ -41,8 +41,10 @@ def _modules():
                                                    order=2, kind="thiran", learnable=False),
         "delay-matrix": flamo.DelayMatrix(np.array([[1.0, 2.5], [3.0, 4.0]]), np.array([[0.5, -0.8], [0.2, 0.9]]),
                                           learnable_delays=True, gain_mapping=Interval(-1, 1)),
-        "paraunitary": flamo.Paraunitary.velvet(3, stages=2, spread=20, seed=0).double(),
+        "paraunitary": flamo.Paraunitary([[0.0, 0.0, 0.0], [3.0, 9.0, 15.0], [1.0, 12.0, 4.0]], seed=0).double(),
         # mapped physical values round-trip exactly only in float64 (float32: to rounding)
+        "velvet-filter": flamo.VelvetNoiseFilter.random(2, 0.01, 1000.0, 8000.0, seed=0).double(),
+        "velvet-matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=30, seed=1, dtype=torch.float64),
         "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
         "biquad-diag": flamo.Biquad("lowshelf1", [100.0, 300.0], gain_db=[3.0, -2.0]).double(),
         "svf": flamo.SVF([500.0, 2000.0], resonance=[0.3, 1.2], mix=[[1.0, 0.5, -0.2], [0.0, 1.0, 1.0]]).double(),

@@ -23,6 +23,7 @@ from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter
 from .matrices import (BlockRotation, Circulant, block_rotation, circulant, hadamard, householder,
                        skew_expm)
 from .sos import sos_poles, sos_response
+from .velvet import velvet_pulses
 
 __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
@@ -35,4 +36,5 @@ __all__ = [
     "first_order_highshelf", "svf", "svf_mixing", "AccurateGEQ", "octave_bands",
     "third_octave_bands", "orfanidis_peak", "unit_circle_db", "t60_to_gain", "gain_to_t60",
     "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation", "geq_attenuation",
+    "velvet_pulses",
 ]

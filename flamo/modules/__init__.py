@@ -12,7 +12,9 @@ from .gain import Gain, Matrix
 from .paraunitary import Paraunitary
 from .sos import SOS, insert_a0
 from .summary import describe
+from .velvet import VelvetNoiseFilter, VelvetNoiseMatrix
 
 __all__ = ["DSPModule", "from_config", "describe", "Gain", "Matrix", "Delay", "SOS", "insert_a0",
            "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF", "PEQ", "GEQ",
-           "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]
+           "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation",
+           "VelvetNoiseFilter", "VelvetNoiseMatrix"]

@@ -25,8 +25,8 @@ class Paraunitary(DSPModule):
     and the energy of any input vector is preserved. Used as the feedback matrix of an
     FDN, the loop stays lossless whatever the delays and the learnable U_k, while every
     round trip smears an impulse over the stage delays (higher echo density). With sparse,
-    velvet-noise-like delays (see :meth:`velvet`) this is the paper's velvet feedback
-    matrix.
+    velvet-noise-like delays this is the paper's velvet feedback matrix,
+    :class:`flamo.VelvetNoiseMatrix`.
 
     Parameters
     ----------
@@ -78,30 +78,6 @@ class Paraunitary(DSPModule):
         """A config holds the matrices: no random (K, n, n) init from the delays alone."""
         return cls(delays, matrices, learnable=learnable)
 
-    @classmethod
-    def velvet(cls, n, stages, spread, seed=None, **kwargs) -> "Paraunitary":
-        """Velvet-noise-like delays: in each stage k = 1..K, channel i's delay falls at a
-        random position inside its own slot [i, i + 1) * spread / n (one pulse per slot, as
-        in velvet noise), channels in a random order; D_0 = 0.
-
-        Parameters
-        ----------
-        n, stages : int
-            Matrix size and number K of orthogonal matrices.
-        spread : float
-            Longest stage delay in samples (> 0); integer delays are drawn.
-        """
-        if spread <= 0 or stages < 1 or n < 1:
-            raise ValueError(f"Paraunitary.velvet: need n >= 1, stages >= 1, spread > 0, got "
-                             f"n={n}, stages={stages}, spread={spread}")
-        gen = seeded_generator(seed)
-        slot = spread / n
-        jitter = torch.rand(stages, n, generator=gen, dtype=torch.float64)
-        order = torch.argsort(torch.rand(stages, n, generator=gen), dim=-1)
-        m = torch.floor((order + jitter) * slot)
-        m = torch.cat([torch.zeros(1, n, dtype=torch.float64), m]).to(torch.get_default_dtype())
-        return cls(m, seed=seed, **kwargs)
-
     @property
     def shape(self):
         n = self.delays.shape[-1]
@@ -122,7 +98,7 @@ class Paraunitary(DSPModule):
 
     def config(self):
         """{"delays": samples, "matrices": the current orthogonal U_k, "learnable"}."""
-        return {"type": "Paraunitary", "dtype": str(self.base.dtype).removeprefix("torch."),
+        return {"type": type(self).__name__, "dtype": str(self.base.dtype).removeprefix("torch."),
                 "delays": self.delays.detach().cpu().tolist(),
                 "matrices": self.matrices.detach().cpu().tolist(),
                 "learnable": isinstance(self.raw, nn.Parameter)}

@@ -11,6 +11,7 @@ from . import aliasing, exceptions, excitations, functional, signal
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
+                      FilterBank,
                       FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
                       OnePoleAttenuation, Paraunitary, ShelfAttenuation, VelvetNoiseFilter,
                       VelvetNoiseMatrix, describe, from_config)
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
-           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "describe", "from_config",
-           "save_preset", "load_preset", "functional", "signal", "excitations", "aliasing",
-           "exceptions", "recommend_alias_decay_db",
+           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank",
+           "describe", "from_config", "save_preset", "load_preset", "functional", "signal",
+           "excitations", "aliasing", "exceptions", "recommend_alias_decay_db",
            "__version__"]

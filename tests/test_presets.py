@@ -45,6 +45,8 @@ def _modules():
         # mapped physical values round-trip exactly only in float64 (float32: to rounding)
         "velvet-filter": flamo.VelvetNoiseFilter.random(2, 0.01, 1000.0, 8000.0, seed=0).double(),
         "velvet-matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=30, seed=1, dtype=torch.float64),
+        "filterbank": flamo.FilterBank([500.0, 1000.0, 2000.0], fraction=1, order=2),
+        "filterbank-complementary": flamo.FilterBank("third_octave", kind="complementary"),
         "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
         "biquad-diag": flamo.Biquad("lowshelf1", [100.0, 300.0], gain_db=[3.0, -2.0]).double(),
         "svf": flamo.SVF([500.0, 2000.0], resonance=[0.3, 1.2], mix=[[1.0, 0.5, -0.2], [0.0, 1.0, 1.0]]).double(),

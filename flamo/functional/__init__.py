@@ -15,6 +15,7 @@ from .biquads import (BIQUAD_KINDS, biquad, first_order_highshelf, first_order_l
 from .attenuation import (gain_to_t60, geq_attenuation, onepole_attenuation, shelf_attenuation,
                     t60_to_gain, t60_to_gain_db)
 from .delays import delay_response
+from .filterbank import band_edges, band_masks, butterworth_bandpass
 from .fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands, unit_circle_db
 from .loop_solve import (MAX_PHASE_STEP, SINGULAR_PIVOT_FACTOR, LoopDeterminant, diagonal_loop_solve,
@@ -36,5 +37,5 @@ __all__ = [
     "first_order_highshelf", "svf", "svf_mixing", "AccurateGEQ", "octave_bands",
     "third_octave_bands", "orfanidis_peak", "unit_circle_db", "t60_to_gain", "gain_to_t60",
     "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation", "geq_attenuation",
-    "velvet_pulses",
+    "velvet_pulses", "band_edges", "band_masks", "butterworth_bandpass",
 ]

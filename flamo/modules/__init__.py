@@ -5,6 +5,7 @@ from .base import DSPModule, from_config
 from .delay import Delay
 from .delay_matrix import DelayMatrix
 from .eq import GEQ, PEQ
+from .filterbank import FilterBank
 from .filters import SVF, Biquad
 from .fir import FIR
 from .fractional_delay import FractionalDelay
@@ -17,4 +18,4 @@ from .velvet import VelvetNoiseFilter, VelvetNoiseMatrix
 __all__ = ["DSPModule", "from_config", "describe", "Gain", "Matrix", "Delay", "SOS", "insert_a0",
            "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF", "PEQ", "GEQ",
            "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation",
-           "VelvetNoiseFilter", "VelvetNoiseMatrix"]
+           "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank"]

@@ -125,7 +125,7 @@ class VelvetNoiseFilter(DSPModule):
         return super().extra_repr() + f", pulses={self.positions.shape[1]}"
 
 
-def velvet_stage_delays(n, stages, spread, seed=None) -> torch.Tensor:
+def _stage_delays(n, stages, spread, seed=None) -> torch.Tensor:
     """Delays of a velvet feedback matrix: (stages + 1, n) float64 samples, row 0 zeros.
 
     In each stage k = 1..K, channel i's delay is drawn at a random integer position inside
@@ -149,8 +149,8 @@ class VelvetNoiseMatrix(Paraunitary):
 
     The velvet feedback matrix of Schlecht & Habets ("Scattering in feedback delay networks",
     IEEE/ACM TASLP 28, 2020): A(z) = D_K(z) U_K ... D_1(z) U_1 with velvet-like stage delays
-    D_k (:func:`velvet_stage_delays`: one delay per slot of spread / n samples) and orthogonal
-    U_k. With Hadamard U_k (the default) every entry of A(z) is a sparse sequence of
+    D_k (in each stage, channel i's delay is a random integer inside its own slot of
+    spread / n samples, the slots a random permutation of the channels) and orthogonal U_k. With Hadamard U_k (the default) every entry of A(z) is a sparse sequence of
     n^(K - 1) pulses of magnitude n^(-K / 2) with random signs (pulses add where delays
     coincide): velvet noise, at most ``stages * spread`` samples long. A(z) is paraunitary
     for any delays and any orthogonal U_k, so an FDN with it as the feedback matrix is
@@ -184,7 +184,7 @@ class VelvetNoiseMatrix(Paraunitary):
         if orthogonal not in ("hadamard", "random"):
             raise ValueError(f"VelvetNoiseMatrix: orthogonal must be 'hadamard' or 'random', got "
                              f"{orthogonal!r}")
-        delays = velvet_stage_delays(n, stages, spread, seed)
+        delays = _stage_delays(n, stages, spread, seed)
         matrices = hadamard(n).expand(stages, n, n) if orthogonal == "hadamard" else None
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"VelvetNoiseMatrix: dtype must be torch.float32 or torch.float64, got {dtype}")

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from ..functional.filterbank import band_masks
 from ..signal import time_first, time_last
 
 __all__ = ["schroeder_edc", "to_db", "octave_band_masks", "octave_filterbank", "edr", "stft",
@@ -65,7 +66,8 @@ def _backward_integral(power, normalize, db):
 
 def octave_band_masks(n_freqs: int, fs: float, centers=OCTAVE_CENTERS, fraction: int = 1,
                       dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """Complementary zero-phase band masks on the rfft bins 0..fs/2.
+    """Complementary zero-phase band masks on the rfft bins 0..fs/2
+    (:func:`flamo.functional.band_masks` at those bins).
 
     Adjacent bands cross over between their centres with cos^2 / sin^2 in log-frequency, so
     the masks sum to 1 at every frequency (the lowest band extends to DC, the highest to
@@ -97,19 +99,7 @@ def octave_band_masks(n_freqs: int, fs: float, centers=OCTAVE_CENTERS, fraction:
         raise ValueError(f"octave_band_masks: highest centre {centers[-1]} Hz must be below "
                          f"fs/2 = {fs / 2} Hz (1/{fraction}-octave bands)")
     f = torch.linspace(0, fs / 2, n_freqs, dtype=torch.float64)
-    logf = torch.log2(f.clamp_min(1e-6))
-    logc = torch.log2(torch.tensor(centers, dtype=torch.float64))
-    masks = []
-    for i in range(len(centers)):
-        m = torch.ones_like(f)
-        if i > 0:  # rising raised cosine from the previous centre to this one
-            t = ((logf - logc[i - 1]) / (logc[i] - logc[i - 1])).clamp(0, 1)
-            m = m * torch.sin(0.5 * math.pi * t) ** 2
-        if i < len(centers) - 1:  # falling cosine to the next centre
-            t = ((logf - logc[i]) / (logc[i + 1] - logc[i])).clamp(0, 1)
-            m = m * torch.cos(0.5 * math.pi * t) ** 2
-        masks.append(m)
-    return torch.stack(masks, dim=-1).to(dtype=dtype, device=device)
+    return band_masks(f, centers).to(dtype=dtype, device=device)
 
 
 def octave_filterbank(x: torch.Tensor, fs: float, centers=OCTAVE_CENTERS) -> torch.Tensor:

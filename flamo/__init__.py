@@ -10,9 +10,8 @@ frequency-domain differentiable audio processing", ICASSP 2025.
 from . import aliasing, exceptions, excitations, functional, signal
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
-from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
-                      FilterBank,
-                      FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
+from .modules import (FIR, GEQ, PEQ, SOS, SVF, AllpassFDNMatrix, Biquad, Delay, DelayMatrix,
+                      DSPModule, FilterBank, FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
                       OnePoleAttenuation, Paraunitary, ShelfAttenuation, VelvetNoiseFilter,
                       VelvetNoiseMatrix, describe, from_config)
 from .presets import load_preset, save_preset
@@ -23,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
-           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank",
+           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix",
            "describe", "from_config", "save_preset", "load_preset", "functional", "signal",
            "excitations", "aliasing", "exceptions", "recommend_alias_decay_db",
            "__version__"]

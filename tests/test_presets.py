@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flamo
-from flamo.reverb import build_fdn
+from flamo.reverb import allpass_fdn, build_fdn
 from flamo.functional import Interval, LowerBound
 from flamo.modules.base import DSPModule
 from conftest import random_stable_sos
@@ -47,6 +47,7 @@ def _modules():
         "velvet-matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=30, seed=1, dtype=torch.float64),
         "filterbank": flamo.FilterBank([500.0, 1000.0, 2000.0], fraction=1, order=2),
         "filterbank-complementary": flamo.FilterBank("third_octave", kind="complementary"),
+        "allpass-fdn": allpass_fdn([3, 5], seed=0, dtype=torch.float64),
         "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
         "biquad-diag": flamo.Biquad("lowshelf1", [100.0, 300.0], gain_db=[3.0, -2.0]).double(),
         "svf": flamo.SVF([500.0, 2000.0], resonance=[0.3, 1.2], mix=[[1.0, 0.5, -0.2], [0.0, 1.0, 1.0]]).double(),

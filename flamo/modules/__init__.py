@@ -1,5 +1,6 @@
 """nn.Module wrappers: learnable parameters + mapping -> a functional response."""
 
+from .allpass_matrix import AllpassFDNMatrix
 from .attenuation import GEQAttenuation, HomogeneousAttenuation, OnePoleAttenuation, ShelfAttenuation
 from .base import DSPModule, from_config
 from .delay import Delay
@@ -18,4 +19,4 @@ from .velvet import VelvetNoiseFilter, VelvetNoiseMatrix
 __all__ = ["DSPModule", "from_config", "describe", "Gain", "Matrix", "Delay", "SOS", "insert_a0",
            "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF", "PEQ", "GEQ",
            "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation",
-           "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank"]
+           "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix"]

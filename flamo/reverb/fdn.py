@@ -32,13 +32,13 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from ..functional.mappings import Interval, unmap_value
-from ..modules import Delay, DSPModule, Gain, HomogeneousAttenuation, Matrix
+from ..modules import AllpassFDNMatrix, Delay, DSPModule, Gain, HomogeneousAttenuation, Matrix
 from .._common import as_real_tensor, seeded_generator
 from ..system import Parallel, Recursion, Series
 from .delays import COLORLESS_FDN_DELAYS
 from .structure import fdn_structure
 
-__all__ = ["FDNConfig", "build_fdn", "normalize_energy"]
+__all__ = ["FDNConfig", "build_fdn", "allpass_fdn", "normalize_energy"]
 
 ModuleOrFactory = Union[DSPModule, Callable[["FDNConfig"], DSPModule], None]
 
@@ -242,6 +242,58 @@ def build_fdn(config: Optional[FDNConfig] = None, **kwargs) -> DSPModule:
         d = _gain_matrix(config.direct_gain, "direct_gain", (n_out, n_in))
         system = Parallel({"fdn": system, "direct": Gain(d, learnable=config.learnable_direct)})
     return system.to(config.dtype)
+
+
+def allpass_fdn(delays, matrix=None, seed=None, dtype=torch.float32) -> Series:
+    """An n-channel allpass FDN around an :class:`flamo.AllpassFDNMatrix` S.
+
+    H(z) = S_11 + S_12 D(z) (I - S_22 D(z))^-1 S_21 with D(z) = diag(z^-m) and S's n x n
+    blocks [[S_11, S_12], [S_21, S_22]] = [[-Q G, Q], [I - G^2, G]]: paraunitary (|H| = 1 for
+    n = 1) for any delays and any parameter values. The four blocks share S's parameters,
+    so the system is built as one loop around S rather than in :func:`build_fdn`'s layout
+    (whose input, output and direct gains are parameters of their own)::
+
+        Series({"input":  Gain (2n, n)  [I; 0],             # the input enters S's first block
+                "loop":   Recursion(S, Series({"delays": Delay (2n,) [0 .. 0, m],
+                                               "select": Gain (2n,) [0 .. 0, 1 .. 1]})),
+                "output": Gain (n, 2n)  [I, 0]})
+
+    Recursion(S, B) = (I - S B)^-1 S with B = diag(0, D(z)) has S_11 + S_12 D (I - S_22 D)^-1
+    S_21 as its first block, which the fixed input and output selections pick.
+
+    Parameters
+    ----------
+    delays : array_like
+        (n,) delay lengths in samples, integers >= 1.
+    matrix : AllpassFDNMatrix, optional
+        The system matrix (learnable Q and G); default ``AllpassFDNMatrix(n, seed=seed)``.
+    seed : int, optional
+    dtype : torch.dtype, default torch.float32
+
+    Returns
+    -------
+    flamo.Series
+        (n, n) system; ``system["loop"].forward_path`` is the AllpassFDNMatrix.
+    """
+    m = _delays(delays)
+    n = m.numel()
+    if matrix is None:
+        matrix = AllpassFDNMatrix(n, seed=seed)
+    elif not isinstance(matrix, AllpassFDNMatrix) or matrix.n != n:
+        raise ValueError(f"allpass_fdn: matrix must be an AllpassFDNMatrix of n = {n} channels (one "
+                         f"per delay), got {type(matrix).__name__} of shape {matrix.shape}"
+                         if isinstance(matrix, DSPModule) else
+                         f"allpass_fdn: matrix must be an AllpassFDNMatrix, got {type(matrix).__name__}")
+    eye, zeros = torch.eye(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64)
+    select = torch.cat([torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)])
+    lines = Series({"delays": Delay(torch.cat([torch.zeros(n, dtype=torch.float64), m])),
+                    "select": Gain(select, learnable=False)})
+    system = Series({"input": Gain(torch.cat([eye, zeros]), learnable=False),
+                     "loop": Recursion(matrix, lines),
+                     "output": Gain(torch.cat([eye, zeros], dim=1), learnable=False)})
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"allpass_fdn: dtype must be torch.float32 or torch.float64, got {dtype}")
+    return system.to(dtype)
 
 
 def _set_gains(gain: Gain, value: torch.Tensor):

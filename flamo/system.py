@@ -17,10 +17,10 @@ import torch
 from .exceptions import LoopResolutionWarning, UnstableLoopWarning, warn
 from .functional.loop_solve import (MAX_PHASE_STEP, LoopDeterminant, singular_pivot_threshold,
                                     winding_number)
-from .grid import Grid, as_points
+from .grid import Grid, Points, as_points
 from .modules import config_fields as cf
 from .modules.base import DSPModule
-from .response import add, loop_determinant, solve_loop
+from .response import add, loop_determinant, matmul, solve_loop
 
 __all__ = ["Series", "Parallel", "Recursion"]
 
@@ -285,6 +285,37 @@ class Recursion(DSPModule):
         if self.check:
             self._check(result, det, points)
         return result
+
+    def characteristic(self, z, fs=None, dtype=None) -> torch.Tensor:
+        """The loop matrix P(z) = I - F(z) B(z) at explicit points, whose singular points are
+        the poles of the loop.
+
+        Evaluated on the same path as :meth:`response` (F and B through their structured
+        responses at the points), and differentiable with respect to the parameters. The
+        poles of the loop are the zeros of det P(z): a state-space realization's eigenvalues
+        make P singular there.
+
+        Parameters
+        ----------
+        z : array_like, flamo.Points or flamo.Grid
+            (M,) nonzero complex points (as for :meth:`probe`), or a point set.
+        fs : float, optional
+            Sample rate in Hz, for modules whose parameters are in Hz (ignored for a point set).
+        dtype : torch.dtype, optional
+            Real dtype of the evaluation (ignored for a point set).
+
+        Returns
+        -------
+        torch.Tensor
+            (M, n, n) complex, n the number of outputs of F (leading batch dims first when
+            parameters are batched).
+        """
+        points = z if isinstance(z, Points) else Points(z, fs=fs, dtype=dtype)
+        fb = matmul(self.forward_path.structured_response(points),
+                    self.feedback_path.structured_response(points)).dense()
+        n = fb.shape[-1]
+        p = torch.eye(n, dtype=fb.dtype, device=fb.device) - fb
+        return p.expand(*p.shape[:-3], points.M, n, n)
 
     def loop_determinant(self, points) -> LoopDeterminant:
         """det P(z) = det(I - F(z) B(z)) at the evaluation points, without solving the loop.

@@ -10,7 +10,7 @@ import torch
 
 import flamo
 from flamo.functional import delay_response, fir_response, sos_response
-from flamo.reverb import build_fdn, colorless_fdn, fdn_structure, line_outputs
+from flamo.reverb import allpass_fdn, build_fdn, colorless_fdn, fdn_structure, line_outputs
 from conftest import fdn_transfer_numpy, random_stable_sos, response_with
 
 FS = 48000.0
@@ -122,6 +122,13 @@ def _modules():
         "recursion in a series": flamo.Series(flamo.Gain(rng.normal(size=(3, 1))), loop,
                                               flamo.Gain(rng.normal(size=(1, 3)))),
         "parallel": flamo.Parallel(flamo.Delay([2.0]), flamo.SOS(random_stable_sos(rng, 1))),
+        "rotation": flamo.Matrix(5, kind="rotation", seed=2),
+        "velvet filter": flamo.VelvetNoiseFilter.random(2, 0.02, 400.0, FS, seed=0),
+        "velvet matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=40, seed=0),
+        "filterbank": flamo.FilterBank([500.0, 1000.0], fraction=1),
+        "filterbank complementary": flamo.FilterBank("octave", kind="complementary"),
+        "allpass matrix": flamo.AllpassFDNMatrix(2, seed=0),
+        "allpass fdn": allpass_fdn([3, 4], seed=1),
     }
 
 

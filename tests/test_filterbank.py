@@ -64,11 +64,18 @@ def test_complementary_filterbank_reconstructs_perfectly():
 def test_filterbank_preset_and_errors():
     bank = flamo.FilterBank([125.0, 250.0, 500.0], fraction=1, order=2)
     assert flamo.from_config(bank.config()).config() == bank.config()
+    third = flamo.FilterBank("third_octave", kind="complementary")
+    rebuilt = flamo.from_config(third.config())
+    grid = flamo.Grid(nfft=256, dtype=torch.float64)
+    torch.testing.assert_close(rebuilt.response(grid), third.response(grid))
+    torch.testing.assert_close(third.probe(grid.z[[5, 40]], fs=grid.fs), third.response(grid)[[5, 40]])
     with pytest.raises(ValueError, match="need fraction"):
         flamo.FilterBank([100.0, 200.0])
     with pytest.raises(ValueError, match="increasing"):
         flamo.FilterBank([200.0, 100.0], fraction=1)
     with pytest.raises(ValueError, match="kind must be one of"):
         flamo.FilterBank(kind="linkwitz")
+    with pytest.raises(ValueError, match="unit circle only"):
+        flamo.FilterBank(kind="complementary").response(flamo.Grid(nfft=64, alias_decay_db=20))
     with pytest.raises(ValueError, match="sample rate"):
         flamo.FilterBank().probe(torch.tensor([1j]))

@@ -126,7 +126,6 @@ def _modules():
         "velvet filter": flamo.VelvetNoiseFilter.random(2, 0.02, 400.0, FS, seed=0),
         "velvet matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=40, seed=0),
         "filterbank": flamo.FilterBank([500.0, 1000.0], fraction=1),
-        "filterbank complementary": flamo.FilterBank("octave", kind="complementary"),
         "allpass matrix": flamo.AllpassFDNMatrix(2, seed=0),
         "allpass fdn": allpass_fdn([3, 4], seed=1),
     }

@@ -46,7 +46,6 @@ def _modules():
         "velvet-filter": flamo.VelvetNoiseFilter.random(2, 0.01, 1000.0, 8000.0, seed=0).double(),
         "velvet-matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=30, seed=1, dtype=torch.float64),
         "filterbank": flamo.FilterBank([500.0, 1000.0, 2000.0], fraction=1, order=2),
-        "filterbank-complementary": flamo.FilterBank("third_octave", kind="complementary"),
         "allpass-fdn": allpass_fdn([3, 5], seed=0, dtype=torch.float64),
         "biquad": flamo.Biquad("peak", 1000.0, q=2.0, gain_db=-4.0, learnable=False).double(),
         "biquad-diag": flamo.Biquad("lowshelf1", [100.0, 300.0], gain_db=[3.0, -2.0]).double(),

@@ -41,7 +41,9 @@ class FilterBank(DSPModule):
         - ``complementary``: the zero-phase masks of :func:`flamo.functional.band_masks`,
           which sum to exactly 1 at every frequency, so summing the bands reconstructs the
           input perfectly (the same bands as :func:`flamo.optim.octave_filterbank`). Being
-          zero-phase, their impulse responses are centred on n = 0 and wrap around on a grid.
+          zero-phase, their impulse responses are centred on n = 0 and wrap around on a grid;
+          they are defined on the unit circle only (a Grid with alias_decay_db = 0, or points
+          with |z| = 1), and raise ValueError elsewhere.
     order : int, default 3
         Prototype order of the Butterworth bands (each band has 2 order poles).
     """
@@ -88,7 +90,16 @@ class FilterBank(DSPModule):
         if self.kind == "butterworth":
             h = sos_response(self.sections(fs).to(points.device), points)  # (M, bands)
         else:
-            freqs = torch.angle(points.z).abs().to(torch.float64) * (fs / (2 * math.pi))
+            z = points.z
+            off = float((z.abs().to(torch.float64) - 1).abs().max())
+            if off > 1e-6:
+                # zero-phase masks have no values off the circle; the grid's gamma^-n
+                # compensation would then amplify their wrapped negative-time half
+                raise ValueError(f"FilterBank: kind='complementary' bands are zero-phase masks "
+                                 f"defined on the unit circle only; evaluate them on a Grid with "
+                                 f"alias_decay_db=0 or at points with |z| = 1 (max ||z| - 1| = "
+                                 f"{off:.3g})")
+            freqs = torch.angle(z).abs().to(torch.float64) * (fs / (2 * math.pi))
             h = band_masks(freqs, self.centres).to(points.complex_dtype)
         return Response(h.unsqueeze(-1), False)
 

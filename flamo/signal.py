@@ -26,9 +26,10 @@ import warnings
 
 import torch
 
+from ._common import as_real_tensor
 from .grid import Grid
 
-__all__ = ["rfft", "irfft", "impulse", "filter_signal", "time_last", "time_first"]
+__all__ = ["rfft", "irfft", "impulse", "filter_signal", "time_last", "time_first", "as_signal"]
 
 
 def time_last(x, owner: str = "time_last", name: str = "x", min_length: int = 1,
@@ -82,6 +83,23 @@ def time_first(y: torch.Tensor) -> torch.Tensor:
     return y if y.ndim == 1 else y.movedim(-1, -2)
 
 
+def as_signal(x, owner: str, name: str = "x") -> torch.Tensor:
+    """A time signal as a tensor: tensors as given, numpy arrays and (nested) lists converted
+    (their dtype kept, Python numbers in float32, as for module parameters).
+
+    Raises
+    ------
+    TypeError
+        For a non-array-like or complex value, naming ``owner`` and ``name``.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise TypeError(f"{owner}: {name} must be a real time signal (tensor, numpy array or list), "
+                        f"got {type(x).__name__}")
+    return as_real_tensor(x, name, owner)
+
+
 def _envelope(grid):
     """gamma^n, n = 0 .. nfft - 1, computed in float64 and cast."""
     n = torch.arange(grid.nfft, dtype=torch.float64)
@@ -129,6 +147,7 @@ def rfft(x: torch.Tensor, grid, dim: int | None = None) -> torch.Tensor:
         Complex tensor with M = nfft // 2 + 1 frequencies along the time axis.
     """
     _require_grid("rfft", grid)
+    x = as_signal(x, "rfft")
     if x.is_complex():
         raise TypeError("rfft: x must be a real tensor, got a complex one")
     dim = _layout_dim(x, dim)
@@ -181,9 +200,9 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
     ----------
     module : flamo.modules.DSPModule
         Any module or system with ``in`` inputs and ``out`` outputs.
-    x : torch.Tensor
+    x : torch.Tensor or array_like
         Real signal, (..., T, in) with T <= nfft; a 1-D (T,) signal is accepted for
-        single-input modules.
+        single-input modules. Numpy arrays and lists are converted (:func:`as_signal`).
     grid : flamo.Grid
 
     Returns
@@ -194,6 +213,7 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
         attenuated by alias_decay_db per wrap.
     """
     _require_grid("filter_signal", grid)
+    x = as_signal(x, "filter_signal")
     n_out, n_in = module.shape
     squeeze = x.ndim == 1
     if squeeze:

@@ -81,7 +81,7 @@ class DSPModule(nn.Module):
             (M, out, in) complex tensor in ``points.complex_dtype`` (leading batch dims
             first when parameters are batched).
         """
-        points = as_points(points)
+        points = as_points(points, f"{type(self).__name__}.response")
         data = self.structured_response(points).dense()
         return data.expand(*data.shape[:-3], points.M, *data.shape[-2:])
 

@@ -160,3 +160,36 @@ def test_library_warnings_are_flamo_warnings():
                 flamo.exceptions.UnstableLoopWarning):
         assert issubclass(cls, FlamoWarning) and issubclass(cls, UserWarning)
     assert math.isfinite(max_alias_decay_db(256))
+
+
+@pytest.mark.parametrize("value", [1e-40, 1e-45])
+def test_subnormal_responses_have_finite_correct_gradients(value):
+    """torch.abs of a subnormal complex number has a NaN gradient; the losses' magnitude the
+    unit phasor: d/dh (|h| - 1)^2 = 2 (|h| - 1) h / |h| = -2 exp(1j pi / 4) here."""
+    from flamo.optim.losses import colorless_spectral_loss, magnitude_mse
+
+    expected = torch.tensor([-2 * np.exp(1j * np.pi / 4)], dtype=torch.complex64)
+    for loss in (lambda h: magnitude_mse(h, torch.ones_like(h)), lambda h: colorless_spectral_loss(h[:, None])):
+        h = torch.tensor([value * (1 + 1j)], dtype=torch.complex64, requires_grad=True)
+        loss(h).backward()
+        torch.testing.assert_close(h.grad, expected)
+
+
+def test_colorless_loss_below_one_exponent_has_finite_gradients():
+    """|d|^p, p < 1, at d = 0 (|H| = 1 exactly): 0 (a subgradient) instead of inf * 0 = NaN;
+    elsewhere p |d|^(p - 1) sign(d) against the closed form."""
+    from flamo.optim.losses import colorless_spectral_loss
+
+    h = torch.tensor([[1.0 + 0j, 0.75 + 0j, 1.25 + 0j]], dtype=torch.complex128, requires_grad=True)
+    colorless_spectral_loss(h, p_below=0.5, p_above=0.5).backward()
+    expected = torch.tensor([[0.0, -0.5 * 0.25 ** -0.5, 0.5 * 0.25 ** -0.5]], dtype=torch.complex128) / 3
+    torch.testing.assert_close(h.grad, expected)
+    with pytest.raises(ValueError, match="p_below must be a finite number > 0"):
+        colorless_spectral_loss(h, p_below=0.0)
+
+
+def test_magnitude_gradcheck():
+    from flamo.optim.losses import magnitude
+
+    h = torch.randn(6, dtype=torch.complex128, requires_grad=True)
+    assert torch.autograd.gradcheck(magnitude, [h]) and torch.autograd.gradgradcheck(magnitude, [h])

@@ -7,7 +7,7 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import aliasing, exceptions, functional, signal
+from . import aliasing, exceptions, functional, signal, timedomain
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPModule,
@@ -15,6 +15,7 @@ from .modules import (FIR, GEQ, PEQ, SOS, SVF, Biquad, Delay, DelayMatrix, DSPMo
                       OnePoleAttenuation, Paraunitary, ShelfAttenuation, describe, from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
+from .timedomain import Stream, render
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,6 @@ __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Ser
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
            "GEQAttenuation", "describe", "from_config", "save_preset", "load_preset",
-           "functional", "signal", "aliasing", "exceptions", "recommend_alias_decay_db",
+           "render", "Stream", "functional", "signal", "aliasing", "exceptions", "timedomain",
+           "recommend_alias_decay_db",
            "__version__"]

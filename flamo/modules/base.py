@@ -124,6 +124,30 @@ class DSPModule(nn.Module):
         see flamo.signal.filter_signal."""
         return signal.filter_signal(self, x, grid)
 
+    # -- time domain -----------------------------------------------------------------
+    def realize(self, fs=None):
+        """The module as a difference equation: a tree of
+        :mod:`flamo.timedomain.realization` nodes built from its parameters (gradients
+        flow), used by :func:`flamo.render`, :class:`flamo.Stream`, the time backend of
+        :meth:`response` and :func:`flamo.export.to_faust`.
+
+        Parameters
+        ----------
+        fs : float, optional
+            Sample rate in Hz, for modules designed in Hz or seconds.
+
+        Raises
+        ------
+        NotImplementedError
+            For a module without an exact time-domain form. A new module adds one by
+            overriding this method with the primitives of
+            :mod:`flamo.timedomain.realization` (see docs/design.md, "Time domain").
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no time-domain realization: it cannot be rendered, "
+            f"streamed or exported; implement {type(self).__name__}.realize(fs) with the "
+            f"primitives of flamo.timedomain.realization")
+
     # -- presets ---------------------------------------------------------------------
     def config(self) -> dict:
         """Effective parameters in physical units as a plain JSON-able dict.

@@ -32,6 +32,7 @@ from torch import nn
 from ..functional.biquads import BIQUAD_KINDS, biquad, svf
 from ..functional.mappings import Interval, LogInterval
 from . import config_fields as cf
+from ..timedomain import realization as td
 from .sos import cascade_response
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -95,6 +96,11 @@ class FilterModule(DSPModule):
     def structured_response(self, points):
         fs = points.require_fs(type(self).__name__)
         return cascade_response(self.sos_at(fs), points, self.diagonal)
+
+    def realize(self, fs=None):
+        """The sections designed at ``fs`` Hz, :class:`~flamo.timedomain.realization.SOSBank`."""
+        sos = self.sos_at(td.require_fs(fs, type(self).__name__))
+        return td.SOSBank(sos if self.diagonal else sos.unsqueeze(0))
 
     def _param(self, name, mapping):
         return mapping(getattr(self, name).to(torch.float64))

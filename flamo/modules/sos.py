@@ -7,6 +7,7 @@ import torch
 from ..functional.mappings import register_mapping
 from ..functional.sos import sos_poles, sos_response
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -100,3 +101,8 @@ class SOS(DSPModule):
 
     def structured_response(self, points):
         return cascade_response(self.sos, points, self.diagonal)
+
+    def realize(self, fs=None):
+        """The cascade(s), :class:`~flamo.timedomain.realization.SOSBank`."""
+        sos = self.sos
+        return td.SOSBank(sos if self.diagonal else sos.unsqueeze(0))

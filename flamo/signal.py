@@ -29,7 +29,8 @@ import torch
 from ._common import as_real_tensor
 from .grid import Grid
 
-__all__ = ["rfft", "irfft", "impulse", "filter_signal", "time_last", "time_first", "as_signal"]
+__all__ = ["rfft", "irfft", "impulse", "filter_signal", "module_input", "time_last", "time_first",
+           "as_signal"]
 
 
 def time_last(x, owner: str = "time_last", name: str = "x", min_length: int = 1,
@@ -213,18 +214,25 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
         attenuated by alias_decay_db per wrap.
     """
     _require_grid("filter_signal", grid)
-    x = as_signal(x, "filter_signal")
+    x, squeeze = module_input(module, as_signal(x, "filter_signal"), "filter_signal")
+    h = module.response(grid)  # (..., M, out, in)
+    spectrum = (h @ rfft(x, grid).unsqueeze(-1)).squeeze(-1)  # (..., M, out)
+    y = irfft(spectrum, grid)
+    return y.squeeze(-1) if squeeze else y
+
+
+def module_input(module, x: torch.Tensor, owner: str):
+    """A signal laid out for ``module``: (x as (..., T, in), whether the output is to be
+    squeezed back to (T,)); a (T,) signal is accepted for single-input modules and gives
+    a (T,) output from a single-output one. ValueError, naming ``owner``, otherwise."""
     n_out, n_in = module.shape
     squeeze = x.ndim == 1
     if squeeze:
         if n_in != 1:
-            raise ValueError(f"filter_signal: a 1-D signal needs a single-input module, "
+            raise ValueError(f"{owner}: a 1-D signal needs a single-input module, "
                              f"{type(module).__name__} has {n_in} inputs")
         x = x.unsqueeze(-1)
-    if x.shape[-1] != n_in:
-        raise ValueError(f"filter_signal: {type(module).__name__} expects {n_in} input "
-                         f"channels (last dim of x), got x of shape {tuple(x.shape)}")
-    h = module.response(grid)  # (..., M, out, in)
-    spectrum = (h @ rfft(x, grid).unsqueeze(-1)).squeeze(-1)  # (..., M, out)
-    y = irfft(spectrum, grid)
-    return y.squeeze(-1) if squeeze and n_out == 1 else y
+    if x.ndim < 2 or x.shape[-1] != n_in:
+        raise ValueError(f"{owner}: {type(module).__name__} expects {n_in} input channels, x of "
+                         f"shape (..., T, {n_in}) (time first, channels last), got {tuple(x.shape)}")
+    return x, squeeze and n_out == 1

@@ -286,7 +286,7 @@ def test_learnable_integer_delays_warn_that_they_get_no_gradient():
 
 
 def test_signal_layout_is_checked():
-    with pytest.raises(ValueError, match=r"expects x of shape \(\.\.\., T, 2\)"):
+    with pytest.raises(ValueError, match=r"expects 2 input channels, x of shape \(\.\.\., T, 2\)"):
         flamo.render(flamo.Gain(np.eye(2)), torch.zeros(2, 5))
     with pytest.raises(TypeError, match="float32 or float64"):
         flamo.render(flamo.Gain([[1.0]]), torch.zeros(5, 1, dtype=torch.int64))

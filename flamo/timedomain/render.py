@@ -19,6 +19,7 @@ import scipy.fft
 import scipy.signal
 import torch
 
+from ..signal import module_input
 from . import realization as r
 from .processors import build
 
@@ -38,20 +39,10 @@ def realize_system(system, fs=None):
 
 
 def _as_signal(system, x):
-    n_out, n_in = system.shape
     if not isinstance(x, torch.Tensor) or x.dtype not in _NUMPY:
         what = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"render: x must be a float32 or float64 tensor, got {what}")
-    squeeze = x.ndim == 1
-    if squeeze:
-        if n_in != 1:
-            raise ValueError(f"render: a 1-D signal needs a single-input system, "
-                             f"{type(system).__name__} has {n_in} inputs")
-        x = x.unsqueeze(-1)
-    if x.ndim < 2 or x.shape[-1] != n_in:
-        raise ValueError(f"render: {type(system).__name__} expects x of shape (..., T, {n_in}) "
-                         f"(time first, channels last), got {tuple(x.shape)}")
-    return x, squeeze and n_out == 1
+    return module_input(system, x, "render")
 
 
 def render(system, x: torch.Tensor, fs=None) -> torch.Tensor:

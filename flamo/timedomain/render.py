@@ -25,7 +25,7 @@ from .processors import build
 
 __all__ = ["render", "realize_system"]
 
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def realize_system(system, fs=None):
@@ -38,11 +38,12 @@ def realize_system(system, fs=None):
         r.LOOP_NAMES.reset(token)
 
 
-def _as_signal(system, x):
-    if not isinstance(x, torch.Tensor) or x.dtype not in _NUMPY:
+def render_input(system, x, owner: str = "render"):
+    """x laid out for ``system`` (see :func:`flamo.signal.module_input`), float32 or float64."""
+    if not isinstance(x, torch.Tensor) or x.dtype not in NUMPY_DTYPES:
         what = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"render: x must be a float32 or float64 tensor, got {what}")
-    return module_input(system, x, "render")
+        raise TypeError(f"{owner}: x must be a float32 or float64 tensor, got {what}")
+    return module_input(system, x, owner)
 
 
 def render(system, x: torch.Tensor, fs=None) -> torch.Tensor:
@@ -75,7 +76,7 @@ def render(system, x: torch.Tensor, fs=None) -> torch.Tensor:
     sample raises ValueError naming it. The backward pass is the transposed system run
     backward in time (see the module docstring); it supports first-order gradients.
     """
-    x, squeeze = _as_signal(system, x)
+    x, squeeze = render_input(system, x)
     root = realize_system(system, fs)
     if x.shape[-2] == 0:
         y = x.new_zeros(*x.shape[:-1], system.shape[0])
@@ -102,7 +103,7 @@ def numpy_params(root, dtype):
 class _Render(torch.autograd.Function):
     @staticmethod
     def forward(ctx, root, x, *params):
-        dtype = _NUMPY[x.dtype]
+        dtype = NUMPY_DTYPES[x.dtype]
         arrays = numpy_params(root, dtype)
         batch = x.shape[:-2]
         T = x.shape[-2]

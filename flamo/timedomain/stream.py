@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .render import _NUMPY, _as_signal, numpy_params, realize_system
+from .render import NUMPY_DTYPES, numpy_params, realize_system, render_input
 from .processors import build
 
 __all__ = ["Stream"]
@@ -47,7 +47,7 @@ class Stream:
     """
 
     def __init__(self, system, fs=None, dtype=None):
-        if dtype is not None and dtype not in _NUMPY:
+        if dtype is not None and dtype not in NUMPY_DTYPES:
             raise TypeError(f"Stream: dtype must be torch.float32 or torch.float64, got {dtype}")
         self.system, self.fs, self.dtype = system, fs, dtype
         with torch.no_grad():
@@ -68,12 +68,12 @@ class Stream:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Process the next block x (c, in), (..., c, in) or (c,) -> (c, out) (same layout
         as :func:`flamo.render`); the batch dims must stay the same until :meth:`reset`."""
-        x, squeeze = _as_signal(self.system, x)
+        x, squeeze = render_input(self.system, x, "Stream")
         if self.dtype is None:
             self.dtype = x.dtype
         if x.dtype != self.dtype:
             raise TypeError(f"Stream: blocks must be {self.dtype} (as the first block), got {x.dtype}")
-        dtype = _NUMPY[self.dtype]
+        dtype = NUMPY_DTYPES[self.dtype]
         batch, c = x.shape[:-2], x.shape[-2]
         if self._proc is None:
             self._proc = build(self._root, numpy_params(self._root, dtype), dtype, exposed=True)

@@ -21,7 +21,7 @@ import torch
 
 from ..signal import module_input
 from . import realization as r
-from .processors import build
+from .processors import blas_matmul, build
 
 __all__ = ["render", "realize_system"]
 
@@ -191,7 +191,8 @@ def parameter_gradients(leaf, values, u, lam):
     if isinstance(leaf, r.Gains):
         return [(lam * u).sum(axis=(0, 2))]
     if isinstance(leaf, r.MatrixGain):
-        return [np.einsum("bot,bit->oi", lam, u)]
+        return [blas_matmul(lam.transpose(1, 0, 2).reshape(lam.shape[1], -1),
+                            u.transpose(1, 0, 2).reshape(u.shape[1], -1).T)]
     if isinstance(leaf, r.DelayGains):
         m = leaf.delays.numpy()
         T = u.shape[-1]

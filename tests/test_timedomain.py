@@ -257,6 +257,79 @@ def test_gradcheck_on_a_small_system_with_every_filter_kind():
     assert torch.autograd.gradcheck(out, (x.clone().requires_grad_(True), *values), eps=1e-6, atol=1e-8)
 
 
+# -- the time backend of response ------------------------------------------------------
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 3), alias_db=st.sampled_from([0.0, 20.0]))
+def test_time_method_differs_from_frequency_sampling_by_the_alias_terms(seed, n, alias_db):
+    """method="time" is the DFT of h[n] gamma^n, n < nfft; frequency sampling adds the
+    wrapped tail sum_{k>=1} gamma^(n + k nfft) h[n + k nfft] (h from a long render)."""
+    rng = np.random.default_rng(seed)
+    system = wrapped(rng, random_system(rng, n, depth=2, allow_slow=False), n, 1, 1).double()
+    nfft = 256
+    grid = flamo.Grid(nfft=nfft, fs=FS, alias_decay_db=alias_db, dtype=F64)
+    with torch.no_grad():
+        by_time = system.response(grid, method="time")[:, 0, 0]
+        by_freq = system.response(grid)[:, 0, 0]
+        h = flamo.render(system, impulse(40 * nfft), fs=FS)[:, 0]
+    gamma = 10 ** (-alias_db / (20 * nfft))
+    weighted = h * gamma ** torch.arange(h.shape[0], dtype=F64)
+    truth_time = torch.fft.rfft(weighted[:nfft])
+    truth_freq = torch.fft.rfft(weighted.reshape(-1, nfft).sum(0))
+    peak = truth_freq.abs().max()
+    assert (by_time - truth_time).abs().max() < 1e-10 * peak
+    assert (by_freq - truth_freq).abs().max() < 1e-9 * peak
+    # the bound of the difference: the weighted tail's L1 norm
+    assert (by_time - by_freq).abs().max() <= weighted[nfft:].abs().sum() + 1e-9 * peak
+
+
+def test_time_method_gradients_agree_with_frequency_sampling():
+    rng = np.random.default_rng(11)
+    system = wrapped(rng, random_system(rng, 2, depth=2, allow_slow=False), 2, 2, 1).double()
+    params = list(system.parameters())
+    target = torch.randn(GRID.M, 1, 2, dtype=torch.complex128)
+    grads = {}
+    for method in ("time", "frequency"):
+        loss = (system.response(GRID, method=method) - target).abs().pow(2).sum()
+        grads[method] = torch.autograd.grad(loss, params, allow_unused=True)
+    scale = max(g.abs().max().item() for g in grads["frequency"] if g is not None)
+    for (name, _), a, b in zip(system.named_parameters(), grads["time"], grads["frequency"]):
+        if b is not None:
+            assert (a - b).abs().max().item() < 1e-8 * scale, name
+    h = system.impulse_response(GRID, method="time")
+    assert relative(h, system.impulse_response(GRID)) < 1e-9
+
+
+def test_auto_method_chooses_and_explains_its_limits():
+    from flamo.timedomain import backend
+
+    fdn = build_fdn(delays=[887, 911, 941, 1699], t60=1.0, seed=0)
+    grid = flamo.Grid(nfft=2 ** 14, fs=FS, alias_decay_db=60)
+    cost = backend.estimated_seconds(fdn, grid)
+    assert cost["time"] > 0 and cost["frequency"] > 0
+    chosen = backend.choose_method(fdn, grid)
+    assert chosen == min(cost, key=cost.get)
+    with torch.no_grad():
+        auto = fdn.response(grid, method="auto")
+        assert torch.equal(auto, fdn.response(grid, method=chosen))
+    # explicit points and systems without a realization: frequency sampling
+    points = flamo.Points(torch.exp(1j * torch.linspace(0, 3, 7, dtype=F64)), fs=FS)
+    assert backend.choose_method(fdn, points) == "frequency"
+
+    class Custom(flamo.DSPModule):
+        shape = (1, 1)
+
+    assert backend.estimated_seconds(Custom(), grid)["time"] == float("inf")
+    assert backend.choose_method(Custom(), grid) == "frequency"
+
+
+def test_time_method_errors():
+    points = flamo.Points(torch.exp(1j * torch.linspace(0, 3, 7)), fs=FS)
+    with pytest.raises(ValueError, match="method='time'.*needs a flamo.Grid; got Points"):
+        flamo.Gain([1.0]).response(points, method="time")
+    with pytest.raises(ValueError, match="method must be one of"):
+        flamo.Gain([1.0]).response(GRID, method="fast")
+
+
 # -- errors --------------------------------------------------------------------------
 def test_a_loop_without_delay_names_the_loop():
     loop = flamo.Recursion(flamo.Gain([0.5]), flamo.Gain([[0.5]]))

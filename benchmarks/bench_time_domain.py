@@ -79,3 +79,85 @@ class RecursiveSOS(_Benchmarks):
 
     def run(self):
         return self.sosfilt(self.leaves[0], self.impulse)
+
+
+# -- the library's time domain (flamo.render, flamo.Stream, response(method="time")) -----
+STREAM_SECONDS = {1: 0.25, 64: 1.0, 512: 1.0}  # audio per measurement, by block size
+
+
+def stream_fdn():
+    """The benchmark FDN (N = 16) with an octave GEQAttenuation per line (T60 2 s .. 0.5 s)."""
+    import flamo
+
+    m = wl.fdn_delays(16)
+    return wl.library_fdn(16, attenuation=flamo.GEQAttenuation(m, torch.linspace(2.0, 0.5, 10)))
+
+
+class StreamRealTime:
+    """flamo.Stream of a 16-line FDN with a GEQ per line at 48 kHz, fed consecutive blocks
+    of ``block`` samples (float32, one thread): the real-time factor, processing time over
+    audio time (below 1: faster than real time)."""
+
+    params = ([1, 64, 512],)
+    param_names = ["block"]
+    timeout = 600
+
+    def setup(self, block):
+        import flamo
+
+        wl.prepare("cpu")
+        self.stream = flamo.Stream(stream_fdn(), fs=wl.FS, dtype=torch.float32)
+        samples = int(STREAM_SECONDS[block] * wl.FS) // block * block
+        self.blocks = list(torch.randn(samples, 1).split(block))
+
+    def run(self):
+        self.stream.reset()
+        for x in self.blocks:
+            self.stream(x)
+
+    def time_stream(self, block):
+        self.run()
+
+    def track_real_time_factor(self, block):
+        import time
+
+        self.run()  # warm-up
+        t0 = time.perf_counter()
+        self.run()
+        return (time.perf_counter() - t0) / (sum(len(x) for x in self.blocks) / wl.FS)
+
+    track_real_time_factor.unit = "s/s"
+
+
+class ResponseMethods:
+    """The FDN of bench_fdn (N lines, HomogeneousAttenuation) through
+    ``response(grid, method)``: a spectral-loss gradient step by the time backend, and the
+    ratios, in one process, of "time" and "auto" over frequency sampling (CPU: the
+    recursions run there)."""
+
+    params = ([6, 16, 64], [2 ** 15, 2 ** 17])
+    param_names = ["N", "nfft"]
+    timeout = 600
+
+    def setup(self, n, nfft):
+        import flamo
+
+        self.device = wl.prepare("cpu")
+        self.system = wl.FDNParams(n, self.device).library_system()
+        self.grid = flamo.Grid(nfft, fs=wl.FS)
+
+    def step(self, method):
+        self.system.zero_grad(set_to_none=True)
+        wl.spectral_loss(self.system.response(self.grid, method=method)).backward()
+
+    def time_forward_backward_time_method(self, n, nfft):
+        self.step("time")
+
+    def track_time_over_frequency(self, n, nfft):
+        return (wl.median_time(lambda: self.step("time"), self.device, repeat=3)
+                / wl.median_time(lambda: self.step("frequency"), self.device, repeat=3))
+
+    def track_auto_over_best(self, n, nfft):
+        times = {m: wl.median_time(lambda m=m: self.step(m), self.device, repeat=3)
+                 for m in ("time", "frequency", "auto")}
+        return times["auto"] / min(times["time"], times["frequency"])

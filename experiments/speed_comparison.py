@@ -11,6 +11,11 @@ Methods
 - ``frequency_sampling``: the library (flamo); nfft = the next power of two >= L, the FDN
   sampled at radius 1/gamma with ``alias_decay_db``.
 - ``time_block`` (FDN): ``baselines.fdn_block``, blocks of m_min samples.
+- ``time_library``: the library's time-domain twin, ``impulse_response(grid,
+  method="time")`` (``flamo.render`` of an impulse: exact recursion, adjoint backward), on
+  the same grid.
+- ``auto``: the library's ``impulse_response(grid, method="auto")``, which picks one of
+  the two library methods by its cost model.
 - ``iir_scipy`` / ``iir_torch`` (SOS cascade): ``baselines.sosfilt`` with its scipy (CPU)
   and pure-torch backends; the backward pass is an IIR filter run backward in time.
 
@@ -113,6 +118,10 @@ def _ground_truth(task, cfg):
     return scipy.signal.sosfilt(sos_parameters(cfg, task["seed"]), x)
 
 
+#: The library's methods: name in the CSV -> ``method`` of ``impulse_response``.
+LIBRARY_METHODS = {"frequency_sampling": "frequency", "time_library": "time", "auto": "auto"}
+
+
 def _step_function(task, cfg, device):
     """Build the task's system on ``device`` and return (step() -> IR tensor, parameters)."""
     import torch
@@ -126,10 +135,12 @@ def _step_function(task, cfg, device):
     method = task["method"]
     if task["system"] == "fdn":
         system = fdn_system(task["n"], cfg, task["seed"], "float32").to(device)
-        if method == "frequency_sampling":
+        if method in LIBRARY_METHODS:
             grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs,
                               alias_decay_db=cfg.alias_decay_db, device=device)
-            return (lambda: system.impulse_response(grid)[:length, 0, 0]), list(system.parameters())
+            how = LIBRARY_METHODS[method]
+            return ((lambda: system.impulse_response(grid, method=how)[:length, 0, 0]),
+                    list(system.parameters()))
         fdn = fdn_structure(system, fs=cfg.fs)  # the same numbers as plain leaves for the baseline
         with torch.no_grad():
             values = (fdn.A, fdn.b[:, 0], fdn.c[0], fdn.gains)
@@ -139,10 +150,12 @@ def _step_function(task, cfg, device):
         x[0] = 1
         return (lambda: fdn_block(x, m, params[0], params[1], params[2], 0.0, g=params[3])), params
     sos = sos_parameters(cfg, task["seed"])
-    if method == "frequency_sampling":
+    if method in LIBRARY_METHODS:
         module = flamo.SOS(torch.as_tensor(sos, **f32)).to(device)
         grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=cfg.fs, device=device)
-        return (lambda: module.impulse_response(grid)[:length, 0, 0]), list(module.parameters())
+        how = LIBRARY_METHODS[method]
+        return ((lambda: module.impulse_response(grid, method=how)[:length, 0, 0]),
+                list(module.parameters()))
     coeffs = torch.as_tensor(sos, **f32).requires_grad_(True)
     x = torch.zeros(length, **f32)
     x[0] = 1
@@ -212,9 +225,9 @@ def tasks_for(cfg, device, seed):
     tasks = []
     for length in cfg.lengths_s:
         for n in cfg.fdn_sizes:
-            for method in ("frequency_sampling", "time_block"):
+            for method in ("frequency_sampling", "time_library", "auto", "time_block"):
                 tasks.append(dict(system="fdn", n=n, length_s=length, method=method))
-        for method in ("frequency_sampling", "iir_scipy", "iir_torch"):
+        for method in ("frequency_sampling", "time_library", "auto", "iir_scipy", "iir_torch"):
             if method == "iir_scipy" and device != "cpu":
                 continue
             tasks.append(dict(system="sos", n=1, length_s=length, method=method))
@@ -254,6 +267,8 @@ def run(cfg, ctx):
 
 
 _STYLES = {"frequency_sampling": ("-", "frequency sampling (library)"),
+           "time_library": ((0, (5, 1, 1, 1, 1, 1)), "time domain (library, method='time')"),
+           "auto": ((0, (1, 1)), "library, method='auto'"),
            "time_block": ("--", "time-domain block FDN"),
            "iir_scipy": (":", "recursive IIR, scipy"),
            "iir_torch": ("-.", "recursive IIR, torch")}
@@ -316,6 +331,14 @@ def _headline(df, cfg, ctx):
                 ok[("fdn", cfg.headline_n, length, "frequency_sampling")] / ok[("fdn", cfg.headline_n, length, "time_block")]
         except KeyError:
             pass
+        for ours in ("time_library", "auto"):
+            try:
+                numbers[f"fdn_N{cfg.headline_n}_{length:g}s_{ours}_over_block"] = \
+                    ok[("fdn", cfg.headline_n, length, ours)] / ok[("fdn", cfg.headline_n, length, "time_block")]
+                numbers[f"sos_{length:g}s_{ours}_over_fs"] = \
+                    ok[("sos", 1, length, ours)] / ok[("sos", 1, length, "frequency_sampling")]
+            except KeyError:
+                pass
         for iir in ("iir_scipy", "iir_torch"):
             try:
                 numbers[f"sos_{length:g}s_fs_over_{iir}"] = \

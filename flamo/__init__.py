@@ -7,15 +7,16 @@ After Dal Santo, De Bortoli, Prawda, Schlecht, Valimaki, "FLAMO: An open-source 
 frequency-domain differentiable audio processing", ICASSP 2025.
 """
 
-from . import aliasing, exceptions, excitations, functional, signal
+from . import aliasing, exceptions, excitations, functional, signal, timedomain
 from .aliasing import recommend_alias_decay_db
 from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, AllpassFDNMatrix, Biquad, Delay, DelayMatrix,
-                      DSPModule, FilterBank, FractionalDelay, Gain, GEQAttenuation, HomogeneousAttenuation, Matrix,
-                      OnePoleAttenuation, Paraunitary, ShelfAttenuation, VelvetNoiseFilter,
-                      VelvetNoiseMatrix, describe, from_config)
+                      DSPModule, FilterBank, FractionalDelay, Gain, GEQAttenuation,
+                      HomogeneousAttenuation, Matrix, OnePoleAttenuation, Paraunitary,
+                      ShelfAttenuation, VelvetNoiseFilter, VelvetNoiseMatrix, describe, from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
+from .timedomain import Stream, render
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Ser
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
            "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix",
-           "describe", "from_config", "save_preset", "load_preset", "functional", "signal",
-           "excitations", "aliasing", "exceptions", "recommend_alias_decay_db",
+           "describe", "from_config", "save_preset", "load_preset", "render", "Stream",
+           "functional", "signal", "excitations", "aliasing", "exceptions", "timedomain",
+           "recommend_alias_decay_db",
            "__version__"]

@@ -36,7 +36,8 @@ def as_real_tensor(value, name: str, owner: str, ndim=None, dtype=None) -> torch
     TypeError
         For values that are not array-like, complex or boolean.
     ValueError
-        For a number of dimensions outside ``ndim`` or non-finite values.
+        For a number of dimensions outside ``ndim``, non-finite values or a meta-device
+        tensor (no data).
     """
     if isinstance(value, torch.Tensor):
         t = value
@@ -46,6 +47,9 @@ def as_real_tensor(value, name: str, owner: str, ndim=None, dtype=None) -> torch
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{owner}: {name} must be real array-like, got "
                             f"{type(value).__name__}") from err
+    if t.device.type == "meta":
+        raise ValueError(f"{owner}: {name} is a meta-device tensor (a shape without data); pass a "
+                         f"tensor with values (e.g. on the cpu)")
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{owner}: {name} must be real, got dtype {t.dtype}")
     if dtype is not None:

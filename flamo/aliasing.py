@@ -75,14 +75,19 @@ import torch
 
 from .functional.attenuation import t60_to_gain
 
-__all__ = ["ROUNDING_CONSTANT", "ROUNDING_NFFT_EXPONENT", "decay_rate", "aliased_one_pole",
-           "aliasing_error", "rounding_error", "predicted_error", "recommend_alias_decay_db"]
+__all__ = ["ROUNDING_CONSTANT", "ROUNDING_NFFT_EXPONENT", "MAX_ROUNDING_ERROR", "decay_rate",
+           "aliased_one_pole", "aliasing_error", "rounding_error", "rounding_error_bound",
+           "max_alias_decay_db", "predicted_error", "recommend_alias_decay_db"]
 
 #: Fitted constant C of the rounding term at nfft = 2^15 (see the module docstring and
 #: ``experiments/aliasing_sweep.py``, file ``rounding_fit.csv``).
 ROUNDING_CONSTANT = 1.0  # rounded; fitted 0.98 and 1.08 on two draws of the training matrices
 #: Fitted exponent alpha of the growth of the rounding term with nfft, (nfft / 2^15)^alpha.
 ROUNDING_NFFT_EXPONENT = 0.5  # rounded; fitted 0.50 and 0.44 (the same two draws)
+
+#: Relative L2 rounding error of an impulse response above which a grid warns
+#: (:func:`max_alias_decay_db`): 1 %, -40 dB.
+MAX_ROUNDING_ERROR = 1e-2
 
 _EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float64: torch.finfo(torch.float64).eps}
 
@@ -180,9 +185,7 @@ def rounding_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float3
     alpha = ROUNDING_NFFT_EXPONENT if nfft_exponent is None else float(nfft_exponent)
     c = c * (nfft / 2.0**15) ** alpha
     log_gamma = -db / (20.0 * nfft) * math.log(10.0)  # <= 0
-    # mean of gamma^(-2n), n < nfft: (gamma^(-2 nfft) - 1) / (nfft (gamma^-2 - 1)); 1 at gamma = 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_amp = np.where(db > 0, np.expm1(-2 * nfft * log_gamma) / (nfft * np.expm1(-2 * log_gamma)), 1.0)
+    mean_amp = _mean_compensation(nfft, db)
     log_rho = math.log(rho)
 
     def energy(log_r):  # sum_{n < nfft} r^(2n)
@@ -190,6 +193,63 @@ def rounding_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float3
 
     ratio = energy(log_gamma + log_rho) / energy(log_rho)
     return c * eps * np.sqrt(mean_amp * ratio)
+
+
+def _mean_compensation(nfft, db):
+    """Mean of gamma^(-2n) over n < nfft, (gamma^(-2 nfft) - 1) / (nfft (gamma^-2 - 1)), 1 at
+    gamma = 1 (inf where it overflows float64)."""
+    log_gamma = -db / (20.0 * nfft) * math.log(10.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(db > 0, np.expm1(-2 * nfft * log_gamma) / (nfft * np.expm1(-2 * log_gamma)), 1.0)
+
+
+def rounding_error_bound(nfft, alias_decay_db=0.0, dtype=torch.float32):
+    """The largest :func:`rounding_error` over all decay rates: its factor E = ||h gamma^n|| / ||h||
+    (<= 1) set to 1, which a short response attains. A property of the grid alone.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        C (nfft / 2^15)^alpha eps sqrt(mean gamma^(-2n)), linear; inf where gamma^-nfft
+        overflows float64.
+    """
+    nfft = _check_nfft(nfft, "rounding_error_bound")
+    db = _check_db(alias_decay_db, "rounding_error_bound")
+    eps = _check_dtype(dtype, "rounding_error_bound")
+    c = ROUNDING_CONSTANT * (nfft / 2.0**15) ** ROUNDING_NFFT_EXPONENT
+    return c * eps * np.sqrt(_mean_compensation(nfft, db))
+
+
+def max_alias_decay_db(nfft, dtype=torch.float32, max_error=MAX_ROUNDING_ERROR):
+    """The largest alias_decay_db whose :func:`rounding_error_bound` stays at ``max_error``.
+
+    Beyond it the compensation gamma^-n amplifies the dtype's rounding noise above
+    ``max_error`` of the response (relative L2), for responses that do not grow. A
+    :class:`flamo.Grid` warns (:class:`flamo.exceptions.PrecisionWarning`) above it.
+
+    Parameters
+    ----------
+    nfft : int
+    dtype : torch.float32 or torch.float64
+    max_error : float, default :data:`MAX_ROUNDING_ERROR`
+        Tolerated relative L2 rounding error (linear).
+
+    Returns
+    -------
+    float
+        dB, to 0.01 dB (rounded down); e.g. 122 for float32 and 2^12 points, 300.5 for
+        float64.
+    """
+    max_error = _check_positive(max_error, "max_error", "max_alias_decay_db")
+    low, high = 0.0, 1.0
+    while rounding_error_bound(nfft, high, dtype) <= max_error:  # the bound grows monotonically
+        low, high = high, 2 * high
+    if low == 0.0 and rounding_error_bound(nfft, 0.0, dtype) > max_error:
+        return 0.0
+    while high - low > 0.005:
+        mid = (low + high) / 2
+        low, high = (mid, high) if rounding_error_bound(nfft, mid, dtype) <= max_error else (low, mid)
+    return math.floor(low * 100) / 100
 
 
 def predicted_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-__all__ = ["FlamoWarning", "LoopResolutionWarning", "UnstableLoopWarning", "warn"]
+__all__ = ["FlamoWarning", "LoopResolutionWarning", "UnstableLoopWarning", "PrecisionWarning",
+           "DelayWrapWarning", "warn"]
 
 # Frames of these packages are skipped when a warning names the line that caused it.
 _INTERNAL_PACKAGES = ("flamo", "torch")
@@ -45,3 +46,15 @@ class UnstableLoopWarning(FlamoWarning):
     """A feedback loop has poles outside the circle of evaluation and was evaluated anyway
     (``Recursion(..., on_unstable="warn")``): the result is the response of its anti-causal,
     time-wrapped twin, not of the system."""
+
+
+class PrecisionWarning(FlamoWarning):
+    """A setting asks for more than the dtype can carry: an ``alias_decay_db`` whose
+    compensation gamma^-n amplifies the rounding noise above the tolerance of
+    :func:`flamo.aliasing.max_alias_decay_db`, or a :class:`flamo.GEQ` command outside the
+    range where its design is accurate."""
+
+
+class DelayWrapWarning(FlamoWarning):
+    """A delay length outside [0, nfft) on a :class:`flamo.Grid`: frequency sampling wraps it
+    modulo nfft (a delay of nfft + 10 samples shows up at n = 10)."""

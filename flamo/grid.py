@@ -242,18 +242,19 @@ def _log_values(points):
     return torch.log(points._values)
 
 
-def as_points(where) -> Points:
+def as_points(where, owner: str = "as_points", name: str = "points") -> Points:
     """A point set from a :class:`Points` (or :class:`Grid`) or from a tensor of points z.
 
     Response functions accept either, like scipy's ``worN``: a 1-D tensor z becomes
-    ``Points(z)`` (dtype from z, no sample rate).
+    ``Points(z)`` (dtype from z, no sample rate). ``owner`` and ``name`` (the caller and its
+    argument) are named in the TypeError for anything else.
     """
     if isinstance(where, Points):
         return where
     if isinstance(where, torch.Tensor):
         return Points(where)
-    raise TypeError(f"expected a flamo.Grid, flamo.Points or a 1-D tensor of points z, got "
-                    f"{type(where).__name__}")
+    raise TypeError(f"{owner}: {name} must be a flamo.Grid, flamo.Points or a 1-D tensor of "
+                    f"points z, got {type(where).__name__} {where!r:.60}")
 
 
 class Grid(Points):
@@ -269,7 +270,10 @@ class Grid(Points):
         and for modules whose parameters are in Hz.
     alias_decay_db : float, default 0.0
         Attenuation of each time-aliased copy of the impulse response, in dB (>= 0).
-        0 samples on the unit circle (no anti-aliasing).
+        0 samples on the unit circle (no anti-aliasing). A value whose compensation
+        gamma^-n overflows the dtype raises ValueError; one above
+        :func:`flamo.aliasing.max_alias_decay_db` (rounding noise above 1 % of the response)
+        warns with :class:`flamo.exceptions.PrecisionWarning`.
     dtype : torch.dtype, default torch.float32
         Real dtype of the evaluation, ``torch.float32`` or ``torch.float64``. Responses
         use the matching complex dtype.
@@ -308,6 +312,31 @@ class Grid(Points):
         self.nfft = int(nfft)
         self.alias_decay_db = float(alias_decay_db)
         self._settings(fs, dtype, device, "Grid", allow_no_fs=False)
+        self._check_precision()
+
+    def _check_precision(self):
+        """Refuse an alias_decay_db whose compensation gamma^-n overflows the dtype (the
+        impulse response would be inf/NaN) and warn above what the dtype carries
+        (:func:`flamo.aliasing.max_alias_decay_db`)."""
+        from . import aliasing  # aliasing imports the functional package, which imports this module
+        from .exceptions import PrecisionWarning, warn
+
+        largest = self.alias_decay_db * (self.nfft - 1) / self.nfft / 20  # log10 gamma^-(nfft - 1)
+        if largest >= math.log10(torch.finfo(self.dtype).max):
+            raise ValueError(
+                f"Grid: alias_decay_db={self.alias_decay_db:g} needs a compensation gamma^-n up to "
+                f"1e{largest:.0f}, beyond {self.dtype}'s range: impulse responses would be inf/NaN. "
+                f"Use at most {aliasing.max_alias_decay_db(self.nfft, self.dtype):g} dB for this "
+                f"nfft and dtype (see flamo.recommend_alias_decay_db)")
+        limit = aliasing.max_alias_decay_db(self.nfft, self.dtype)
+        if self.alias_decay_db > limit:
+            bound = float(aliasing.rounding_error_bound(self.nfft, self.alias_decay_db, self.dtype))
+            warn(f"Grid: alias_decay_db={self.alias_decay_db:g} is more than {self.dtype} carries at "
+                 f"nfft={self.nfft}: the compensation gamma^-n amplifies its rounding noise to up to "
+                 f"{bound:.3g} of the impulse response (relative L2, for a response that does not "
+                 f"grow; tolerance {aliasing.MAX_ROUNDING_ERROR:g} at {limit:g} dB). Use "
+                 f"flamo.recommend_alias_decay_db, a smaller value or float64",
+                 PrecisionWarning)
 
     # -- derived scalars -------------------------------------------------------------
     @property

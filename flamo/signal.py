@@ -26,9 +26,11 @@ import warnings
 
 import torch
 
+from ._common import as_real_tensor
 from .grid import Grid
 
-__all__ = ["rfft", "irfft", "impulse", "filter_signal", "time_last", "time_first"]
+__all__ = ["rfft", "irfft", "impulse", "filter_signal", "module_input", "time_last", "time_first",
+           "as_signal"]
 
 
 def time_last(x, owner: str = "time_last", name: str = "x", min_length: int = 1,
@@ -82,6 +84,23 @@ def time_first(y: torch.Tensor) -> torch.Tensor:
     return y if y.ndim == 1 else y.movedim(-1, -2)
 
 
+def as_signal(x, owner: str, name: str = "x") -> torch.Tensor:
+    """A time signal as a tensor: tensors as given, numpy arrays and (nested) lists converted
+    (their dtype kept, Python numbers in float32, as for module parameters).
+
+    Raises
+    ------
+    TypeError
+        For a non-array-like or complex value, naming ``owner`` and ``name``.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise TypeError(f"{owner}: {name} must be a real time signal (tensor, numpy array or list), "
+                        f"got {type(x).__name__}")
+    return as_real_tensor(x, name, owner)
+
+
 def _envelope(grid):
     """gamma^n, n = 0 .. nfft - 1, computed in float64 and cast."""
     n = torch.arange(grid.nfft, dtype=torch.float64)
@@ -129,6 +148,7 @@ def rfft(x: torch.Tensor, grid, dim: int | None = None) -> torch.Tensor:
         Complex tensor with M = nfft // 2 + 1 frequencies along the time axis.
     """
     _require_grid("rfft", grid)
+    x = as_signal(x, "rfft")
     if x.is_complex():
         raise TypeError("rfft: x must be a real tensor, got a complex one")
     dim = _layout_dim(x, dim)
@@ -181,9 +201,9 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
     ----------
     module : flamo.modules.DSPModule
         Any module or system with ``in`` inputs and ``out`` outputs.
-    x : torch.Tensor
+    x : torch.Tensor or array_like
         Real signal, (..., T, in) with T <= nfft; a 1-D (T,) signal is accepted for
-        single-input modules.
+        single-input modules. Numpy arrays and lists are converted (:func:`as_signal`).
     grid : flamo.Grid
 
     Returns
@@ -194,17 +214,25 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
         attenuated by alias_decay_db per wrap.
     """
     _require_grid("filter_signal", grid)
+    x, squeeze = module_input(module, as_signal(x, "filter_signal"), "filter_signal")
+    h = module.response(grid)  # (..., M, out, in)
+    spectrum = (h @ rfft(x, grid).unsqueeze(-1)).squeeze(-1)  # (..., M, out)
+    y = irfft(spectrum, grid)
+    return y.squeeze(-1) if squeeze else y
+
+
+def module_input(module, x: torch.Tensor, owner: str):
+    """A signal laid out for ``module``: (x as (..., T, in), whether the output is to be
+    squeezed back to (T,)); a (T,) signal is accepted for single-input modules and gives
+    a (T,) output from a single-output one. ValueError, naming ``owner``, otherwise."""
     n_out, n_in = module.shape
     squeeze = x.ndim == 1
     if squeeze:
         if n_in != 1:
-            raise ValueError(f"filter_signal: a 1-D signal needs a single-input module, "
+            raise ValueError(f"{owner}: a 1-D signal needs a single-input module, "
                              f"{type(module).__name__} has {n_in} inputs")
         x = x.unsqueeze(-1)
-    if x.shape[-1] != n_in:
-        raise ValueError(f"filter_signal: {type(module).__name__} expects {n_in} input "
-                         f"channels (last dim of x), got x of shape {tuple(x.shape)}")
-    h = module.response(grid)  # (..., M, out, in)
-    spectrum = (h @ rfft(x, grid).unsqueeze(-1)).squeeze(-1)  # (..., M, out)
-    y = irfft(spectrum, grid)
-    return y.squeeze(-1) if squeeze and n_out == 1 else y
+    if x.ndim < 2 or x.shape[-1] != n_in:
+        raise ValueError(f"{owner}: {type(module).__name__} expects {n_in} input channels, x of "
+                         f"shape (..., T, {n_in}) (time first, channels last), got {tuple(x.shape)}")
+    return x, squeeze and n_out == 1

@@ -21,6 +21,7 @@ from .grid import Grid, Points, as_points
 from .modules import config_fields as cf
 from .modules.base import DSPModule
 from .response import add, loop_determinant, matmul, solve_loop
+from .timedomain import realization as td
 
 __all__ = ["Series", "Parallel", "Recursion"]
 
@@ -127,6 +128,10 @@ class Series(_Composite):
             rhs = m.apply_to(rhs, points)
         return rhs
 
+    def realize(self, fs=None):
+        """The parts' realizations in series."""
+        return td.Chain([m.realize(fs) for m in self])
+
 
 class Parallel(_Composite):
     """Modules in parallel, outputs summed: every part must have the same (out, in)."""
@@ -150,6 +155,10 @@ class Parallel(_Composite):
         for m in parts[1:]:
             acc = add(acc, m.structured_response(points))
         return acc
+
+    def realize(self, fs=None):
+        """The parts' realizations in parallel (outputs summed in order)."""
+        return td.Sum([m.realize(fs) for m in self])
 
 
 class Recursion(DSPModule):
@@ -276,6 +285,12 @@ class Recursion(DSPModule):
         return {"type": "Recursion", "forward": self.forward_path.config(),
                 "feedback": self.feedback_path.config(), "check": self.check,
                 "structured_solve": self.structured_solve, "on_unstable": self.on_unstable}
+
+    def realize(self, fs=None):
+        """A feedback loop of the two paths' realizations (ValueError, naming the loop,
+        when neither path holds a delay of at least one sample)."""
+        return td.Loop(self.forward_path.realize(fs), self.feedback_path.realize(fs),
+                       td.loop_name(self))
 
     def apply_to(self, rhs, points):
         forward = self.forward_path.structured_response(points)

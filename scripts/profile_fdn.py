@@ -5,7 +5,8 @@ reaches against one large LU on this CPU.
 Run from the repository root: ``python scripts/profile_fdn.py [--n 16] [--nfft 131072]``.
 Prints the torch.profiler table of the step (self CPU time per op, top 15), then the rates:
 a complex LU of size n costs about 8 n^3 / 3 real flops (2 n^3 / 3 complex multiply-adds of
-4 flops each, Golub & Van Loan 2013, 3.2), a triangular solve pair 8 n^2 per column.
+4 flops each, Golub & Van Loan 2013, 3.2), a triangular solve pair 8 n^2 per column. Last, the build of the loop matrix into a fresh
+buffer against a reused one (the cost of first-touch page faults).
 """
 import argparse
 import statistics
@@ -63,6 +64,17 @@ def main():
           f"(clone {1e3 * copy[0]:.0f} ms subtracted), {flops_small / lu_s / 1e9:.2f} GFLOP/s")
     print(f"one complex64 LU {args.big} x {args.big}: {1e3 * one[0]:.0f} ms, "
           f"{flops_big / one[0] / 1e9:.2f} GFLOP/s")
+    # The loop matrix is built into a fresh (M, N, N) buffer every step (its factors are saved
+    # for the backward pass). glibc serves such a block by mmap and unmaps it when freed, so
+    # every step pays the first-touch page faults of the buffer: time the build both ways.
+    a = loops[:1].mT
+    d = loops[:, :1, :].clone()
+    kept = torch.empty_like(loops)
+    fresh = _median_s(lambda: torch.mul(a, d, out=torch.empty_like(loops)), args.repeat)
+    reused = _median_s(lambda: torch.mul(a, d, out=kept), args.repeat)
+    print(f"loop build I - D A into a fresh buffer: {1e3 * fresh[0]:.0f} ms [{1e3 * fresh[1]:.0f}, "
+          f"{1e3 * fresh[2]:.0f}], into a reused one: {1e3 * reused[0]:.0f} ms [{1e3 * reused[1]:.0f}, "
+          f"{1e3 * reused[2]:.0f}] (MALLOC_MMAP_THRESHOLD_ changes the first)")
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}, "
           f"{torch.backends.cpu.get_cpu_capability()}")
 

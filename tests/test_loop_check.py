@@ -22,9 +22,10 @@ F64 = torch.float64
 
 @contextlib.contextmanager
 def _no_loop_warnings():
-    """A context that turns the library's warnings into errors."""
+    """A context that turns the loop checks' warnings into errors."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", flamo.exceptions.FlamoWarning)
+        warnings.simplefilter("error", LoopResolutionWarning)
+        warnings.simplefilter("error", UnstableLoopWarning)
         yield
 
 

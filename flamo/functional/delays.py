@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..grid import as_points
+from ..exceptions import DelayWrapWarning, warn
+from ..grid import Grid, as_points
 
 __all__ = ["delay_response"]
 
@@ -28,6 +29,22 @@ def delay_response(delays: torch.Tensor, points) -> torch.Tensor:
     torch.Tensor
         (..., M, N) complex tensor in the points' complex dtype; differentiable w.r.t. m
         with d z^-m / dm = -log(z) z^-m.
+
+    Warns
+    -----
+    flamo.exceptions.DelayWrapWarning
+        On a :class:`flamo.Grid`, for a length outside [0, nfft): the grid cannot tell m
+        from m mod nfft, so its impulse response lands at n = m mod nfft (1000 samples on
+        nfft = 256 at n = 232; -46.5 near the end of the window). One host synchronization.
     """
-    points = as_points(points)
+    points = as_points(points, "delay_response")
+    if isinstance(points, Grid) and delays.numel():
+        with torch.no_grad():
+            low, high = torch.aminmax(delays.detach())
+            low, high = low.item(), high.item()
+        if low < 0 or high >= points.nfft:
+            warn(f"delay_response: delay lengths in [{low:g}, {high:g}] samples lie outside [0, nfft) = [0, "
+                 f"{points.nfft}): frequency sampling wraps them modulo nfft (a delay m shows up at "
+                 f"n = m mod {points.nfft}). Use a grid with nfft > {max(high, 0):g}, and bound "
+                 f"learnable lengths by a mapping (e.g. Interval(0, nfft - 1))", DelayWrapWarning)
     return points.inverse_powers(delays).to(points.complex_dtype)

@@ -23,6 +23,7 @@ from torch import nn
 from ..functional.mappings import LogInterval
 from ..functional.attenuation import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, GEQDesigns, resolve_centres
@@ -117,6 +118,10 @@ class HomogeneousAttenuation(AttenuationModule):
     def structured_response(self, points):  # a gain per line: no sections to evaluate
         gains = self.gains_at(points.require_fs("HomogeneousAttenuation"))
         return Response(gains.to(points.complex_dtype).unsqueeze(-2), True)
+
+    def realize(self, fs=None):
+        """Per-line gains at ``fs`` Hz, :class:`~flamo.timedomain.realization.Gains`."""
+        return td.Gains(self.gains_at(td.require_fs(fs, "HomogeneousAttenuation")))
 
     def config(self):
         """{"delays" (samples), "t60" (s), "t60_range", "learnable"}."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .. import signal
+from ..timedomain import backend
 from ..functional.mappings import map_parameter, mapping_config, unmap_value
 from .config_fields import DTYPES, BuildContext, Choice, join, with_context
 from ..grid import Points, as_points
@@ -67,13 +68,20 @@ class DSPModule(nn.Module):
         return matmul(self.structured_response(points), rhs)
 
     # -- public evaluation -------------------------------------------------------------
-    def response(self, points) -> torch.Tensor:
+    def response(self, points, method: str = "frequency") -> torch.Tensor:
         """Sampled transfer matrix.
 
         Parameters
         ----------
         points : flamo.Grid or flamo.Points
             Where to evaluate: the FFT grid, or any explicit points (see :meth:`probe`).
+        method : {"frequency", "time", "auto"}
+            "frequency": sample every module at the points and combine them (the default).
+            "time" (a Grid only): the DFT of h[n] gamma^n, n < nfft, with h computed exactly
+            by the recursion (:func:`flamo.render`); it differs from frequency sampling by
+            the time aliasing that ``alias_decay_db`` bounds, and needs a time-domain
+            realization of every part. "auto": the faster of the two for this system, size
+            and device (:func:`flamo.timedomain.backend.choose_method`).
 
         Returns
         -------
@@ -81,9 +89,18 @@ class DSPModule(nn.Module):
             (M, out, in) complex tensor in ``points.complex_dtype`` (leading batch dims
             first when parameters are batched).
         """
-        points = as_points(points)
+        method = self._method(points, method)
+        if method == "time":
+            return backend.time_response(self, points)
+        points = as_points(points, f"{type(self).__name__}.response")
         data = self.structured_response(points).dense()
         return data.expand(*data.shape[:-3], points.M, *data.shape[-2:])
+
+    def _method(self, points, method):
+        if method not in backend.METHODS:
+            raise ValueError(f"{type(self).__name__}: method must be one of {backend.METHODS}, "
+                             f"got {method!r}")
+        return backend.choose_method(self, points) if method == "auto" else method
 
     def probe(self, z, fs=None, dtype=None) -> torch.Tensor:
         """The transfer matrix at explicit points z: ``response(flamo.Points(z, fs, dtype))``.
@@ -114,15 +131,45 @@ class DSPModule(nn.Module):
         """
         return self.response(Points(z, fs=fs, dtype=dtype))
 
-    def impulse_response(self, grid) -> torch.Tensor:
-        """(nfft, out, in) real impulse response on a :class:`flamo.Grid`, gamma-compensated
-        (see flamo.signal)."""
+    def impulse_response(self, grid, method: str = "frequency") -> torch.Tensor:
+        """(nfft, out, in) real impulse response on a :class:`flamo.Grid`.
+
+        ``method`` as in :meth:`response`: "frequency" gives the gamma-compensated inverse
+        FFT of the sampled response (time-aliased, see flamo.signal), "time" the first nfft
+        samples of the exact response by the recursion (no aliasing), "auto" the faster.
+        """
+        if self._method(grid, method) == "time":
+            return backend.impulse_response_by_recursion(self, grid)
         return signal.irfft(self.response(grid), grid, dim=-3)
 
     def forward(self, x: torch.Tensor, grid) -> torch.Tensor:
         """Filter a time signal x (..., T, in) -> (..., nfft, out) on a :class:`flamo.Grid`;
         see flamo.signal.filter_signal."""
         return signal.filter_signal(self, x, grid)
+
+    # -- time domain -----------------------------------------------------------------
+    def realize(self, fs=None):
+        """The module as a difference equation: a tree of
+        :mod:`flamo.timedomain.realization` nodes built from its parameters (gradients
+        flow), used by :func:`flamo.render`, :class:`flamo.Stream`, the time backend of
+        :meth:`response` and :func:`flamo.export.to_faust`.
+
+        Parameters
+        ----------
+        fs : float, optional
+            Sample rate in Hz, for modules designed in Hz or seconds.
+
+        Raises
+        ------
+        NotImplementedError
+            For a module without an exact time-domain form. A new module adds one by
+            overriding this method with the primitives of
+            :mod:`flamo.timedomain.realization` (see docs/design.md, "Time domain").
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no time-domain realization: it cannot be rendered, "
+            f"streamed or exported; implement {type(self).__name__}.realize(fs) with the "
+            f"primitives of flamo.timedomain.realization")
 
     # -- presets ---------------------------------------------------------------------
     def config(self) -> dict:

@@ -6,6 +6,7 @@ import torch
 
 from ..functional.delays import delay_response
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor, seeded_generator
 from .base import DSPModule
@@ -67,6 +68,10 @@ class Delay(DSPModule):
 
     def structured_response(self, points):
         return Response(delay_response(self.delays, points), True)
+
+    def realize(self, fs=None):
+        """Integer delay lines (ValueError for fractional lengths: use FractionalDelay)."""
+        return td.Delays(td.integer_delays(self.delays, "Delay"))
 
     def config(self):
         """{"delays": lengths in samples, "mapping", "learnable"}."""

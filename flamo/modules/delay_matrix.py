@@ -8,6 +8,7 @@ from torch import nn
 from ..functional.delays import delay_response
 from ..functional.mappings import mapping_config
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -72,6 +73,10 @@ class DelayMatrix(DSPModule):
         out, inp = m.shape[-2:]
         z = delay_response(m.flatten(-2), points).unflatten(-1, (out, inp))  # (..., M, out, in)
         return Response(self.gains.unsqueeze(-3).to(points.complex_dtype) * z, False)
+
+    def realize(self, fs=None):
+        """Integer delays and gains per entry, :class:`~flamo.timedomain.realization.DelayGains`."""
+        return td.DelayGains(td.integer_delays(self.delays, "DelayMatrix"), self.gains)
 
     def config(self):
         """{"delays": in samples, "gains": linear gains, mappings, learnability}."""

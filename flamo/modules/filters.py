@@ -32,6 +32,7 @@ from torch import nn
 from ..functional.biquads import BIQUAD_KINDS, biquad, svf
 from ..functional.mappings import Interval, LogInterval
 from . import config_fields as cf
+from ..timedomain import realization as td
 from .sos import cascade_response
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -96,6 +97,11 @@ class FilterModule(DSPModule):
         fs = points.require_fs(type(self).__name__)
         return cascade_response(self.sos_at(fs), points, self.diagonal)
 
+    def realize(self, fs=None):
+        """The sections designed at ``fs`` Hz, :class:`~flamo.timedomain.realization.SOSBank`."""
+        sos = self.sos_at(td.require_fs(fs, type(self).__name__))
+        return td.SOSBank(sos if self.diagonal else sos.unsqueeze(0))
+
     def _param(self, name, mapping):
         return mapping(getattr(self, name).to(torch.float64))
 
@@ -145,17 +151,18 @@ class Biquad(FilterModule):
         if kind not in BIQUAD_KINDS:
             raise ValueError(f"Biquad: kind must be one of {BIQUAD_KINDS}, got {kind!r}")
         self.kind = kind
-        freq = as_real_tensor(freq, "freq", type(self).__name__, ndim=self._freq_ndim)
-        check_range("Biquad", "freq", freq, 0.0, math.inf, " Hz")
-        q = broadcast_param("Biquad", "q", q, freq.shape).to(freq.dtype)
-        gain_db = broadcast_param("Biquad", "gain_db", gain_db, freq.shape).to(freq.dtype)
-        check_range("Biquad", "q", q, 0.0, math.inf)
-        self.freq_range = as_range("Biquad", "freq_range", freq_range, DEFAULT_FREQ_RANGE)
-        self.q_range = as_range("Biquad", "q_range", q_range, (1e-2, 1e2))
-        self.gain_range_db = as_range("Biquad", "gain_range_db", gain_range_db, (-24.0, 24.0))
-        check_range("Biquad", "freq", freq, *self.freq_range, " Hz (freq_range)")
-        check_range("Biquad", "q", q, *self.q_range, " (q_range)")
-        check_range("Biquad", "gain_db", gain_db, *self.gain_range_db, " dB (gain_range_db)")
+        owner = type(self).__name__  # PEQ reuses this constructor
+        freq = as_real_tensor(freq, "freq", owner, ndim=self._freq_ndim)
+        check_range(owner, "freq", freq, 0.0, math.inf, " Hz")
+        q = broadcast_param(owner, "q", q, freq.shape).to(freq.dtype)
+        gain_db = broadcast_param(owner, "gain_db", gain_db, freq.shape).to(freq.dtype)
+        check_range(owner, "q", q, 0.0, math.inf)
+        self.freq_range = as_range(owner, "freq_range", freq_range, DEFAULT_FREQ_RANGE)
+        self.q_range = as_range(owner, "q_range", q_range, (1e-2, 1e2))
+        self.gain_range_db = as_range(owner, "gain_range_db", gain_range_db, (-24.0, 24.0))
+        check_range(owner, "freq", freq, *self.freq_range, " Hz (freq_range)")
+        check_range(owner, "q", q, *self.q_range, " (q_range)")
+        check_range(owner, "gain_db", gain_db, *self.gain_range_db, " dB (gain_range_db)")
         self.diagonal = freq.ndim == 1
         self._init_parameter("raw_freq", freq, self.freq_mapping, learnable)
         self._init_parameter("raw_q", q, self.q_mapping, learnable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..functional.fir import fir_response
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -70,6 +71,13 @@ class FIR(DSPModule):
         out, inp = taps.shape[-3:-1]
         h = fir_response(taps.flatten(-3, -2), points)  # (..., M, out * in)
         return Response(h.unflatten(-1, (out, inp)), False)
+
+    def realize(self, fs=None):
+        """The taps, :class:`~flamo.timedomain.realization.FIRBank`."""
+        taps = self.taps
+        if self.layout == "single":
+            return td.FIRBank(taps.unsqueeze(0), diagonal=True)
+        return td.FIRBank(taps, diagonal=self.layout == "diagonal")
 
     def config(self):
         """{"taps": taps, "mapping", "learnable"}."""

@@ -7,6 +7,7 @@ import torch
 from ..functional.delays import delay_response
 from ..functional.fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -103,12 +104,25 @@ class FractionalDelay(DSPModule):
         _, d = self.split()
         return lagrange_taps(d, self.order) if self.kind == "lagrange" else thiran_coefficients(d, self.order)
 
-    def structured_response(self, points):
-        s, d = self.split()
+    def _checked_coefficients(self):
+        _, d = self.split()
         if self.kind == "thiran" and (d <= self.order - 1).any():
             raise ValueError(f"FractionalDelay: thiran allpass of order {self.order} is unstable for "
                              f"delays <= {self.order - 1}; got min {self.delays.min().item():g}")
-        coeffs = self.filter_coefficients()
+        return self.filter_coefficients()
+
+    def realize(self, fs=None):
+        """The integer delay lines, then the Lagrange FIR or the Thiran allpass
+        (z^-N A(z^-1) / A(z)) per line."""
+        coeffs = self._checked_coefficients()
+        s = td.Delays(self.split()[0].detach().round().to(torch.int64).cpu())
+        frac = (td.FIRBank(coeffs, diagonal=True) if self.kind == "lagrange"
+                else td.RationalBank(coeffs.flip(-1), coeffs))
+        return td.Chain([s, frac])
+
+    def structured_response(self, points):
+        s, d = self.split()
+        coeffs = self._checked_coefficients()
         frac = (fir_response(coeffs, points) if self.kind == "lagrange"
                 else allpass_response(coeffs, points))  # (..., M, N)
         return Response(delay_response(s, points) * frac, True)

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..functional.matrices import BlockRotation, Circulant, hadamard, householder, skew_expm
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor, seeded_generator
 from .base import DSPModule
@@ -59,6 +60,11 @@ class Gain(DSPModule):
     def structured_response(self, points):
         return Response(self.gains.to(points.complex_dtype).unsqueeze(-2 if self.diagonal else -3),
                         self.diagonal)
+
+    def realize(self, fs=None):
+        """Static gains: :class:`~flamo.timedomain.realization.Gains` or
+        :class:`~flamo.timedomain.realization.MatrixGain`."""
+        return td.Gains(self.gains) if self.diagonal else td.MatrixGain(self.gains)
 
     def config(self):
         """{"matrix": linear gains, "mapping", "learnable"}."""
@@ -197,6 +203,10 @@ class Matrix(DSPModule):
 
     def structured_response(self, points):
         return Response(self.matrix.to(points.complex_dtype).unsqueeze(-3), False)
+
+    def realize(self, fs=None):
+        """The mapped matrix, :class:`~flamo.timedomain.realization.MatrixGain`."""
+        return td.MatrixGain(self.matrix)
 
     def config(self):
         """{"n", "kind", "init", "learnable"}: the current matrix for orthogonal/free, u for

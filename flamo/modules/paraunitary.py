@@ -8,6 +8,7 @@ from torch import nn
 from ..functional.delays import delay_response
 from ..functional.matrices import skew_expm
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor, seeded_generator
 from .base import DSPModule
@@ -95,6 +96,15 @@ class Paraunitary(DSPModule):
         for k in range(u.shape[-3]):  # stages, not channels: rows scale U_k D_{k-1}... by D_k
             acc = d[k + 1].unsqueeze(-1) * (u[..., k, None, :, :] @ acc)
         return Response(acc, False)
+
+    def realize(self, fs=None):
+        """D_0, then U_1, D_1, ..., U_K, D_K in series."""
+        delays = td.integer_delays(self.delays, "Paraunitary")
+        u = self.matrices
+        parts = [td.Delays(delays[0])]
+        for k in range(u.shape[0]):
+            parts += [td.MatrixGain(u[k]), td.Delays(delays[k + 1])]
+        return td.Chain(parts)
 
     def config(self):
         """{"delays": samples, "matrices": the current orthogonal U_k, "learnable"}."""

@@ -7,6 +7,7 @@ import torch
 from ..functional.mappings import register_mapping
 from ..functional.sos import sos_poles, sos_response
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
 from .base import DSPModule
@@ -60,13 +61,18 @@ class SOS(DSPModule):
         if value.shape[-1] != 6:
             raise ValueError(f"SOS: sos must have 6 columns [b0 b1 b2 a0 a1 a2], got shape "
                              f"{tuple(value.shape)}")
+        if value.shape[-2] == 0 or value.numel() == 0:
+            raise ValueError(f"SOS: sos needs at least one section (and channel), got shape "
+                             f"{tuple(value.shape)}")
         if (value[..., 3] == 0).any():
             raise ValueError("SOS: a0 (column 3) must be nonzero in every section")
         if check_stability:
             radius = sos_poles(value).abs().max().item()
-            if radius >= 1:
-                raise ValueError(f"SOS: unstable section, max pole radius {radius:.6g} >= 1 "
-                                 f"(pass check_stability=False to allow it)")
+            if not radius < 1:  # fails closed: a NaN radius (overflowing coefficients) is refused
+                what = (f"max pole radius {radius:.6g} >= 1" if radius == radius else
+                        "poles not computable (coefficients too large)")
+                raise ValueError(f"SOS: unstable section, {what} (pass check_stability=False to "
+                                 f"allow it)")
         self.diagonal = value.ndim == 3
         self.mapping = mapping
         self.check_stability = bool(check_stability)
@@ -95,3 +101,8 @@ class SOS(DSPModule):
 
     def structured_response(self, points):
         return cascade_response(self.sos, points, self.diagonal)
+
+    def realize(self, fs=None):
+        """The cascade(s), :class:`~flamo.timedomain.realization.SOSBank`."""
+        sos = self.sos
+        return td.SOSBank(sos if self.diagonal else sos.unsqueeze(0))

@@ -22,7 +22,7 @@ from ..signal import time_last
 from .energy_decay import edr, octave_filterbank, schroeder_edc, stft
 
 __all__ = [
-    "complex_mse", "magnitude_mse", "masked_mse", "stft_loss", "mel_filterbank",
+    "magnitude", "complex_mse", "magnitude_mse", "masked_mse", "stft_loss", "mel_filterbank",
     "multi_resolution_stft_loss", "edc_loss", "edr_loss", "colorless_spectral_loss",
     "feedback_sparsity", "temporal_sparsity",
     "ComplexMSE", "MagnitudeMSE", "MaskedMSE", "MultiResolutionSTFTLoss", "MelSTFTLoss",
@@ -38,10 +38,41 @@ def _check_pair(pred, target, name):
 
 # -- frequency-domain losses -------------------------------------------------------------
 
+def magnitude(x: torch.Tensor) -> torch.Tensor:
+    """|x| with a gradient that is finite everywhere, for the losses.
+
+    ``torch.abs`` of a complex tensor has a NaN gradient where |x| is subnormal (float32 below
+    1.2e-38): its backward x / |x| loses the quotient there. Here the quotient is formed after
+    scaling x by a power of two (exact), so it is the unit phasor x / |x| at every x != 0,
+    and 0 at x = 0 (a subgradient). Real tensors use ``torch.abs``.
+    """
+    return _Magnitude.apply(x) if x.is_complex() else x.abs()
+
+
+_safe_abs = magnitude  # for masked_mse, whose argument ``magnitude`` shadows the function
+
+
+class _Magnitude(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        r = x.abs()
+        ctx.save_for_backward(x, r)
+        return r
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, r = ctx.saved_tensors
+        small = r < 2.0 ** -60  # far below 1, far above the subnormals: x * 2^100 is exact
+        u = torch.where(small, x * 2.0 ** 100, x)
+        ru = u.abs()
+        unit = torch.where(ru > 0, u / torch.where(ru > 0, ru, torch.ones_like(ru)), torch.zeros_like(u))
+        return grad * unit
+
+
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean ``|pred - target|^2`` over all elements (complex or real responses, any shape)."""
     _check_pair(pred, target, "complex_mse")
-    return ((pred - target).abs() ** 2).mean()
+    return (magnitude(pred - target) ** 2).mean()
 
 
 def magnitude_mse(pred: torch.Tensor, target: torch.Tensor, db: bool = False,
@@ -58,7 +89,7 @@ def magnitude_mse(pred: torch.Tensor, target: torch.Tensor, db: bool = False,
         Floor added to magnitudes before the logarithm.
     """
     _check_pair(pred, target, "magnitude_mse")
-    a, b = pred.abs(), target.abs()
+    a, b = magnitude(pred), magnitude(target)
     if db:
         a, b = 20 * torch.log10(a + eps), 20 * torch.log10(b + eps)
     return ((a - b) ** 2).mean()
@@ -80,8 +111,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, index: torch.Tensor, di
     _check_pair(pred, target, "masked_mse")
     p, t = pred.index_select(dim, index), target.index_select(dim, index)
     if magnitude:
-        p, t = p.abs(), t.abs()
-    return ((p - t).abs() ** 2).mean()
+        p, t = _safe_abs(p), _safe_abs(t)
+    return (_safe_abs(p - t) ** 2).mean()
 
 
 # -- time-domain spectral losses ---------------------------------------------------------
@@ -225,9 +256,19 @@ def colorless_spectral_loss(per_output: torch.Tensor, total: torch.Tensor | None
     total : torch.Tensor, optional
         (..., M) response of the summed output; omitted, only the per-line term is used.
     """
+    for name, p in (("p_below", p_below), ("p_above", p_above)):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
+            raise ValueError(f"colorless_spectral_loss: {name} must be a finite number > 0, got {p!r}")
+
     def dev(h):
-        d = h.abs() - 1
-        return torch.where(d < 0, d.abs() ** p_below, d.abs() ** p_above)
+        d = magnitude(h) - 1
+        # |d|^p has an infinite derivative at d = 0 for p < 1: the gradient there is set to 0
+        # (a subgradient), and the power is taken of a safe base so that no branch of
+        # torch.where sends inf * 0 = NaN backwards
+        zero = d == 0
+        a = torch.where(zero, torch.ones_like(d), d.abs())
+        e = torch.where(d < 0, a ** p_below, a ** p_above)
+        return torch.where(zero, torch.zeros_like(e), e)
 
     loss = dev(per_output).mean(-1)
     if total is not None:

@@ -27,15 +27,6 @@ from experiments.tasks import Task, TaskStore
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def tasked(monkeypatch):
-    """Register the test experiment ``tasked`` (tests/task_experiment.py) in this process."""
-    monkeypatch.setitem(sys.modules, "experiments.tasked", task_experiment)
-    monkeypatch.setattr(registry, "EXPERIMENTS", [*registry.EXPERIMENTS, "tasked"])
-    for var in ("TASKED_N", "TASKED_SLEEP", "TASKED_FAIL", "TASK_LOG"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def _meta(out: Path, name: str = "tasked") -> dict:
     return json.loads((out / name / "meta.json").read_text())
 

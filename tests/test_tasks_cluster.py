@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-import task_experiment
-from experiments import registry
 from experiments.cli import main
 
 if os.environ.get("FLAMO_REQUIRE_CLUSTER"):  # CI: the dev extra installs Dask; never skip there
@@ -86,14 +84,6 @@ def cluster(tmp_path_factory):
         yield Cluster(address, workers, log)
     finally:
         _stop(procs)
-
-
-@pytest.fixture
-def tasked(monkeypatch):
-    monkeypatch.setitem(sys.modules, "experiments.tasked", task_experiment)
-    monkeypatch.setattr(registry, "EXPERIMENTS", [*registry.EXPERIMENTS, "tasked"])
-    for var in ("TASKED_N", "TASKED_SLEEP", "TASKED_FAIL", "TASK_LOG"):
-        monkeypatch.delenv(var, raising=False)
 
 
 def _meta(out: Path, name: str) -> dict:

@@ -231,7 +231,7 @@ def _encode(record: dict, result: Any) -> bytes:
     """One stored task: an ``.npz`` archive with the JSON record and the result's arrays."""
     arrays: list = []
     doc = dict(record, result=_plain(result, "task result", arrays))
-    text = json.dumps(doc, sort_keys=True, allow_nan=True)
+    text = json.dumps(doc, allow_nan=True)  # key order kept: it becomes the CSV column order
     buf = _io.BytesIO()
     np.savez(buf, record=np.frombuffer(text.encode("utf-8"), dtype=np.uint8),
              **{f"a{i}": a for i, a in enumerate(arrays)})

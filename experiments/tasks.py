@@ -17,7 +17,7 @@ experiment, the task's parameters, the run seed, device and dtype, and the code 
 (:func:`code_version`). A rerun therefore skips finished tasks, and a changed configuration
 recomputes only the tasks whose parameters changed.
 
-A task runs with one torch thread and seeds ``random``, numpy and torch from
+A task runs with one thread (torch, BLAS, OpenMP) and seeds ``random``, numpy and torch from
 :func:`task_seed` (the experiment, the run seed and its parameters), never from the worker
 or the order, so its result does not depend on where or when it ran.
 """
@@ -358,10 +358,13 @@ def execute_task(spec: dict) -> dict:
 
     This is the function an executor runs, in-process or on a Dask worker: it checks that
     this process runs the client's code, seeds everything from the task, runs ``run_task``
-    with one torch thread and returns ``{"data": bytes}`` (the encoded record, ready for
+    with one thread (torch's, and every BLAS and OpenMP pool through threadpoolctl: a
+    multithreaded dot product sums in another order) and returns ``{"data": bytes}`` (the encoded record, ready for
     :meth:`TaskStore.save`) or ``{"error", "traceback"}``, with ``wall_s`` and ``worker``.
     A task that raises never raises here, so it cannot take other tasks down with it.
     """
+    from threadpoolctl import threadpool_limits
+
     from experiments import registry
     from experiments.runner import DTYPES, seed_everything
 
@@ -384,7 +387,8 @@ def execute_task(spec: dict) -> dict:
         os.environ[TASK_ENV] = spec["key"]
         seed_everything(seed)
         t0 = time.perf_counter()
-        result = module.run_task(params, tctx)
+        with threadpool_limits(limits=1):
+            result = module.run_task(params, tctx)
         wall = time.perf_counter() - t0
         record = {"format": STORE_FORMAT, "experiment": spec["experiment"], "key": spec["key"],
                   "params": params, "seed": spec["seed"], "device": spec["device"],

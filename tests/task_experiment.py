@@ -62,8 +62,12 @@ def run_task(params, tctx):
     time.sleep(params["sleep_s"])
     if params["fail"]:
         raise ValueError(f"task {params['i']} told to fail")
+    from threadpoolctl import threadpool_info
+
+    v = np.random.rand(200_000)  # long enough for a multithreaded BLAS to split the sum
     result = {"i": params["i"], "rng": float(tctx.rng.random()), "np": float(np.random.rand()),
-              "torch": torch.randn(8, dtype=torch.float64), "threads": torch.get_num_threads(),
+              "dot": float(v @ v), "torch": torch.randn(8, dtype=torch.float64),
+              "threads": max([torch.get_num_threads()] + [p["num_threads"] for p in threadpool_info()]),
               "seed": tctx.seed}
     _log("end", tctx.key)
     return result
@@ -72,7 +76,7 @@ def run_task(params, tctx):
 def reduce(cfg, results, ctx):
     import pandas as pd
 
-    rows = [{"key": k, "i": r["i"], "rng": r["rng"], "np": r["np"], "torch_sum": float(r["torch"].sum()),
+    rows = [{"key": k, "i": r["i"], "rng": r["rng"], "np": r["np"], "dot": r["dot"], "torch_sum": float(r["torch"].sum()),
              "threads": r["threads"], "seed": r["seed"]} for k, r in results.items()]
     ctx.write_csv(pd.DataFrame(rows), "values.csv")
     ctx.headline(tasks=len(rows))

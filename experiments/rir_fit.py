@@ -90,7 +90,7 @@ class Config:
     wall_margin: float = 0.5  # source and mic at least this far from every wall [m]
     min_distance: float = 1.0  # source-mic distance at least [m]
     measured: tuple = ("*.wav", "otala-2024-05-10/*.wav")  # globs in data/rirs/, deduplicated
-    featured_measured: tuple = ("otala-2024-05-10/mic1_speaker1.wav", "arni_35_3541_4_2.wav")
+    featured_measured: tuple = ("otala_mic1_speaker1.wav", "arni_35_3541_4_2.wav")
     max_seconds: float = 1.0  # longest target used [s]
     n_lines: int = 8
     delay_range: tuple = (300, 900)  # [samples] at fs

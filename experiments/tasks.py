@@ -24,6 +24,7 @@ or the order, so its result does not depend on where or when it ran.
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import functools
 import hashlib
@@ -96,6 +97,9 @@ class TaskContext:
         seeded with it before the task runs, and so is Python's ``random``, but on a Dask
         worker that one is shared with Dask's own threads: its draws are not reproducible
         there, so draw from numpy, torch or :attr:`rng`.
+    run_seed : int
+        The run's ``--seed`` (part of every task's hash), for experiments whose tasks share
+        seeds on purpose (paired trials).
     device : torch.device
         Device to compute on.
     dtype : torch.dtype
@@ -104,6 +108,7 @@ class TaskContext:
 
     key: str
     seed: int
+    run_seed: int
     device: torch.device
     dtype: torch.dtype
     _work_dir: Path = field(repr=False, default=None)
@@ -190,8 +195,28 @@ def task_seed(experiment: str, run_seed: int, params_json: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _code_files(other_experiments: Iterable[str]) -> list[Path]:
-    skip = {REPO / "experiments" / f"{name}.py" for name in other_experiments}
+def _imported_experiments(source: Path, registered: set[str]) -> set[str]:
+    """Registered experiments that the module at ``source`` imports (``from experiments import
+    X``, ``import experiments.X``, ``from experiments.X import ...``), followed transitively."""
+    found, todo = set(), [source]
+    while todo:
+        tree = ast.parse(todo.pop().read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module == "experiments":
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("experiments."):
+                names = [node.module.split(".")[1]]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] for a in node.names if a.name.startswith("experiments.")]
+            for name in set(names) & registered - found:
+                found.add(name)
+                todo.append(REPO / "experiments" / f"{name}.py")
+    return found
+
+
+def _code_files(skip_experiments: Iterable[str]) -> list[Path]:
+    skip = {REPO / "experiments" / f"{name}.py" for name in skip_experiments}
     return sorted(p for d in CODE_DIRS for p in (REPO / d).rglob("*.py") if p not in skip)
 
 
@@ -200,8 +225,11 @@ def _code_version(experiment: str, module_file: str | None) -> str:
     from experiments import registry
     from experiments.runner import versions
 
-    others = [n for n in registry.names() if n != experiment]
-    files = [(p.relative_to(REPO).as_posix(), p) for p in _code_files(others)]
+    registered = {n for n in registry.names() if (REPO / "experiments" / f"{n}.py").is_file()}
+    used = {experiment}
+    if module_file is not None:
+        used |= _imported_experiments(Path(module_file), registered)
+    files = [(p.relative_to(REPO).as_posix(), p) for p in _code_files(registered - used)]
     if module_file is not None and REPO / "experiments" / f"{experiment}.py" != Path(module_file):
         # a module from elsewhere (a test experiment; Dask copies a preloaded file): by content
         files.append((f"<module of {experiment}>", Path(module_file)))
@@ -218,8 +246,9 @@ def code_version(experiment: str, module) -> str:
     """Hash of the code a task of ``experiment`` runs.
 
     Reads every ``.py`` file of ``flamo/``, ``baselines/`` and ``experiments/`` except the
-    other registered experiments' own modules, the experiment's module, and the versions of
-    python and the packages recorded in ``meta.json``. Content, not the git commit: an
+    modules of the other registered experiments that this one does not import (directly or
+    through one it imports), the experiment's module, and the versions of python and the
+    packages recorded in ``meta.json``. Content, not the git commit: an
     uncommitted change counts, and a commit that touches only other files does not.
     """
     source = getattr(module, "__file__", None)
@@ -381,7 +410,7 @@ def execute_task(spec: dict) -> dict:
                 f"worker from a checkout of the same commit, with the same package versions")
         params = json.loads(spec["params_json"])
         seed = task_seed(spec["experiment"], spec["seed"], spec["params_json"])
-        tctx = TaskContext(key=spec["key"], seed=seed, device=torch.device(spec["device"]),
+        tctx = TaskContext(key=spec["key"], seed=seed, run_seed=spec["seed"], device=torch.device(spec["device"]),
                            dtype=DTYPES[spec["dtype"]], _work_dir=Path(spec["work_dir"]))
         torch.set_num_threads(1)
         os.environ[TASK_ENV] = spec["key"]

@@ -115,6 +115,10 @@ def test_code_version_reads_the_sources():
     assert REPO / "flamo" / "grid.py" in files and REPO / "experiments" / "tasks.py" in files
     assert REPO / "experiments" / "smoke.py" not in files  # another experiment's own module
     assert len(v) == 32 and v != tasks.code_version("smoke", registry.load("smoke"))
+    # an experiment built on another one's module hashes that module too
+    registered = set(registry.names())
+    assert tasks._imported_experiments(REPO / "experiments" / "colorless_ablation.py", registered) == {"colorless_fdn"}
+    assert tasks._imported_experiments(REPO / "experiments" / "rir_fit.py", registered) == set()
 
 
 def test_a_worker_with_other_code_refuses_the_task(tmp_path, tasked):

@@ -1,20 +1,25 @@
 """Helpers shared by the colorless-FDN experiments (not an experiment itself).
 
-Measurements of one FDN (modal-excitation spread, magnitude spread, echo density) and the
-journal-form figure panels (magnitude responses over a band, histograms of residue levels).
+Measurements of one FDN (modal-excitation spread, magnitude spread, echo density), the
+resumable store of finished trials, and the journal-form figure panels (magnitude responses
+over a band, histograms of residue levels).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import flamo
 from baselines import render
+from experiments import io
 from flamo.reverb import echo_density, modal_decomposition, normalize_energy, published_colorless_fdn
 
 __all__ = ["JOURNAL_DELAY_SETS", "initial_fdn", "measure_fdn", "residue_levels_db", "magnitude_db",
-           "echo_density_mean", "histogram", "plot_band_responses",
+           "echo_density_mean", "TrialStore", "histogram", "plot_band_responses",
            "plot_residue_histograms"]
 
 #: Delay sets of Dal Santo et al., arXiv 2402.11216 (samples at 48 kHz): the first sets of
@@ -76,6 +81,29 @@ def echo_density_mean(system, fs: float, seconds: float, window: int, hop: int) 
         h = render(system, int(round(seconds * fs)), fs=fs).double().cpu().numpy()
     eta, _ = echo_density(h, fs, window_ms=1e3 * window / fs, hop=hop)
     return float(eta.mean()), eta
+
+
+class TrialStore:
+    """Finished trials as JSON files in a folder (the run's ``ctx.resume_dir``), so that an
+    interrupted run does not redo them. Each trial also gets a checkpoint folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def folder(self, *key) -> Path:
+        path = self.root.joinpath(*(str(k) for k in key))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def load(self, *key):
+        path = self.folder(*key) / "result.json"
+        if not path.is_file():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def save(self, result: dict, *key) -> None:
+        io.write_json(self.folder(*key) / "result.json", result)
 
 
 def histogram(values, center=True):

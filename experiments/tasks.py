@@ -51,7 +51,8 @@ from tqdm import tqdm
 from flamo.atomic import atomic_write, remove_stale_temps
 
 __all__ = ["Task", "TaskContext", "TaskStore", "TasksFailedError", "CodeMismatchError",
-           "run_tasks", "execute_task", "code_version", "task_seed", "projected_wall_s"]
+           "run_tasks", "execute_task", "code_version", "code_files", "imported_experiments",
+           "task_seed", "projected_wall_s", "encode_record", "decode_record"]
 
 #: Version of the stored record layout; part of every task hash.
 STORE_FORMAT = 1
@@ -195,7 +196,7 @@ def task_seed(experiment: str, run_seed: int, params_json: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _imported_experiments(source: Path, registered: set[str]) -> set[str]:
+def imported_experiments(source: Path, registered: set[str]) -> set[str]:
     """Registered experiments that the module at ``source`` imports (``from experiments import
     X``, ``import experiments.X``, ``from experiments.X import ...``), followed transitively."""
     found, todo = set(), [source]
@@ -215,7 +216,9 @@ def _imported_experiments(source: Path, registered: set[str]) -> set[str]:
     return found
 
 
-def _code_files(skip_experiments: Iterable[str]) -> list[Path]:
+def code_files(skip_experiments: Iterable[str]) -> list[Path]:
+    """The ``.py`` files of ``flamo/``, ``baselines/`` and ``experiments/`` that a task's code
+    version reads: all but the modules of the experiments named in ``skip_experiments``."""
     skip = {REPO / "experiments" / f"{name}.py" for name in skip_experiments}
     return sorted(p for d in CODE_DIRS for p in (REPO / d).rglob("*.py") if p not in skip)
 
@@ -228,8 +231,8 @@ def _code_version(experiment: str, module_file: str | None) -> str:
     registered = {n for n in registry.names() if (REPO / "experiments" / f"{n}.py").is_file()}
     used = {experiment}
     if module_file is not None:
-        used |= _imported_experiments(Path(module_file), registered)
-    files = [(p.relative_to(REPO).as_posix(), p) for p in _code_files(registered - used)]
+        used |= imported_experiments(Path(module_file), registered)
+    files = [(p.relative_to(REPO).as_posix(), p) for p in code_files(registered - used)]
     if module_file is not None and REPO / "experiments" / f"{experiment}.py" != Path(module_file):
         # a module from elsewhere (a test experiment; Dask copies a preloaded file): by content
         files.append((f"<module of {experiment}>", Path(module_file)))
@@ -256,7 +259,7 @@ def code_version(experiment: str, module) -> str:
 
 
 # -- the store -----------------------------------------------------------------------------
-def _encode(record: dict, result: Any) -> bytes:
+def encode_record(record: dict, result: Any) -> bytes:
     """One stored task: an ``.npz`` archive with the JSON record and the result's arrays."""
     arrays: list = []
     doc = dict(record, result=_plain(result, "task result", arrays))
@@ -267,7 +270,7 @@ def _encode(record: dict, result: Any) -> bytes:
     return buf.getvalue()
 
 
-def _decode(path: Path) -> dict:
+def decode_record(path: Path) -> dict:
     """The record of a stored task with its result (arrays restored). Never unpickles."""
     with np.load(path, allow_pickle=False) as archive:
         doc = json.loads(archive["record"].tobytes().decode("utf-8"))
@@ -314,7 +317,7 @@ class TaskStore:
         if not path.is_file():
             return None
         try:
-            doc = _decode(path)
+            doc = decode_record(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
             warnings.warn(f"task {spec['key']!r}: unreadable stored result {path} ({exc}); "
                           f"computing it again", RuntimeWarning, stacklevel=2)
@@ -424,7 +427,7 @@ def execute_task(spec: dict) -> dict:
                   "dtype": spec["dtype"], "code": spec["code"], "task_seed": seed,
                   "wall_s": round(wall, 6), "worker": worker,
                   "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        return {"data": _encode(record, result), "wall_s": wall, "worker": worker}
+        return {"data": encode_record(record, result), "wall_s": wall, "worker": worker}
     except Exception as exc:  # reported with the task's configuration by run_tasks
         return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
                 "wall_s": time.perf_counter() - start, "worker": worker}

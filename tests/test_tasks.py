@@ -44,8 +44,8 @@ def test_results_round_trip_exactly_with_their_types(tmp_path):
               "i64": np.arange(5), "t": torch.tensor([[1.0, 2.0]], dtype=torch.float64),
               "nested": {"deep": [np.ones((2, 3), dtype=np.float64)]}}
     path = tmp_path / "r.npz"
-    path.write_bytes(tasks._encode({"k": 1}, result))
-    back = tasks._decode(path)["result"]
+    path.write_bytes(tasks.encode_record({"k": 1}, result))
+    back = tasks.decode_record(path)["result"]
     assert back["f"] == 0.1 and str(back["neg0"]) == "-0.0" and np.isnan(back["nan"])
     assert back["inf"] == -float("inf") and back["i"] == 3 and back["b"] is True and back["none"] is None
     assert back["list"] == [1, [2.5, "y"]] and back["np_scalar"] == 1.5
@@ -63,7 +63,7 @@ def test_results_round_trip_exactly_with_their_types(tmp_path):
 ])
 def test_results_that_cannot_be_stored_are_refused_naming_the_place(bad, where):
     with pytest.raises(TypeError, match=re_escape(where)):
-        tasks._encode({}, bad)
+        tasks.encode_record({}, bad)
 
 
 def re_escape(text):
@@ -111,14 +111,14 @@ def test_task_lists_are_checked(tmp_path, tasked):
 
 def test_code_version_reads_the_sources():
     v = tasks.code_version("tasked", task_experiment)
-    files = tasks._code_files(["smoke"])
+    files = tasks.code_files(["smoke"])
     assert REPO / "flamo" / "grid.py" in files and REPO / "experiments" / "tasks.py" in files
     assert REPO / "experiments" / "smoke.py" not in files  # another experiment's own module
     assert len(v) == 32 and v != tasks.code_version("smoke", registry.load("smoke"))
     # an experiment built on another one's module hashes that module too
     registered = set(registry.names())
-    assert tasks._imported_experiments(REPO / "experiments" / "colorless_ablation.py", registered) == {"colorless_fdn"}
-    assert tasks._imported_experiments(REPO / "experiments" / "rir_fit.py", registered) == set()
+    assert tasks.imported_experiments(REPO / "experiments" / "colorless_ablation.py", registered) == {"colorless_fdn"}
+    assert tasks.imported_experiments(REPO / "experiments" / "rir_fit.py", registered) == set()
 
 
 def test_a_worker_with_other_code_refuses_the_task(tmp_path, tasked):

@@ -51,6 +51,14 @@ def _devices() -> list:
 
 DEVICES = _devices()
 
+# asv itself runs one benchmark at a time (its --parallel builds environments only); this
+# refuses the other way to time under contention: inside a task of the experiment runner,
+# which may share the machine with other workers (FLAMO_TASK is experiments.tasks.TASK_ENV).
+if os.environ.get("FLAMO_TASK"):
+    raise RuntimeError(f"the benchmarks refuse to run inside a task of the experiment runner "
+                       f"(FLAMO_TASK={os.environ['FLAMO_TASK']!r}): timings under contention "
+                       f"from parallel workers are not comparable")
+
 
 def import_baselines():
     """The ``baselines`` package of this checkout, which ``pip install .`` does not install.

@@ -16,6 +16,10 @@ The rounding constant C of :mod:`flamo.aliasing` is refitted from the float32 po
 training systems where rounding dominates (``rounding_fit.csv``), and
 :func:`flamo.recommend_alias_decay_db` is validated on held-out FDNs (other delays, N, T60,
 matrix) in ``validation.csv``.
+
+Tasks (:mod:`experiments.tasks`): one per system, nfft, evaluation dtype and chunk of
+``db_chunk`` alias_decay_db values (the ground truth is recomputed per task: a fraction of
+a second), plus one per held-out system, nfft and dtype at the recommended setting.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 import flamo
 from flamo import aliasing
 from experiments.fdn_common import ground_truth, homogeneous_fdn, relative_l2_db
+from experiments.tasks import Task
 
 DESCRIPTION = ("extension of FLAMO (ICASSP 2025) Fig. 2: aliasing error vs alias_decay_db and nfft "
                "(one-poles, FDNs; float32/64/mixed), bound, recommendation")
@@ -43,8 +48,9 @@ class Config:
 
     fs: float = 48000.0  # sample rate [Hz]
     log2_nfft: tuple[int, ...] = (12, 13, 14, 15, 16, 17, 18)  # FFT lengths 2^k [samples]
-    db_float32: tuple[float, ...] = tuple(float(x) for x in range(0, 130, 10))  # [dB]
-    db_float64: tuple[float, ...] = tuple(float(x) for x in (*range(0, 130, 10), 160, 200))
+    db_float32: tuple[float, ...] = tuple(float(x) for x in range(0, 131))  # 1 dB steps [dB]
+    db_float64: tuple[float, ...] = tuple(float(x) for x in range(0, 201))  # 1 dB steps [dB]
+    db_chunk: int = 25  # alias_decay_db values per task
     heldout_log2_nfft: tuple[int, ...] = (13, 15, 17)  # sizes for the held-out FDNs [log2 samples]
     onepole_t60: tuple[float, ...] = (0.05, 0.5, 9.0)  # pole p = rho(T60) [s]
     negative_pole_t60: float = 0.0  # if > 0, one extra pole p = -rho(T60) [s]
@@ -70,59 +76,62 @@ class Config:
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class _OnePole:
-    """H(z) = 1 / (1 - p z^-1) as a flamo SOS, with its exact IR."""
-
-    def __init__(self, pole):
-        self.pole = float(pole)
-        self.system = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -self.pole, 0.0]]), learnable=False).double()
-        # (a float64 array: a Python list would be stored in the default float32 and move the pole)
-
-    def ground_truth(self, length):
-        return self.pole ** np.arange(length)
-
-    def response(self, grid):
-        with torch.no_grad():
-            return self.system.response(grid)[:, 0, 0]
-
-
-class _FDN:
-    """An FDN of :func:`experiments.fdn_common.homogeneous_fdn`, with its time-domain IR."""
-
-    def __init__(self, delays, t60, fs, seed):
-        self.system, self.fs = homogeneous_fdn(delays, t60, seed=seed), fs
-
-    def ground_truth(self, length):
-        return ground_truth(self.system, length, self.fs)
-
-    def response(self, grid):
-        with torch.no_grad():
-            return self.system.response(grid)[:, 0, 0]
+def _system(params):
+    """(flamo system in float64, ground truth of length nfft) described by a task's params."""
+    if params["kind"] == "onepole":
+        p = params["pole"]
+        # a float64 array: a Python list would be stored in the default float32 and move the pole
+        system = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -p, 0.0]]), learnable=False).double()
+        return system, p ** np.arange(params["nfft"])
+    system = homogeneous_fdn(params["delays"], params["t60"], seed=params["seed"])
+    return system, ground_truth(system, params["nfft"], params["fs"])
 
 
 def _systems(cfg):
-    """list of dicts: name, kind, role (train/heldout), t60, object."""
+    """list of dicts: name, kind, role (train/heldout), t60 and what builds it (pole or
+    delays and matrix seed)."""
     out = []
     for t60 in cfg.onepole_t60:
         out.append(dict(name=f"onepole_T{t60:g}", kind="onepole", role="train", t60=t60,
-                        obj=_OnePole(aliasing.decay_rate(t60, cfg.fs))))
+                        pole=aliasing.decay_rate(t60, cfg.fs)))
     if cfg.negative_pole_t60:
         t60 = cfg.negative_pole_t60
         out.append(dict(name=f"onepole_neg_T{t60:g}", kind="onepole", role="train", t60=t60,
-                        obj=_OnePole(-aliasing.decay_rate(t60, cfg.fs))))
+                        pole=-aliasing.decay_rate(t60, cfg.fs)))
     for t60 in cfg.fdn_t60:
-        out.append(dict(name=f"fdn6_T{t60:g}", kind="fdn", role="train", t60=t60,
-                        obj=_FDN(_N6, t60, cfg.fs, seed=0)))
+        out.append(dict(name=f"fdn6_T{t60:g}", kind="fdn", role="train", t60=t60, delays=_N6, seed=0))
     for name, delays, t60, seed in cfg.heldout:
-        out.append(dict(name=name, kind="fdn", role="heldout", t60=t60,
-                        obj=_FDN(delays, t60, cfg.fs, seed=seed)))
+        out.append(dict(name=name, kind="fdn", role="heldout", t60=t60, delays=delays, seed=seed))
     return out
 
 
-def _irs(obj, nfft, db, fs, dtype_name):
+def tasks(cfg: Config) -> list[Task]:
+    """The sweep in chunks of alias_decay_db values, and the held-out systems at the
+    recommended setting."""
+    if cfg.db_chunk < 1:
+        raise ValueError(f"db_chunk must be >= 1, got {cfg.db_chunk}")
+    out = []
+    for s in _systems(cfg):
+        sizes = cfg.heldout_log2_nfft if s["role"] == "heldout" else cfg.log2_nfft
+        for k in sizes:
+            for dt, dbs in (("float32", cfg.db_float32), ("float64", cfg.db_float64)):
+                base = dict(s, fs=cfg.fs, nfft=2**k, dtype=dt)
+                for c in range(0, len(dbs), cfg.db_chunk):
+                    chunk = list(dbs[c:c + cfg.db_chunk])
+                    out.append(Task(f"{s['name']}/nfft2^{k}/{dt}/dB{chunk[0]:g}-{chunk[-1]:g}",
+                                    dict(base, db=chunk, purpose="sweep")))
+                if s["role"] == "heldout":
+                    rec = flamo.recommend_alias_decay_db(2**k, s["t60"], cfg.fs, _DTYPES[dt])
+                    out.append(Task(f"{s['name']}/nfft2^{k}/{dt}/recommended",
+                                    dict(base, db=[rec], purpose="validation")))
+    return out
+
+
+def _irs(system, nfft, db, fs, dtype_name):
     """{variant: IR (float64 numpy)} for one evaluation dtype (float32 also yields mixed)."""
     grid = flamo.Grid(nfft, fs, db, dtype=_DTYPES[dtype_name])
-    h = obj.response(grid)
+    with torch.no_grad():
+        h = system.response(grid)[:, 0, 0]
     out = {dtype_name: flamo.signal.irfft(h, grid).double().numpy()}
     if dtype_name == "float32":
         grid64 = grid.replace(dtype=torch.float64)
@@ -130,31 +139,28 @@ def _irs(obj, nfft, db, fs, dtype_name):
     return out
 
 
-def _measure(cfg, ctx, systems):
+def run_task(params: dict, tctx) -> dict:
+    """Errors of one system at one nfft and dtype for each alias_decay_db value of the task;
+    for a float64 one-pole also the deviation from the closed form."""
+    system, truth = _system(params)
+    nfft = params["nfft"]
     rows, closed = [], []
-    nffts = [2**k for k in cfg.log2_nfft]
-    held = [2**k for k in cfg.heldout_log2_nfft]
-    jobs = [(s, nfft, dt, db) for s in systems for nfft in (held if s["role"] == "heldout" else nffts)
-            for dt, dbs in (("float32", cfg.db_float32), ("float64", cfg.db_float64)) for db in dbs]
-    truths = {}
-    for s in systems:  # one long ground truth per system, sliced per nfft
-        truths[s["name"]] = s["obj"].ground_truth(max(held if s["role"] == "heldout" else nffts))
-    for s, nfft, dt, db in ctx.progress(jobs, desc="sweep", total=len(jobs)):
-        truth = truths[s["name"]][:nfft]
-        for variant, h in _irs(s["obj"], nfft, db, cfg.fs, dt).items():
-            rows.append(dict(system=s["name"], kind=s["kind"], role=s["role"], t60_s=s["t60"],
-                             nfft=nfft, alias_decay_db=db, variant=variant,
+    for db in params["db"]:
+        for variant, h in _irs(system, nfft, db, params["fs"], params["dtype"]).items():
+            rows.append(dict(system=params["name"], kind=params["kind"], role=params["role"],
+                             t60_s=params["t60"], nfft=nfft, alias_decay_db=db, variant=variant,
                              error_db=relative_l2_db(h, truth)))
-            if s["kind"] == "onepole" and variant == "float64":
-                exact = aliasing.aliased_one_pole(s["obj"].pole, nfft, db)
+            if params["kind"] == "onepole" and variant == "float64":
+                pole = params["pole"]
+                exact = aliasing.aliased_one_pole(pole, nfft, db)
                 dev = float(np.abs(h - exact).max() / np.abs(exact).max())
                 # float64 precision: eps times the gamma^-n amplification times the conditioning
                 # 1 / (1 - |gamma p|) of the pole
                 gamma = 10 ** (-db / (20 * nfft))
-                scale = np.finfo(float).eps * 10 ** (db / 20) / (1 - abs(gamma * s["obj"].pole))
-                closed.append(dict(system=s["name"], pole=s["obj"].pole, nfft=nfft, alias_decay_db=db,
+                scale = np.finfo(float).eps * 10 ** (db / 20) / (1 - abs(gamma * pole))
+                closed.append(dict(system=params["name"], pole=pole, nfft=nfft, alias_decay_db=db,
                                    max_rel_deviation=dev, deviation_over_precision=dev / scale))
-    return pd.DataFrame(rows), pd.DataFrame(closed)
+    return {"rows": rows, "closed": closed}
 
 
 def _add_model(df, cfg, constant=None):
@@ -211,32 +217,34 @@ def _optima(df):
                                              "error_db": "optimum_error_db"}).reset_index(drop=True)
 
 
-def _validate(cfg, ctx, systems, optima):
+def _validate(cfg, validation_rows, optima):
     """Recommended setting vs measured optimum on the held-out systems."""
     rows = []
-    held = [s for s in systems if s["role"] == "heldout"]
-    jobs = [(s, 2**k, dt) for s in held for k in cfg.heldout_log2_nfft for dt in ("float32", "float64")]
-    for s, nfft, dt in ctx.progress(jobs, desc="validation", total=len(jobs)):
-        rec = flamo.recommend_alias_decay_db(nfft, s["t60"], cfg.fs, _DTYPES[dt])
-        truth = s["obj"].ground_truth(nfft)
-        h = _irs(s["obj"], nfft, rec, cfg.fs, dt)[dt]
-        opt = optima[(optima.system == s["name"]) & (optima.nfft == nfft) & (optima.variant == dt)].iloc[0]
-        err = relative_l2_db(h, truth)
-        rows.append(dict(system=s["name"], t60_s=s["t60"], nfft=nfft, dtype=dt, recommended_db=rec,
-                         error_at_recommended_db=err,
-                         predicted_error_db=float(20 * np.log10(aliasing.predicted_error(nfft, s["t60"], cfg.fs, rec, _DTYPES[dt]))),
-                         measured_optimum_db=opt.optimum_alias_decay_db, measured_optimum_error_db=opt.optimum_error_db,
-                         loss_vs_measured_optimum_db=err - opt.optimum_error_db))
+    for r in validation_rows:
+        if r["variant"] == "mixed":  # the validation is of the float32 and float64 settings
+            continue
+        opt = optima[(optima.system == r["system"]) & (optima.nfft == r["nfft"])
+                     & (optima.variant == r["variant"])].iloc[0]
+        rec = r["alias_decay_db"]
+        predicted = aliasing.predicted_error(r["nfft"], r["t60_s"], cfg.fs, rec, _DTYPES[r["variant"]])
+        rows.append(dict(system=r["system"], t60_s=r["t60_s"], nfft=r["nfft"], dtype=r["variant"],
+                         recommended_db=rec, error_at_recommended_db=r["error_db"],
+                         predicted_error_db=float(20 * np.log10(predicted)),
+                         measured_optimum_db=opt.optimum_alias_decay_db,
+                         measured_optimum_error_db=opt.optimum_error_db,
+                         loss_vs_measured_optimum_db=r["error_db"] - opt.optimum_error_db))
     return pd.DataFrame(rows)
 
 
-def run(cfg: Config, ctx) -> None:
-    """Sweep, check the closed form, fit and validate the error model, draw the figures."""
-    systems = _systems(cfg)
-    df, closed = _measure(cfg, ctx, systems)
-    df = _add_model(df, cfg)
+def reduce(cfg: Config, results: dict, ctx) -> None:
+    """Check the closed form, fit and validate the error model, draw the figures."""
+    sweep, held, closed = [], [], []
+    for key, r in results.items():
+        (held if key.endswith("/recommended") else sweep).extend(r["rows"])
+        closed.extend(r["closed"])
+    df = _add_model(pd.DataFrame(sweep), cfg)
     ctx.write_csv(df, "errors.csv")
-
+    closed = pd.DataFrame(closed)
     ctx.write_csv(closed, "closed_form.csv")
     worst_closed = float(closed.deviation_over_precision.max())
     assert worst_closed < 10, f"one-pole IR deviates from the closed form by {worst_closed:.3g} x float64 precision"
@@ -247,7 +255,7 @@ def run(cfg: Config, ctx) -> None:
     ctx.write_csv(optima, "optima.csv")
     report = optima[optima.nfft.isin([2**k for k in cfg.report_log2_nfft]) & (optima.kind == "fdn")]
     ctx.write_csv(report, "optimum_report.csv")
-    validation = _validate(cfg, ctx, systems, optima)
+    validation = _validate(cfg, held, optima)
     ctx.write_csv(validation, "validation.csv")
 
     _figures(cfg, ctx, df, closed, validation)

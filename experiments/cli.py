@@ -21,6 +21,13 @@ from pathlib import Path
 from experiments import registry
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of workers, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     run.add_argument("--out", type=Path, default=None,
                      help="results root (default ./results, ./results/quick with --quick)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="run the tasks of task experiments on N local Dask worker processes")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the tasks on the Dask cluster at ADDRESS (tcp://HOST:PORT)")
 
     summary = sub.add_parser("summary", help="regenerate <out>/summary.md only")
     summary.add_argument("--out", type=Path, default=Path("results"), help="results root (default ./results)")
@@ -72,8 +84,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
 
     matplotlib.use("Agg")
     from experiments import runner
+    from experiments.executors import make_executor
     from experiments.lock import LockHeldError
     from experiments.summary import write_summary
+    from experiments.tasks import TasksFailedError
 
     out = args.out if args.out is not None else runner.default_out_root(args.quick)
 
@@ -83,6 +97,11 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
         _err(str(exc))
         return 2
 
+    try:
+        executor = make_executor(workers=args.workers, scheduler=args.scheduler)
+    except (RuntimeError, ValueError) as exc:
+        _err(str(exc))
+        return 2
     failures = []
     try:
         for name in names:
@@ -97,8 +116,9 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
                     dtype=args.dtype,
                     threads=args.threads,
                     command=command,
+                    executor=executor,
                 )
-            except (LockHeldError, runner.RunRefusedError) as exc:
+            except (LockHeldError, runner.RunRefusedError, TasksFailedError) as exc:
                 _err(str(exc))
                 failures.append(name)
                 continue
@@ -108,6 +128,7 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
                 continue
             print(f"== {name}: done in {meta['wall_time_s']:.2f} s ==", flush=True)
     finally:
+        executor.close()
         summary = write_summary(out)  # also after a failure or an interrupt: it describes what is on disk
     print(f"{len(names) - len(failures)} of {len(names)} experiment(s) done; summary in {summary}")
 

@@ -1,7 +1,7 @@
 """Reproduction of Dal Santo et al., "Optimizing tiny colorless feedback delay networks"
 (EURASIP JASMP 2025, arXiv 2402.11216): the sparsity-term ablation.
 
-The protocol, measurements, outputs and resumable trials of :mod:`experiments.colorless_fdn`
+The protocol, measurements, outputs and trials (one task each) of :mod:`experiments.colorless_fdn`
 (the journal protocol) on the first N = 8 set [809, 877, 937, 1049, 1151, 1249, 1373, 1499],
 the same trials trained with sparsity weight 1 (the protocol's own, also the N8 panel of the
 delay-set figure) and 0: ``ablation.csv`` (alpha, trial, epoch, both loss terms, echo
@@ -34,4 +34,4 @@ class Config(colorless_fdn.Config):
                    epochs=1, points=48000, ir_seconds=0.5, ablation_set="N8_small")
 
 
-run = colorless_fdn.run
+tasks, run_task, reduce = colorless_fdn.tasks, colorless_fdn.run_task, colorless_fdn.reduce

@@ -35,7 +35,8 @@ sized for that.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,7 +46,8 @@ import torch
 from torch import nn
 
 import flamo
-from experiments.colorless_common import TrialStore, initial_fdn, measure_fdn, plot_residue_histograms
+from experiments.colorless_common import initial_fdn, measure_fdn, plot_residue_histograms
+from experiments.tasks import Task
 from flamo.optim import Trainer
 from flamo.optim.losses import temporal_sparsity
 from flamo.reverb import fdn_modes, fdn_structure, line_outputs
@@ -138,14 +140,11 @@ def _measure(system, cfg, mag_grid):
     return out
 
 
-def run_trial(cfg, ctx, store, t):
-    key = (f"trial{t}",)
-    done = store.load(*key)
-    if done is not None:
-        return done
-    folder = store.folder(*key)
-    seed = 1000 * ctx.seed + t
-    dtype, device = ctx.dtype, ctx.device
+def run_trial(cfg, tctx, t):
+    """Train trial ``t``, resuming from the checkpoint in the task's work folder."""
+    folder = tctx.work_dir
+    seed = 1000 * tctx.run_seed + t
+    dtype, device = tctx.dtype, tctx.device
     system = initial_fdn(cfg, cfg.delays, seed, dtype, device)
     s = fdn_structure(system)
     with torch.no_grad():
@@ -184,20 +183,26 @@ def run_trial(cfg, ctx, store, t):
     result = {"trial": t, "seed": seed, "train_s": train_s, "steps": trainer.step, "init": init,
               "final": final, "random_orthogonal_spread_db": random_spread,
               "epochs": log[["epoch", "lr", "total", "spectral", "temporal"]].to_dict("records")}
-    store.save(result, *key)
-    (folder / "last.pt").unlink(missing_ok=True)
     return result
 
 
-def run(cfg: Config, ctx) -> None:
-    store = TrialStore(ctx.resume_dir)
-    results = []
-    for t in ctx.progress(range(cfg.trials), desc="trials", total=cfg.trials):
-        r = run_trial(cfg, ctx, store, t)
-        results.append(r)
-        ctx.log(f"trial {t}: modal spread {r['init']['modal_spread_db']:.2f} -> {r['final']['modal_spread_db']:.2f} dB "
-                f"(random orthogonal {r['random_orthogonal_spread_db']:.2f} dB), {r['steps']} steps "
-                f"({r['train_s']:.0f} s)")
+def tasks(cfg: Config) -> list[Task]:
+    """One task per trial, each with the whole configuration but the trial count."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "trials"}
+    return [Task(f"trial{t}", {"trial": t, "settings": settings}) for t in range(cfg.trials)]
+
+
+def run_task(params: dict, tctx) -> dict:
+    r = run_trial(SimpleNamespace(**params["settings"]), tctx, params["trial"])
+    tctx.log(f"modal spread {r['init']['modal_spread_db']:.2f} -> {r['final']['modal_spread_db']:.2f} dB "
+             f"(random orthogonal {r['random_orthogonal_spread_db']:.2f} dB), {r['steps']} steps "
+             f"({r['train_s']:.0f} s)")
+    return r
+
+
+def reduce(cfg: Config, results: dict, ctx) -> None:
+    """Trial table, epochs, headline and figure."""
+    results = list(results.values())
     rows, epochs = [], []
     for r in results:
         for stage in ("init", "final"):
@@ -207,7 +212,7 @@ def run(cfg: Config, ctx) -> None:
                          "echo_density": m["echo_density"], "modes": m["modes"],
                          "modal_converged": m["modal_converged"],
                          "random_orthogonal_spread_db": r["random_orthogonal_spread_db"],
-                         "steps": r["steps"], "train_s": r["train_s"]})
+                         "steps": r["steps"]})
         epochs += [{"trial": r["trial"], **e} for e in r["epochs"]]
     trials = pd.DataFrame(rows)
     ctx.write_csv(trials, "trials.csv")

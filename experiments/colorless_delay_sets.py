@@ -2,7 +2,7 @@
 (EURASIP JASMP 2025, arXiv 2402.11216), delay-set figure (Fig. 6): the delay sets not run
 elsewhere.
 
-The protocol, measurements, outputs and resumable trials of :mod:`experiments.colorless_fdn`
+The protocol, measurements, outputs and trials (one task each) of :mod:`experiments.colorless_fdn`
 (the journal protocol), on the first N6 set [997, 1153, 1327, 1559, 1801, 2099] and the
 journal's second sets N4 [797, 839, 3547, 3581], N6 [887, 911, 941, 2017, 2053, 2129],
 N8 [241, 263, 281, 293, 1871, 1973, 1999, 2027]. The first N4 set runs in
@@ -33,4 +33,4 @@ class Config(colorless_fdn.Config):
                    points=48000, ir_seconds=0.5)
 
 
-run = colorless_fdn.run
+tasks, run_task, reduce = colorless_fdn.tasks, colorless_fdn.run_task, colorless_fdn.reduce

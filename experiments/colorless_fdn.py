@@ -17,8 +17,9 @@ exactly those points (:class:`flamo.Points`); Adam, lr 1e-3, x0.1 every 10 epoch
 feedback-matrix sparsity (:func:`flamo.reverb.colorless_criteria`); after every epoch the
 validation loss, and early stopping when it changed by <= 1e-4 for 5 consecutive epochs;
 at most 20 epochs. Every trial runs through :class:`flamo.optim.Trainer` with a checkpoint
-per epoch in ``ctx.resume_dir``; finished trials are kept there, so an interrupted run
-resumes.
+per epoch; each trial is one task (:mod:`experiments.tasks`) whose checkpoint lives in its
+work folder, so an interrupted run resumes finished trials from the task store and the
+running ones from their last epoch.
 
 Measured per trial, initialized and optimized: the modal-excitation spread (std over modes
 of 20 log10 |residue|, exact poles from :func:`flamo.reverb.modal_decomposition`), the
@@ -41,7 +42,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,9 +52,10 @@ import torch
 
 import flamo
 from experiments import io
-from experiments.colorless_common import (JOURNAL_DELAY_SETS, TrialStore, echo_density_mean, histogram,
+from experiments.colorless_common import (JOURNAL_DELAY_SETS, echo_density_mean, histogram,
                                           initial_fdn, measure_fdn, plot_band_responses,
                                           plot_residue_histograms)
+from experiments.tasks import Task
 from flamo.optim import Trainer
 from flamo.reverb import colorless_criteria, line_outputs
 
@@ -168,15 +171,13 @@ def _measure(system, cfg, criteria, valid_points, all_points, keep_band):
     return out
 
 
-def run_trial(cfg, ctx, store, name, delays, alpha, t):
-    """Train one trial (or load it when an earlier run finished it); returns its record."""
-    key = (name, f"alpha{alpha:g}", f"trial{t}")
-    done = store.load(*key)
-    if done is not None:
-        return done
-    folder = store.folder(*key)
-    seed = 1000 * ctx.seed + t
-    dtype, device = ctx.dtype, ctx.device
+def run_trial(cfg, tctx, name, delays, alpha, t):
+    """Train one trial, resuming from the checkpoint in the task's work folder; returns its
+    record. The seed is 1000 x the run seed + the trial index, so that trial t of every
+    delay set and sparsity weight starts from the same random streams (paired trials)."""
+    folder = tctx.work_dir
+    seed = 1000 * tctx.run_seed + t
+    dtype, device = tctx.dtype, tctx.device
     system = initial_fdn(cfg, delays, seed, dtype, device)
     omega = torch.arange(cfg.points, dtype=torch.float64) * math.pi / cfg.points
     order = torch.randperm(cfg.points, generator=torch.Generator().manual_seed(seed))
@@ -228,30 +229,42 @@ def run_trial(cfg, ctx, store, name, delays, alpha, t):
               "epochs_run": epochs_run, "stopped_early": monitor.converged(),
               "train_s": train_s, "init": init, "final": final, "epochs": rows,
               "freqs_band": freqs[band].tolist() if band is not None else None}
-    store.save(result, *key)
-    for leftover in ("last.pt",):
-        (folder / leftover).unlink(missing_ok=True)
     return result
 
 
-def run(cfg: Config, ctx) -> None:
-    """Every (delay set, trial), then the ablation's extra weights; tables, figures, headline."""
+#: Config fields that are not the protocol of one trial (they choose which trials run).
+_SELECTION = ("delay_sets", "trials", "sparsity_weight", "ablation_set", "ablation_alphas")
+
+
+def tasks(cfg: Config) -> list[Task]:
+    """Every (delay set, trial) at the protocol's sparsity weight, then the ablation's other
+    weights; each task holds the protocol settings."""
     sets = dict(cfg.delay_sets)
     if cfg.ablation_set and cfg.ablation_set not in sets:
-        raise ValueError(f"{ctx.name}: ablation_set {cfg.ablation_set!r} is not one of {list(sets)}")
+        raise ValueError(f"ablation_set {cfg.ablation_set!r} is not one of the delay sets {list(sets)}")
     jobs = [(name, cfg.sparsity_weight, t) for name in sets for t in range(cfg.trials)]
     if cfg.ablation_set:
         jobs += [(cfg.ablation_set, a, t) for a in cfg.ablation_alphas if a != cfg.sparsity_weight
                  for t in range(cfg.trials)]
-    store = TrialStore(ctx.resume_dir)
-    results = []
-    for name, alpha, t in ctx.progress(jobs, desc="trials", total=len(jobs)):
-        r = run_trial(cfg, ctx, store, name, sets[name], alpha, t)
-        results.append(r)
-        ctx.log(f"{name} alpha {alpha:g} trial {t}: modal spread {r['init']['modal_spread_db']:.2f} -> "
-                f"{r['final']['modal_spread_db']:.2f} dB, echo density {r['init']['echo_density']:.3f} -> "
-                f"{r['final']['echo_density']:.3f}, {r['epochs_run']} epochs ({r['train_s']:.0f} s)")
-    _write_outputs(cfg, ctx, results)
+    protocol = {k: v for k, v in asdict(cfg).items() if k not in _SELECTION}
+    return [Task(f"{name}/alpha{alpha:g}/trial{t}",
+                 {"set": name, "delays": list(sets[name]), "alpha": alpha, "trial": t, "protocol": protocol})
+            for name, alpha, t in jobs]
+
+
+def run_task(params: dict, tctx) -> dict:
+    """One trial of the journal protocol."""
+    cfg = SimpleNamespace(**params["protocol"])
+    r = run_trial(cfg, tctx, params["set"], params["delays"], params["alpha"], params["trial"])
+    tctx.log(f"modal spread {r['init']['modal_spread_db']:.2f} -> {r['final']['modal_spread_db']:.2f} dB, "
+             f"echo density {r['init']['echo_density']:.3f} -> {r['final']['echo_density']:.3f}, "
+             f"{r['epochs_run']} epochs ({r['train_s']:.0f} s)")
+    return r
+
+
+def reduce(cfg: Config, results: dict, ctx) -> None:
+    """Tables, figures and headline from every trial."""
+    _write_outputs(cfg, ctx, list(results.values()))
 
 
 def _write_outputs(cfg, ctx, results):
@@ -266,7 +279,7 @@ def _write_outputs(cfg, ctx, results):
                                "echo_density": m["echo_density"], "valid_spectral_loss": m["valid_spectral"],
                                "valid_sparsity_loss": m["valid_sparsity"], "modes": m["modes"],
                                "modal_converged": m["modal_converged"], "epochs_run": r["epochs_run"],
-                               "stopped_early": r["stopped_early"], "train_s": r["train_s"]})
+                               "stopped_early": r["stopped_early"]})
         epoch_rows += [{"set": r["set"], "alpha": r["alpha"], "trial": r["trial"], **e} for e in r["epochs"]]
     trials = pd.DataFrame(trial_rows)
     epochs = pd.DataFrame(epoch_rows)

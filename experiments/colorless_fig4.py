@@ -6,8 +6,8 @@ Training (the FLAMO example's settings): delays [887, 911, 941, 1699, 1951, 2053
 lossless loop (no line gains), orthogonal A, random b and c (:func:`flamo.reverb.build_fdn`),
 evaluated on the grid nfft = 96000 at 48 kHz with alias_decay_db = 30 in float64; loss
 mean((|H| - 1)^2) on the output plus 0.2 x the feedback-matrix sparsity; Adam lr 1e-3,
-2000 full-grid steps (:class:`flamo.optim.Trainer`, checkpointed every 200 steps in
-``ctx.resume_dir``).
+2000 full-grid steps (:class:`flamo.optim.Trainer`, checkpointed every 200 steps in the
+work folder of its task, :mod:`experiments.tasks`).
 
 Rendering (Fig. 4's form): the initialized and the optimized b, A, c with frequency-dependent
 decay, a :class:`flamo.GEQAttenuation` per line from the octave-band T60 of a measured room
@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -46,6 +47,7 @@ from flamo.optim import Trainer, octave_filterbank, schroeder_edc, t60_from_edc
 from flamo.optim.datasets import onset_index
 from flamo.optim.losses import FeedbackSparsity, MagnitudeMSE
 from flamo.reverb import build_fdn, fdn_structure
+from experiments.tasks import Task
 
 DESCRIPTION = ("reproduction of FLAMO (ICASSP 2025) Fig. 4: N = 6 FDN before/after the colorless "
                "optimization as spectrograms with a measured room's decay, WAVs; journal Fig. 6 form")
@@ -191,33 +193,51 @@ def _write_wav(ctx, h, name, fs):
     ctx.record(path)
 
 
-def run(cfg: Config, ctx) -> None:
-    """Train, render before/after, write spectrograms, WAVs, the journal form and the headline."""
-    grid = flamo.Grid(cfg.nfft, cfg.fs, cfg.alias_decay_db, dtype=torch.float64, device=ctx.device)
-    system = build_fdn(delays=list(cfg.delays), matrix="orthogonal", seed=ctx.seed,
-                       dtype=torch.float64).to(ctx.device)
+def tasks(cfg: Config) -> list[Task]:
+    """One task: the training (checkpointed in its work folder), with every setting."""
+    return [Task("train", {"settings": asdict(cfg)})]
+
+
+def run_task(params: dict, tctx) -> dict:
+    """Train the FDN; its parameters, magnitude responses and losses before and after."""
+    cfg = SimpleNamespace(**params["settings"])
+    grid = flamo.Grid(cfg.nfft, cfg.fs, cfg.alias_decay_db, dtype=torch.float64, device=tctx.device)
+    system = build_fdn(delays=list(cfg.delays), matrix="orthogonal", seed=tctx.run_seed,
+                       dtype=torch.float64).to(tctx.device)
     feedback = fdn_structure(system).feedback
     criteria = {"mse": (MagnitudeMSE(), 1.0), "sparsity": (FeedbackSparsity(feedback), cfg.sparsity_weight)}
-    target = torch.ones(grid.M, dtype=torch.float64, device=ctx.device)
+    target = torch.ones(grid.M, dtype=torch.float64, device=tctx.device)
     forward = lambda model, _: model.response(grid)[:, 0, 0]  # noqa: E731
-    init_params = _parameters(system)
-    with torch.no_grad():
-        mag_init = 20 * torch.log10(forward(system, None).abs()).cpu().numpy()
-        loss_init = {k: float(fn(forward(system, None), target)) for k, (fn, _) in criteria.items()}
-    folder = ctx.resume_dir / "trainer"
+
+    def state():
+        with torch.no_grad():
+            h = forward(system, None)
+            return {"params": [p.numpy() for p in _parameters(system)],
+                    "magnitude_db": (20 * torch.log10(h.abs())).cpu().numpy(),
+                    "loss": {k: float(fn(h, target)) for k, (fn, _) in criteria.items()}}
+
+    init = state()
+    folder = tctx.work_dir
     trainer = Trainer(system, criteria, data=(torch.zeros(()), target), forward=forward, lr=cfg.lr,
-                      steps_per_epoch=cfg.steps_per_epoch, seed=ctx.seed, progress=False,
-                      log_dir=folder, checkpoint_dir=folder, device=ctx.device)
+                      steps_per_epoch=cfg.steps_per_epoch, seed=tctx.run_seed, progress=False,
+                      log_dir=folder, checkpoint_dir=folder, device=tctx.device)
     if (folder / "last.pt").is_file():
         trainer.load_checkpoint(folder / "last.pt")
     start = time.perf_counter()
     trainer.fit(max_steps=cfg.steps)
     train_s = time.perf_counter() - start
-    optim_params = _parameters(system)
-    with torch.no_grad():
-        mag_optim = 20 * torch.log10(forward(system, None).abs()).cpu().numpy()
-        loss_optim = {k: float(fn(forward(system, None), target)) for k, (fn, _) in criteria.items()}
-    ctx.write_csv(pd.read_csv(folder / "epochs.csv"), "training.csv")
+    return {"init": init, "optim": state(), "steps": trainer.step, "train_s": train_s,
+            "training": pd.read_csv(folder / "epochs.csv").to_dict("list")}
+
+
+def reduce(cfg: Config, results: dict, ctx) -> None:
+    """Render before/after, write spectrograms, WAVs, the journal form and the headline."""
+    r = results["train"]
+    init_params = tuple(torch.as_tensor(p) for p in r["init"]["params"])
+    optim_params = tuple(torch.as_tensor(p) for p in r["optim"]["params"])
+    mag_init, mag_optim = r["init"]["magnitude_db"], r["optim"]["magnitude_db"]
+    loss_init, loss_optim = r["init"]["loss"], r["optim"]["loss"]
+    ctx.write_csv(pd.DataFrame(r["training"]), "training.csv")
 
     room = room_t60(cfg)
     ctx.write_csv(room, "room_t60.csv")
@@ -252,8 +272,8 @@ def run(cfg: Config, ctx) -> None:
                  modal_spread_reduction_db=float(ini.modal_spread_db - opt.modal_spread_db),
                  rendered_magnitude_spread_init_db=float(ini.rendered_magnitude_spread_db),
                  rendered_magnitude_spread_optim_db=float(opt.rendered_magnitude_spread_db),
-                 mse_init=loss_init["mse"], mse_optim=loss_optim["mse"], steps=trainer.step,
-                 train_s=train_s)
+                 mse_init=loss_init["mse"], mse_optim=loss_optim["mse"], steps=r["steps"],
+                 train_s=r["train_s"])
 
 
 def _spectrograms(cfg, irs):

@@ -7,11 +7,15 @@ every 1-D profile. The sweeps use flamo.optim.surface (batched functional_call).
 The peak filter is flamo.Biquad("peak"): an RBJ cookbook peak whose centre frequency
 (LogInterval) and gain (Interval) are swept through their raw parameters ``raw_freq`` and
 ``raw_gain``, converted from Hz and dB by the module's own mappings.
+
+Tasks (:mod:`experiments.tasks`): one per case (delay, centre frequency, the 2-D surface)
+and loss, each holding only the settings of its case.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,7 +25,8 @@ import torch
 
 import flamo
 from flamo.optim import losses
-from flamo.optim.surface import Axis, local_minima, sweep
+from flamo.optim.surface import Axis, SweepResult, local_minima, sweep
+from experiments.tasks import Task
 
 DESCRIPTION = ("extension: loss landscapes of a delay length and a biquad centre frequency, "
                "frequency-sampled vs time-domain losses")
@@ -69,16 +74,70 @@ def _losses(cfg):
     }
 
 
-def _profiles(system, target_system, axes, grid, cfg, ctx, case):
+#: The three cases and the settings each one reads (besides COMMON), so that a changed
+#: setting recomputes only the tasks of its case.
+CASES = {
+    "delay": ("delay_target", "delay_span", "delay_points", "lowpass_hz"),
+    "peak frequency": ("peak_f0", "peak_gain_db", "peak_q", "freq_sweep_hz", "freq_points"),
+    "peak frequency x gain": ("peak_f0", "peak_gain_db", "peak_q", "surface_freq_hz", "surface_gain_db",
+                              "surface_points"),
+}
+COMMON = ("fs", "nfft", "stft_sizes", "batch_size")
+
+
+def _case(cfg, case):
+    """(model, target system, axes) of one case; ``cfg`` needs the case's settings only."""
+    if case == "delay":
+        lowpass = scipy.signal.butter(2, cfg.lowpass_hz, fs=cfg.fs, output="sos")
+        target = flamo.Series({"delay": flamo.Delay([cfg.delay_target]), "lp": flamo.SOS(lowpass)}).double()
+        model = flamo.Series({"delay": flamo.Delay([cfg.delay_target], learnable=True),
+                              "lp": flamo.SOS(lowpass)}).double()
+        values = cfg.delay_target + np.linspace(-cfg.delay_span, cfg.delay_span, cfg.delay_points)
+        return model, target, Axis("delay.raw[0]", values, label="delay length [samples]")
+
+    def peak():
+        return flamo.Biquad("peak", cfg.peak_f0, q=cfg.peak_q, gain_db=cfg.peak_gain_db).double()
+
+    target, model = peak(), peak()
+    f_to_raw, g_to_raw = model.freq_mapping.inverse, model.gain_mapping.inverse
+    if case == "peak frequency":
+        return model, target, Axis("raw_freq", np.geomspace(*cfg.freq_sweep_hz, cfg.freq_points),
+                                   to_raw=f_to_raw, label="centre frequency [Hz]")
+    return model, target, [Axis("raw_freq", np.geomspace(*cfg.surface_freq_hz, cfg.surface_points),
+                                to_raw=f_to_raw, label="centre frequency [Hz]"),
+                           Axis("raw_gain", np.linspace(*cfg.surface_gain_db, cfg.surface_points),
+                                to_raw=g_to_raw, label="gain [dB]")]
+
+
+def tasks(cfg: Config) -> list[Task]:
+    """One task per case and loss."""
+    return [Task(f"{case}/{loss}", {"case": case, "loss": loss,
+                                    "settings": {k: getattr(cfg, k) for k in COMMON + fields}})
+            for case, fields in CASES.items() for loss in _losses(cfg)]
+
+
+def run_task(params: dict, tctx) -> dict:
+    """The loss of one case over its sweep grid."""
+    cfg = SimpleNamespace(**params["settings"])
+    model, target, axes = _case(cfg, params["case"])
+    grid = flamo.Grid(cfg.nfft, fs=cfg.fs, dtype=torch.float64)
     outputs = {"freq": lambda s: s.response(grid)[..., 0, 0],
                "time": lambda s: s.impulse_response(grid)[..., 0]}  # (..., nfft, 1), time first
+    kind, fn = _losses(cfg)[params["loss"]]
     with torch.no_grad():
-        targets = {k: f(target_system) for k, f in outputs.items()}
-    rows, results = [], {}
-    for name, (kind, fn) in ctx.progress(_losses(cfg).items(), desc=case, total=4):
-        res = sweep(system, outputs[kind], fn, targets[kind], axes, batch_size=cfg.batch_size,
-                    name=name, batched_loss=True)
-        results[name] = res
+        reference = outputs[kind](target)
+    res = sweep(model, outputs[kind], fn, reference, axes, batch_size=cfg.batch_size,
+                name=params["loss"], batched_loss=True)
+    return {"loss": res.loss}
+
+
+def _profiles(cfg, results, case):
+    """{loss name: SweepResult} of one case from the task results, and its tidy rows."""
+    _, _, axes = _case(cfg, case)
+    out, rows = {}, []
+    for name in _losses(cfg):
+        res = SweepResult(axes if isinstance(axes, list) else [axes], results[f"{case}/{name}"]["loss"], name)
+        out[name] = res
         if res.loss.ndim == 1:
             for v, l in zip(axes.values, res.loss):
                 rows.append({"case": case, "parameter": axes.label, "value": v, "loss": name,
@@ -88,34 +147,14 @@ def _profiles(system, target_system, axes, grid, cfg, ctx, case):
             df.insert(0, "loss", name)
             df.insert(0, "case", case)
             rows.extend(df.to_dict("records"))
-    return results, rows
+    return out, rows
 
 
-def run(cfg: Config, ctx) -> None:
-    grid = flamo.Grid(cfg.nfft, fs=cfg.fs, dtype=torch.float64)
-    lowpass = scipy.signal.butter(2, cfg.lowpass_hz, fs=cfg.fs, output="sos")
-    # -- 1. delay length ---------------------------------------------------------------------
-    target_d = flamo.Series({"delay": flamo.Delay([cfg.delay_target]), "lp": flamo.SOS(lowpass)}).double()
-    model_d = flamo.Series({"delay": flamo.Delay([cfg.delay_target], learnable=True),
-                            "lp": flamo.SOS(lowpass)}).double()
-    d_axis = Axis("delay.raw[0]", cfg.delay_target + np.linspace(-cfg.delay_span, cfg.delay_span, cfg.delay_points),
-                  label="delay length [samples]")
-    res_d, rows_d = _profiles(model_d, target_d, d_axis, grid, cfg, ctx, "delay")
-    # -- 2. peak-filter centre frequency -------------------------------------------------------
-    def peak():
-        return flamo.Biquad("peak", cfg.peak_f0, q=cfg.peak_q, gain_db=cfg.peak_gain_db).double()
-
-    target_p, model_p = peak(), peak()
-    f_to_raw, g_to_raw = model_p.freq_mapping.inverse, model_p.gain_mapping.inverse
-    f_axis = Axis("raw_freq", np.geomspace(*cfg.freq_sweep_hz, cfg.freq_points), to_raw=f_to_raw,
-                  label="centre frequency [Hz]")
-    res_f, rows_f = _profiles(model_p, target_p, f_axis, grid, cfg, ctx, "peak frequency")
-    # -- 3. 2-D surface: centre frequency x gain ---------------------------------------------
-    surf_axes = [Axis("raw_freq", np.geomspace(*cfg.surface_freq_hz, cfg.surface_points), to_raw=f_to_raw,
-                      label="centre frequency [Hz]"),
-                 Axis("raw_gain", np.linspace(*cfg.surface_gain_db, cfg.surface_points), to_raw=g_to_raw,
-                      label="gain [dB]")]
-    res_s, rows_s = _profiles(model_p, target_p, surf_axes, grid, cfg, ctx, "peak frequency x gain")
+def reduce(cfg: Config, results: dict, ctx) -> None:
+    """Profiles, surfaces, local minima, figures and headline from the sweeps."""
+    res_d, rows_d = _profiles(cfg, results, "delay")
+    res_f, rows_f = _profiles(cfg, results, "peak frequency")
+    res_s, rows_s = _profiles(cfg, results, "peak frequency x gain")
 
     ctx.write_csv(pd.DataFrame(rows_d + rows_f), "profiles.csv")
     ctx.write_csv(pd.DataFrame(rows_s), "surfaces.csv")

@@ -6,8 +6,11 @@ An experiment is a module ``experiments/<name>.py`` that defines
 * ``Config`` -- a dataclass naming every hyperparameter, whose defaults are
   the full run and whose classmethod ``Config.quick()`` returns the quick
   variant;
-* ``run(cfg, ctx) -> None`` -- does the work, writing outputs through ``ctx``
-  (a :class:`experiments.runner.RunContext`);
+* either ``run(cfg, ctx) -> None`` -- does the work, writing outputs through ``ctx``
+  (a :class:`experiments.runner.RunContext`) --
+* or the task form (:mod:`experiments.tasks`): ``tasks(cfg)`` lists independent units of
+  work, ``run_task(params, tctx)`` computes one, ``reduce(cfg, results, ctx)`` writes the
+  outputs from all of them; the runner stores each task's result and can run them on Dask;
 * optionally ``TIMING = True`` -- the experiment measures speed, so its work must not
   share the machine with other work: a parallel executor must refuse it (:func:`timing`).
 
@@ -58,6 +61,10 @@ class UnknownExperimentError(KeyError):
         return f"unknown experiment {self.name!r}; known experiments: {known}"
 
 
+#: The functions of the task form, all required when one is defined.
+TASK_FUNCTIONS = ("tasks", "run_task", "reduce")
+
+
 class InvalidExperimentError(TypeError):
     """Raised when an experiment module does not follow the module contract."""
 
@@ -81,23 +88,35 @@ def load(name: str) -> ModuleType:
         If ``name`` is not registered.
     InvalidExperimentError
         If the module lacks ``DESCRIPTION``, ``Config`` (a dataclass with
-        ``quick()``) or ``run``.
+        ``quick()``), or defines neither or both of ``run`` and the task functions.
     """
     _check_name(name)
     module = importlib.import_module(f"{PACKAGE}.{name}")
     problems = []
     if not isinstance(getattr(module, "DESCRIPTION", None), str):
-        problems.append("DESCRIPTION: str")
+        problems.append("no DESCRIPTION: str")
     config = getattr(module, "Config", None)
     if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
-        problems.append("Config dataclass")
+        problems.append("no Config dataclass")
     elif not callable(getattr(config, "quick", None)):
-        problems.append("Config.quick()")
-    if not callable(getattr(module, "run", None)):
-        problems.append("run(cfg, ctx)")
+        problems.append("no Config.quick()")
+    task_functions = [n for n in TASK_FUNCTIONS if callable(getattr(module, n, None))]
+    has_run = callable(getattr(module, "run", None))
+    if has_run and task_functions:
+        problems.append(f"both run(cfg, ctx) and task functions ({', '.join(task_functions)}): "
+                        f"define one form")
+    elif not has_run and len(task_functions) < len(TASK_FUNCTIONS):
+        missing = [n for n in TASK_FUNCTIONS if n not in task_functions]
+        problems.append(f"no run(cfg, ctx), nor {', '.join(TASK_FUNCTIONS)}" if not task_functions else
+                        f"task function(s) {', '.join(missing)} missing (it defines {', '.join(task_functions)})")
     if problems:
-        raise InvalidExperimentError(f"experiment {name!r} is missing: {', '.join(problems)}")
+        raise InvalidExperimentError(f"experiment {name!r} breaks the module contract: {'; '.join(problems)}")
     return module
+
+
+def has_tasks(module: ModuleType) -> bool:
+    """True for an experiment in the task form (``tasks``, ``run_task``, ``reduce``)."""
+    return callable(getattr(module, "tasks", None))
 
 
 def description(name: str) -> str:

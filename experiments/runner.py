@@ -2,10 +2,14 @@
 
 The runner locks ``<out_root>/<name>``, seeds the random number generators
 and calls ``module.run(cfg, ctx)`` with a context that writes into a staging
-folder. Once the experiment returns it writes ``meta.json`` (provenance and
-the list of outputs) there, and only then replaces ``<out_root>/<name>`` by
-the staging folder: a run that fails or is killed never touches the last
-complete results.
+folder; an experiment in the task form (:mod:`experiments.tasks`) has its
+missing tasks computed by an executor (:mod:`experiments.executors`) and then
+``module.reduce(cfg, results, ctx)`` called instead. Once the experiment
+returns it writes ``meta.json`` (provenance and the list of outputs) there,
+and only then replaces ``<out_root>/<name>`` by the staging folder: a run that
+fails or is killed never touches the last complete results. Task results live
+outside the staging folder, in ``<out_root>/.runner/<name>.tasks/``, so a
+killed run's finished tasks are not computed again.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from experiments import io, registry
+from experiments import io, registry, tasks
+from experiments.executors import SerialExecutor
 from experiments.lock import exclusive_lock
 from flamo.atomic import fsync_dir
 
@@ -45,7 +50,8 @@ QUICK_ROOT = Path("results/quick")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-_VERSIONED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "flamo")
+_VERSIONED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "pyroomacoustics",
+                       "soundfile", "flamo")
 
 
 @dataclass
@@ -275,6 +281,11 @@ def _open_resume_dir(path: Path, key: dict) -> bool:
     return False
 
 
+def task_store_path(out_root: Path, name: str) -> Path:
+    """Folder of the finished tasks of experiment ``name`` (see :class:`experiments.tasks.TaskStore`)."""
+    return Path(out_root) / RUNNER_DIR / f"{name}.tasks"
+
+
 def _recover(out_dir: Path, staging: Path, previous: Path) -> None:
     """Bring ``out_dir`` back to its last complete results after a run that was killed.
 
@@ -360,6 +371,7 @@ def run_experiment(
     dtype: str = "float32",
     threads: int | None = None,
     command: str | None = None,
+    executor=None,
 ) -> dict[str, Any]:
     """Run experiment ``name`` and replace ``out_root/name`` by its outputs once it completes.
 
@@ -389,6 +401,10 @@ def run_experiment(
         If given, ``torch.set_num_threads(threads)``.
     command : str, optional
         Command line recorded in ``meta.json`` and the lock (defaults to ``sys.argv``).
+    executor : SerialExecutor or experiments.executors.DaskExecutor, optional
+        Runs the tasks of an experiment in the task form (default: in this process). An
+        experiment without tasks always runs in this process (with a warning when a
+        parallel executor was given); one that measures speed refuses a parallel executor.
 
     Returns
     -------
@@ -400,9 +416,21 @@ def run_experiment(
     experiments.lock.LockHeldError
         Another run holds the lock of ``out_root/name``.
     RunRefusedError
-        A quick run would replace the results of a full run.
+        A quick run would replace the results of a full run, or a parallel executor was
+        given for an experiment that measures speed.
+    experiments.tasks.TasksFailedError
+        Some tasks raised (the others are stored; the previous results stay in place).
     """
     module = registry.load(name)
+    executor = executor if executor is not None else SerialExecutor()
+    if executor.parallel and getattr(module, "TIMING", False):
+        raise RunRefusedError(f"{name} measures speed and runs only in this process, alone: timings "
+                              f"under contention from parallel workers are not comparable (run it "
+                              f"without --workers/--scheduler)")
+    if executor.parallel and not registry.has_tasks(module):
+        warnings.warn(f"{name} has no tasks: it runs in this process, not on the workers",
+                      RuntimeWarning, stacklevel=2)
+        executor = SerialExecutor()
     dev = resolve_device(device)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
@@ -417,18 +445,24 @@ def run_experiment(
         _recover(out_dir, staging, previous)
         _refuse_quick_over_full(out_dir, quick)
         staging.mkdir(parents=True)
+        store = tasks.TaskStore(task_store_path(out_root, name))
         try:
-            meta = _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command)
+            meta = _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command,
+                               executor, store)
         except BaseException:
+            kept = f"; finished tasks stay in {store.root}" if store.root.is_dir() else ""
             tqdm.write(f"[{name}] the run did not complete; {out_dir} is unchanged (partial "
-                       f"outputs in {staging}, removed by the next run)", file=sys.stderr)
+                       f"outputs in {staging}, removed by the next run{kept})", file=sys.stderr)
             raise
         _swap_in(staging, out_dir, previous)
         shutil.rmtree(resume_path(out_root, name), ignore_errors=True)
+        if "tasks" in meta:  # keep only what the results now on disk were reduced from
+            store.prune(t["digest"] for t in meta["tasks"]["per_task"])
     return meta
 
 
-def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command) -> dict[str, Any]:
+def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, command, executor,
+                store) -> dict[str, Any]:
     """Run the experiment into ``staging`` and write its meta.json there (last)."""
     cfg = module.Config.quick() if quick else module.Config()
     git = git_info(exclude=Path(out_root))  # before the run writes anything
@@ -442,7 +476,15 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
     seed_everything(seed)
 
     t0 = time.perf_counter()
-    module.run(cfg, ctx)
+    task_info = None
+    if registry.has_tasks(module):
+        results, task_info = tasks.run_tasks(module, name, cfg, ctx, store, executor)
+        seed_everything(seed)
+        t_reduce = time.perf_counter()
+        module.reduce(cfg, results, ctx)
+        task_info["reduce_wall_s"] = round(time.perf_counter() - t_reduce, 3)
+    else:
+        module.run(cfg, ctx)
     wall = time.perf_counter() - t0
 
     meta = {
@@ -462,8 +504,11 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
         "start_time_utc": start.isoformat(timespec="seconds"),
         "config": dataclasses.asdict(cfg),
         "command": command,
+        "executor": executor.describe(),
         "files": _finish_files(ctx, staging),
     }
+    if task_info is not None:
+        meta["tasks"] = {"store": task_store_path(Path("."), name).as_posix(), **task_info}
     if clash := set(ctx._provenance) & set(meta):
         raise ValueError(f"ctx.provenance: {sorted(clash)} are meta.json fields of the runner")
     meta.update(ctx._provenance)

@@ -102,7 +102,27 @@ def _section(exp_dir: Path, root: Path) -> str:
 
     lines.append(f"_Provenance: {provenance(meta)}._")
     lines.append("")
+    if isinstance(meta.get("tasks"), dict):
+        lines += [_tasks_line(meta["tasks"], meta.get("executor") or {}), ""]
     return "\n".join(lines)
+
+
+def _tasks_line(info: dict, executor: dict) -> str:
+    """Counts, executor and wall times of an experiment's tasks (from meta.json)."""
+    where = executor.get("kind", "?")
+    if executor.get("workers") is not None:
+        where += f", {executor['workers']} worker(s)"
+    times = info.get("task_wall_s", {})
+    proj = info.get("projected_wall_s", {})
+
+    def sec(x):
+        return f"{x:.3g} s" if isinstance(x, (int, float)) else "?"
+
+    return (f"_Tasks: {info.get('count', '?')} tasks ({info.get('computed', '?')} computed, "
+            f"{info.get('reused', '?')} reused) on {where}; task time {sec(times.get('total'))} in all "
+            f"(median {sec(times.get('median'))}, max {sec(times.get('max'))}); reduce "
+            f"{sec(info.get('reduce_wall_s'))}; projected on 16 / 64 workers "
+            f"{sec(proj.get('16'))} / {sec(proj.get('64'))}._")
 
 
 def experiment_index(root: Path, exp_dirs: list[Path]) -> str:

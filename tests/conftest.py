@@ -8,6 +8,20 @@ import torch
 import flamo
 
 
+@pytest.fixture
+def tasked(monkeypatch):
+    """Register the test experiment ``tasked`` (tests/task_experiment.py) in this process."""
+    import sys
+
+    import task_experiment
+    from experiments import registry
+
+    monkeypatch.setitem(sys.modules, "experiments.tasked", task_experiment)
+    monkeypatch.setattr(registry, "EXPERIMENTS", [*registry.EXPERIMENTS, "tasked"])
+    for var in ("TASKED_N", "TASKED_SLEEP", "TASKED_FAIL", "TASK_LOG"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ import torch
 
 import flamo
 from experiments import colorless_dafx23, colorless_fdn
-from experiments.colorless_common import TrialStore, histogram
+from experiments.colorless_common import histogram
+from experiments.tasks import TaskContext
 from flamo.reverb import fdn_structure, line_outputs, published_colorless_fdn
 
 SMALL = dataclasses.replace(colorless_fdn.Config.quick(), delay_sets=(("tiny", (7, 11, 13, 17)),),
@@ -45,14 +45,13 @@ def test_journal_early_stopping_rule(tmp_path):
         assert monitor.converged() is stop, values
 
 
-def _ctx(tmp_path):
-    return types.SimpleNamespace(seed=0, dtype=torch.float64, device=torch.device("cpu"),
-                                 resume_dir=tmp_path, name="colorless_fdn")
+def _tctx(work_dir):
+    return TaskContext(key="tiny/alpha1/trial0", seed=0, run_seed=0, device=torch.device("cpu"),
+                       dtype=torch.float64, _work_dir=work_dir)
 
 
 def test_an_interrupted_trial_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    whole = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "a"), TrialStore(tmp_path / "a"), "tiny",
-                                 (7, 11, 13, 17), 1.0, 0)
+    whole = colorless_fdn.run_trial(SMALL, _tctx(tmp_path / "a"), "tiny", (7, 11, 13, 17), 1.0, 0)
     calls = {"n": 0}
     original = colorless_fdn.JournalMonitor.__call__
 
@@ -63,21 +62,14 @@ def test_an_interrupted_trial_resumes_to_the_uninterrupted_result(tmp_path, monk
         original(self, state)
 
     monkeypatch.setattr(colorless_fdn.JournalMonitor, "__call__", killed_in_epoch_two)
-    store = TrialStore(tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):
-        colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
-    assert (store.folder("tiny", "alpha1", "trial0") / "last.pt").is_file()
+        colorless_fdn.run_trial(SMALL, _tctx(tmp_path / "b"), "tiny", (7, 11, 13, 17), 1.0, 0)
+    assert (tmp_path / "b" / "last.pt").is_file()  # the checkpoint in the task's work folder
     monkeypatch.setattr(colorless_fdn.JournalMonitor, "__call__", original)
-    resumed = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
+    resumed = colorless_fdn.run_trial(SMALL, _tctx(tmp_path / "b"), "tiny", (7, 11, 13, 17), 1.0, 0)
     assert resumed["epochs_run"] == whole["epochs_run"]
     assert resumed["final"]["residues_db"] == whole["final"]["residues_db"]
     assert [e["valid_total"] for e in resumed["epochs"]] == [e["valid_total"] for e in whole["epochs"]]
-    assert not (store.folder("tiny", "alpha1", "trial0") / "last.pt").exists()
-    # a finished trial is loaded, not recomputed
-    monkeypatch.setattr(colorless_fdn, "initial_fdn", None)
-    loaded = colorless_fdn.run_trial(SMALL, _ctx(tmp_path / "b"), store, "tiny", (7, 11, 13, 17), 1.0, 0)
-    assert loaded["final"]["residues_db"] == resumed["final"]["residues_db"]
-    assert loaded["epochs_run"] == resumed["epochs_run"]
 
 
 def _released_dafx_losses(system, sizes, max_points, ir_length):

@@ -73,7 +73,7 @@ def test_lagrange_is_exact_and_continuous_at_integers():
 
 
 @pytest.mark.parametrize("make", [
-    lambda m: flamo.Delay(m, learnable=True),
+    lambda m: flamo.Delay(m, learnable=True, mapping=flamo.functional.identity),
     lambda m: flamo.FractionalDelay(m, order=3, kind="lagrange"),
     lambda m: flamo.FractionalDelay(m, order=2, kind="thiran"),
 ], ids=["exact", "lagrange", "thiran"])
@@ -98,7 +98,8 @@ def test_gradient_wrt_delay_matches_central_differences(make):
 def test_exact_delay_gradient_is_the_phase_ramp():
     """d z^-m / dm = (log gamma - j omega) z^-m: magnitude grows linearly to ~pi at Nyquist."""
     g = flamo.Grid(nfft=64, alias_decay_db=6, dtype=torch.float64)
-    module = flamo.Delay(torch.tensor([7.4], dtype=torch.float64), learnable=True)
+    module = flamo.Delay(torch.tensor([7.4], dtype=torch.float64), learnable=True,
+                         mapping=flamo.functional.identity)
     raw = module.raw.detach().clone()
     _, jvp = torch.func.jvp(lambda v: response_with(module, ["raw"], (v,), g), (raw,), (torch.ones_like(raw),))
     z = g.z.numpy()

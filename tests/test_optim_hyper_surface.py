@@ -56,7 +56,8 @@ def test_parameter_head_and_gradients():
 
 
 def test_sweep_finds_known_minimum_and_matches_loop():
-    system = flamo.Series({"g": flamo.Gain([[1.0]]), "d": flamo.Delay([4.0], learnable=True)}).double()
+    system = flamo.Series({"g": flamo.Gain([[1.0]]), "d": flamo.Delay([4.0], learnable=True,
+                                                                   mapping=flamo.functional.identity)}).double()
     target = flamo.Series(flamo.Gain([[0.3]]), flamo.Delay([4.0])).double().response(GRID)
     mse = lambda p, t: ((p - t).abs() ** 2).mean()
     values = np.linspace(-1, 1, 41)  # step 0.05: 0.3 is on the grid

@@ -70,8 +70,10 @@ def test_roundtrip_through_json_file(name, tmp_path):
     rebuilt = flamo.load_preset(path)
     assert type(rebuilt) is type(module)
     assert [p.dtype for p in rebuilt.parameters()] == [p.dtype for p in module.parameters()]
-    torch.testing.assert_close(rebuilt.response(GRID), module.response(GRID),
-                               rtol=1e-12, atol=1e-12)
+    # a float32 module's mapped values round-trip to its rounding (the stable SOS
+    # parametrization's tanh/atanh), a float64 one's to 1e-12
+    tol = 1e-6 if any(p.dtype == torch.float32 for p in module.parameters()) else 1e-12
+    torch.testing.assert_close(rebuilt.response(GRID), module.response(GRID), rtol=tol, atol=tol)
     assert [n for n, _ in rebuilt.named_parameters()] == [n for n, _ in module.named_parameters()]
 
 
@@ -119,9 +121,9 @@ def _loop_system():
 
 def test_unstable_trained_sos_is_refused_at_save_with_the_reason(tmp_path):
     """Defect 3: a trained SOS whose poles left the circle was saved and then refused on load."""
-    sos = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -0.5, 0.25]]))
-    with torch.no_grad():
-        sos.raw[0, 3:] = torch.tensor([-3.0, 2.25])  # what a training step can do: poles at 1.5
+    sos = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -0.5, 0.25]]), stable=False)
+    with torch.no_grad():  # what a training step can do to coefficients: poles at 1.5
+        sos.raw[0, 3:] = torch.tensor([-3.0, 2.25])
     path = tmp_path / "p.json"
     with pytest.raises(ValueError, match=r"not written: the preset would not load back: .*unstable section, "
                                          r"max pole radius 1\.5 >= 1"):
@@ -131,7 +133,7 @@ def test_unstable_trained_sos_is_refused_at_save_with_the_reason(tmp_path):
     rebuilt = flamo.load_preset(flamo.save_preset(sos, path))
     assert rebuilt.check_stability is False
     torch.testing.assert_close(rebuilt.response(GRID), sos.response(GRID))
-    unchecked = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -3.0, 2.25]]), check_stability=False)
+    unchecked = flamo.SOS(np.array([[1.0, 0.0, 0.0, 1.0, -3.0, 2.25]]), check_stability=False, stable=False)
     assert flamo.load_preset(flamo.save_preset(unchecked, path)).config() == unchecked.config()
 
 

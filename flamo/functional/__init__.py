@@ -23,12 +23,13 @@ from .loop_solve import (MAX_PHASE_STEP, SINGULAR_PIVOT_FACTOR, LoopDeterminant,
 from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter, unmap_value
 from .matrices import (BlockRotation, Circulant, block_rotation, circulant, hadamard, householder,
                        skew_expm)
-from .sos import sos_poles, sos_response
+from .sos import reflection_to_sections, sections_to_reflection, sos_poles, sos_response
 from .velvet import velvet_pulses
 
 __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
     "allpass_response", "circulant", "Circulant", "block_rotation", "BlockRotation", "sos_response", "sos_poles", "skew_expm",
+    "reflection_to_sections", "sections_to_reflection",
     "householder", "hadamard", "diagonal_loop_solve", "LoopDeterminant", "lu_determinant",
     "singular_pivot_threshold", "SINGULAR_PIVOT_FACTOR", "winding_number", "MAX_PHASE_STEP",
     "identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value",

@@ -52,11 +52,16 @@ class Interval:
         return self.low + (self.high - self.low) * torch.sigmoid(x)
 
     def inverse(self, y):
+        """Raw values that map onto ``y`` in [low, high]; the bounds themselves (what a
+        saturated mapping returns, e.g. in a saved trained module) are stepped inside by the
+        dtype's epsilon, where the logit is finite."""
         y = torch.as_tensor(y)
-        if not ((y > self.low) & (y < self.high)).all():
+        if not ((y >= self.low) & (y <= self.high)).all():
             raise ValueError(f"Interval.inverse: values must lie in ({self.low}, {self.high}), "
                              f"got range [{y.min().item():g}, {y.max().item():g}]")
         u = (y - self.low) / (self.high - self.low)
+        eps = torch.finfo(u.dtype).eps
+        u = u.clamp(eps, 1 - eps)
         return torch.log(u) - torch.log1p(-u)
 
     def config(self):

@@ -20,7 +20,7 @@ import torch
 
 from ..grid import as_points
 
-__all__ = ["sos_response", "sos_poles"]
+__all__ = ["sos_response", "sos_poles", "reflection_to_sections", "sections_to_reflection"]
 
 
 def shifted_coefficients(poly: torch.Tensor) -> torch.Tensor:
@@ -223,3 +223,60 @@ def sos_poles(sos: torch.Tensor) -> torch.Tensor:
     a0, a1, a2 = (sos[..., i].to(torch.complex128) for i in (3, 4, 5))
     root = torch.sqrt(a1 * a1 - 4 * a0 * a2)
     return torch.stack([(-a1 + root) / (2 * a0), (-a1 - root) / (2 * a0)], dim=-1)
+
+
+def reflection_to_sections(raw: torch.Tensor, max_radius: float) -> torch.Tensor:
+    """Sections whose poles lie strictly inside radius ``max_radius``, for any raw value.
+
+    Parameters
+    ----------
+    raw : torch.Tensor
+        (..., K, 5) [b0, b1, b2, rho1, rho2]: the numerator as it is and the denominator
+        as two unconstrained values.
+    max_radius : float
+        Bound on the pole radii, in (0, 1].
+
+    Returns
+    -------
+    torch.Tensor
+        (..., K, 6) sections [b0 b1 b2 1 a1 a2] with a1 = r k1 (1 + k2), a2 = r^2 k2 and
+        reflection coefficients k_i = tanh(rho_i) in (-1, 1), r = ``max_radius``.
+
+    Notes
+    -----
+    1 + c1 z^-1 + c2 z^-2 has both roots inside the unit circle exactly when its reflection
+    (Schur-Cohn, lattice) coefficients k2 = c2 and k1 = c1 / (1 + c2) lie in (-1, 1) (Markel
+    & Gray, "Linear Prediction of Speech", 1976, ch. 5); scaling c1 by r and c2 by r^2 scales
+    the roots by r. The map is a bijection from R^2 onto all denominators with poles of
+    radius below r, smooth, with nonzero gradient everywhere. Where tanh rounds to +-1 (|rho|
+    above ~9 in float32, ~19 in float64) a pole reaches radius r itself: hence r < 1 for
+    strict stability.
+    """
+    k1, k2 = torch.tanh(raw[..., 3]), torch.tanh(raw[..., 4])
+    r = float(max_radius)
+    a1, a2 = r * k1 * (1 + k2), r * r * k2
+    one = torch.ones_like(a1)
+    return torch.stack([raw[..., 0], raw[..., 1], raw[..., 2], one, a1, a2], dim=-1)
+
+
+def sections_to_reflection(sos: torch.Tensor, max_radius: float) -> torch.Tensor:
+    """Inverse of :func:`reflection_to_sections`: (..., K, 6) sections (a0 != 0) -> (..., K, 5).
+
+    Raises
+    ------
+    ValueError
+        If a section has a pole beyond ``max_radius`` (up to rounding).
+    """
+    normalized = sos / sos[..., 3:4]
+    r = float(max_radius)
+    k2 = normalized[..., 5] / (r * r)
+    k1 = normalized[..., 4] / (r * (1 + k2))
+    eps = torch.finfo(normalized.dtype).eps
+    if not ((k1.abs() <= 1 + 8 * eps) & (k2.abs() <= 1 + 8 * eps)).all():
+        radius = sos_poles(sos).abs().max().item()
+        raise ValueError(f"a section has a pole of radius {radius:.6g}, beyond max_pole_radius = {r:g}")
+    # a pole at radius r itself (a saturated coefficient of a saved, trained module) is
+    # stepped inside by rounding's margin, where atanh is finite
+    k1, k2 = k1.clamp(-1 + eps, 1 - eps), k2.clamp(-1 + eps, 1 - eps)
+    return torch.stack([normalized[..., 0], normalized[..., 1], normalized[..., 2],
+                        torch.atanh(k1), torch.atanh(k2)], dim=-1)

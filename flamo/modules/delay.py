@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..functional.delays import delay_response
+from ..functional.mappings import Interval
 from ..response import Response
 from ..timedomain import realization as td
 from . import config_fields as cf
@@ -33,18 +34,37 @@ class Delay(DSPModule):
         delay that a time-domain implementation reproduces exactly, use
         :class:`flamo.FractionalDelay` (integer delay + Lagrange or Thiran filter).
     mapping : callable, optional
-        Raw parameter -> lengths in samples (default identity, so integer lengths stay
-        exact).
+        Raw parameter -> lengths in samples. Default: the identity for fixed lengths (so
+        integer lengths stay exact); for learnable ones
+        ``flamo.functional.Interval(0, max_delay)``, so that gradient descent cannot make a
+        length negative or longer than ``max_delay`` (learnable lengths went to -46.5
+        samples with the identity). Pass ``flamo.functional.identity`` for unbounded
+        learnable lengths.
+    max_delay : float, optional
+        Upper bound of the default learnable mapping, in samples; default twice the
+        longest initial length (at least 2). Keep it below the nfft of the grids you
+        evaluate on: a longer delay wraps (a :class:`flamo.exceptions.DelayWrapWarning`).
     """
 
     diagonal = True
     config_fields = {"delays": cf.Tensor(1), "mapping": cf.Mapping(), "learnable": cf.Bool()}
 
-    def __init__(self, delays, learnable=False, mapping=None):
+    def __init__(self, delays, learnable=False, mapping=None, max_delay=None):
         super().__init__()
         value = as_real_tensor(delays, "delays", "Delay", ndim=1)
         if (value < 0).any():
             raise ValueError(f"Delay: delays must be >= 0, got min {value.min().item():g}")
+        if mapping is None and learnable:
+            high = max(2.0, 2 * value.max().item()) if max_delay is None else float(max_delay)
+            if not (value <= high).all():
+                raise ValueError(f"Delay: learnable delays must lie in [0, max_delay = {high:g}] samples "
+                                 f"(the default mapping's interval), got [{value.min().item():g}, "
+                                 f"{value.max().item():g}]; pass max_delay, or "
+                                 f"mapping=flamo.functional.identity for unbounded lengths")
+            mapping = Interval(0.0, high)
+        elif max_delay is not None:
+            raise ValueError("Delay: max_delay bounds the default mapping of learnable delays; "
+                             "it cannot be combined with a mapping or learnable=False")
         self.mapping = mapping
         self._init_parameter("raw", value, mapping, learnable)
 

@@ -201,10 +201,6 @@ class GEQ(FilterModule):
                                  f"got [{gains.min().item():g}, {gains.max().item():g}]; widen the "
                                  f"range or pass command_range_db=None (unbounded)")
             self.mapping = Interval(low, high)
-            # a saturated mapping returns the bounds themselves (a saved trained module):
-            # step them inside, where the mapping's inverse is finite
-            margin = (high - low) * torch.finfo(gains.dtype).eps
-            gains = gains.clamp(low + margin, high - margin)
         self.command_range_db = None if command_range_db is None else (float(low), float(high))
         self._init_parameter("raw_command", gains, self.mapping, learnable)
 

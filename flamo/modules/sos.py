@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..functional.mappings import register_mapping
-from ..functional.sos import sos_poles, sos_response
+from ..functional.sos import reflection_to_sections, sections_to_reflection, sos_poles, sos_response
 from ..response import Response
 from ..timedomain import realization as td
 from . import config_fields as cf
@@ -41,21 +41,36 @@ class SOS(DSPModule):
         Each section is normalized by its a0 (which must be nonzero); the learnable raw
         parameter holds the five normalized coefficients [b0 b1 b2 a1 a2].
     mapping : callable, optional
-        Raw (..., K, 5) -> sections (..., K, 6); default :func:`insert_a0`. A custom
-        mapping receives the raw tensor as given (no inverse is applied).
+        Raw (..., K, 5) -> sections (..., K, 6), replacing the parametrization chosen by
+        ``stable``. A custom mapping receives the raw tensor as given (no inverse is
+        applied).
     learnable : bool, default True
     check_stability : bool, default True
         Raise ValueError at construction when a pole lies on or outside the unit circle.
-        Gradient steps can still move poles outward (a stable parametrization, such as a
-        pole radius through a sigmoid or the designs of :class:`flamo.Biquad`, prevents
-        that). Recorded in
-        :meth:`config`, so a preset is checked as the module was: saving a module built
-        with the check whose poles have since left the circle is refused with the reason.
+        Recorded in :meth:`config`, so a preset is checked as the module was: saving a
+        module built with the check whose poles have since left the circle is refused with
+        the reason.
+    stable : bool, optional
+        Parametrize the denominators by reflection coefficients
+        (:func:`flamo.functional.reflection_to_sections`), so that every raw value, whatever
+        gradient descent does, gives poles strictly inside radius ``max_pole_radius``; the
+        initial poles must lie inside it. False: the raw parameter is the five normalized
+        coefficients [b0 b1 b2 a1 a2] (:func:`insert_a0`), which a step can move anywhere.
+        Default: ``learnable`` (a fixed filter needs no parametrization).
+    max_pole_radius : float, default :data:`MAX_POLE_RADIUS`
+        Bound of the stable parametrization, in (0, 1).
     """
 
-    config_fields = {"sos": cf.Tensor((2, 3)), "learnable": cf.Bool(), "check_stability": cf.Bool()}
+    #: Default pole-radius bound of the stable parametrization: below 1 so that a saturated
+    #: reflection coefficient (tanh rounding to 1) still leaves the pole inside the unit
+    #: circle; a decay of 60 dB in 6.9e5 samples (14 s at 48 kHz).
+    MAX_POLE_RADIUS = 0.99999
 
-    def __init__(self, sos, mapping=None, learnable=True, check_stability=True):
+    config_fields = {"sos": cf.Tensor((2, 3)), "learnable": cf.Bool(), "check_stability": cf.Bool(),
+                     "stable": cf.Bool(), "max_pole_radius": cf.Number()}
+
+    def __init__(self, sos, mapping=None, learnable=True, check_stability=True, stable=None,
+                 max_pole_radius=MAX_POLE_RADIUS):
         super().__init__()
         value = as_real_tensor(sos, "sos", "SOS", ndim=(2, 3))
         if value.shape[-1] != 6:
@@ -73,11 +88,25 @@ class SOS(DSPModule):
                         "poles not computable (coefficients too large)")
                 raise ValueError(f"SOS: unstable section, {what} (pass check_stability=False to "
                                  f"allow it)")
+        stable = bool(learnable) if stable is None else stable
+        if not isinstance(stable, bool):
+            raise TypeError(f"SOS: stable must be True, False or None, got {stable!r}")
+        if isinstance(max_pole_radius, bool) or not 0 < float(max_pole_radius) < 1:
+            raise ValueError(f"SOS: max_pole_radius must lie in (0, 1), got {max_pole_radius!r}")
         self.diagonal = value.ndim == 3
         self.mapping = mapping
         self.check_stability = bool(check_stability)
-        normalized = value / value[..., 3:4]
-        raw = torch.cat([normalized[..., :3], normalized[..., 4:]], dim=-1)
+        self.stable = stable and mapping is None
+        self.max_pole_radius = float(max_pole_radius)
+        if self.stable:
+            try:
+                raw = sections_to_reflection(value, self.max_pole_radius)
+            except ValueError as err:
+                raise ValueError(f"SOS: {err}; the stable parametrization needs every initial pole "
+                                 f"inside that radius (pass stable=False for coefficients)") from None
+        else:
+            normalized = value / value[..., 3:4]
+            raw = torch.cat([normalized[..., :3], normalized[..., 4:]], dim=-1)
         self._init_parameter("raw", raw, None, learnable)
 
     @property
@@ -88,15 +117,21 @@ class SOS(DSPModule):
     @property
     def sos(self) -> torch.Tensor:
         """Mapped sections, (K, 6) or (N, K, 6), a0 = 1."""
-        return insert_a0(self.raw) if self.mapping is None else self.mapping(self.raw)
+        if self.mapping is not None:
+            return self.mapping(self.raw)
+        if self.stable:
+            return reflection_to_sections(self.raw, self.max_pole_radius)
+        return insert_a0(self.raw)
 
     def config(self):
-        """{"sos": a0-normalized sections, "learnable", "check_stability"} (default mapping only)."""
+        """{"sos": a0-normalized sections, "learnable", "check_stability", "stable",
+        "max_pole_radius"} (built-in parametrizations only)."""
         if self.mapping is not None:
             raise ValueError(f"SOS.config: a custom mapping ({self.mapping!r}) cannot be saved")
         cfg = self._value_config("sos", self.sos, None)
         del cfg["mapping"]
-        cfg["check_stability"] = self.check_stability
+        cfg.update(check_stability=self.check_stability, stable=self.stable,
+                   max_pole_radius=self.max_pole_radius)
         return cfg
 
     def structured_response(self, points):

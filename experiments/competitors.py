@@ -109,7 +109,7 @@ class Config:
     run_budget_s: float | None = 2700.0
     memory_fraction: float = 0.7  # of the memory available when a case starts
     process_per_method: bool = True  # False: one process per side (quick smoke only, cheaper)
-    rir_dir: str = "/work/shared/data/rirs"  # every *.wav below it (falls back to data/rirs)
+    rir_dir: str = "data/rirs"  # every *.wav below it (relative: to the repository)
     parity_fft_sizes: list = field(default_factory=lambda: [512, 1024, 2048])
     parity_seconds: float = 1.0
     parity_mrstft_rtol: float = 1e-3  # fixed before any run, for zero-padded signals
@@ -387,9 +387,7 @@ def _rirs(cfg, ctx):
     root = Path(cfg.rir_dir) if Path(cfg.rir_dir).is_absolute() else ROOT / cfg.rir_dir
     files = sorted(glob.glob(str(root / "**" / "*.wav"), recursive=True))
     if not files:
-        ctx.log(f"parity: no RIRs under {root}; using {ROOT / 'data/rirs'}")
-        root = ROOT / "data" / "rirs"
-        files = sorted(glob.glob(str(root / "*.wav")))
+        raise ValueError(f"competitors: rir_dir holds no *.wav files: {root}")
     import soundfile
 
     out = []

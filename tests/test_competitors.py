@@ -40,7 +40,11 @@ def test_fdn_truth_matches_the_baseline_block_fdn(with_sos):
     ref = baselines.fdn_impulse_response(4000, _t(p["m"]), _t(p["A"]), _t(p["b"]), _t(p["c"]), 0.0,
                                          g=None if g is None else _t(g),
                                          sos=None if sos is None else _t(sos / sos[..., 3:4])).numpy()
-    assert systems.relative_error(h, ref) < 1e-12
+    # Two float64 recursions of different orders of summation: their rounding differs by about
+    # eps times the noise gain of the loop's filters, which the GEQ's 31 Hz sections (poles
+    # within 1e-3 of the circle) raise by a few hundred (measured 1.1e-12 with the GEQ, 1e-15
+    # without); 1e-10 still fails for any wrong coefficient or delay by orders of magnitude.
+    assert systems.relative_error(h, ref) < (1e-10 if with_sos else 1e-12)
 
 
 def test_fdn_truth_feedback_arrangement_matches_frequency_sampling():

@@ -74,17 +74,12 @@ def test_no_private_name_is_imported_across_files(root):
 
 #: Paths and documents of the machine the project was written on, which a checkout lacks.
 OUTSIDE = re.compile(r"/work/|references\.md|issue target|\bissues? #?\d+")
-#: Known leftover, kept until its data is in the repository: the competitors experiment reads
-#: the measured RIRs of the machine's data folder (more rooms than data/rirs holds) and falls
-#: back to data/rirs.
-KNOWN = {"experiments/competitors.py"}
-
 
 def test_nothing_refers_outside_the_repository():
     roots = PACKAGES + ("docs", "README.md", "pyproject.toml", "asv.conf.json", ".ci")
     offences = [f"{f.relative_to(REPO)}:{n}: {line.strip()}"
                 for f in _files(roots, {".py", ".md", ".sh", ".toml", ".json", ".txt", ".rst", ""})
-                if str(f.relative_to(REPO)) not in KNOWN and f.name != Path(__file__).name
+                if f.name != Path(__file__).name
                 for n, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
                 if OUTSIDE.search(line)]
     assert not offences, "references to files outside the repository:\n" + "\n".join(offences)

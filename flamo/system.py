@@ -423,9 +423,12 @@ class Recursion(DSPModule):
             warn(message, UnstableLoopWarning)
         if any_unresolved:
             k = int(step_bin)
+            # The message holds nothing that changes from one training step to the next (not
+            # the phase step itself), so Python's default filter shows it once per call site
+            # instead of once per step.
             warn(
                 f"Recursion: the grid does not resolve the loop's poles: the phase of "
-                f"det(I - F B) moves by {largest:.3g} rad (more than pi/2) between "
+                f"det(I - F B) moves by more than pi/2 between "
                 f"{points.point_label(k)} and the next bin, so a pole lies within about "
                 f"pi/nfft of the circle of evaluation. Its response wraps around with little "
                 f"attenuation (about 27 dB or less per nfft samples), and poles outside the "

@@ -249,6 +249,23 @@ def test_coarse_grid_for_a_nearly_lossless_loop_says_so():
         fdn.response(flamo.Grid(2 ** 15, fs=48000, alias_decay_db=60))
 
 
+
+def test_resolution_warning_is_shown_once_per_call_site_while_training():
+    """A training loop evaluates the same marginal loop at every step with slightly different
+    parameters: the warning says so once, not once per step (Python's default filter)."""
+    fdn = build_fdn(delays=[887, 911, 941, 1699, 1951, 2053], t60=9.0, input_gains=1.0,
+                    output_gains=1 / 6, seed=0)
+    grid = flamo.Grid(2 ** 15, fs=48000)
+    optimizer = torch.optim.SGD(fdn.parameters(), lr=1e-4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            loss = fdn.response(grid).abs().square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert sum(issubclass(w.category, LoopResolutionWarning) for w in caught) == 1
+
 def test_explicit_points_check_singularity_only():
     """At explicit points there is no circle to wind around; a point on a pole still raises."""
     loop = flamo.Recursion(flamo.Delay([4.0]), flamo.Gain([[1.0]])).double()

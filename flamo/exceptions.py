@@ -15,7 +15,7 @@ import sys
 import warnings
 
 __all__ = ["FlamoWarning", "LoopResolutionWarning", "UnstableLoopWarning", "PrecisionWarning",
-           "DelayWrapWarning", "warn"]
+           "DelayWrapWarning", "StalledParameterWarning", "warn"]
 
 # Frames of these packages are skipped when a warning names the line that caused it.
 _INTERNAL_PACKAGES = ("flamo", "torch")
@@ -58,3 +58,9 @@ class PrecisionWarning(FlamoWarning):
 class DelayWrapWarning(FlamoWarning):
     """A delay length outside [0, nfft) on a :class:`flamo.Grid`: frequency sampling wraps it
     modulo nfft (a delay of nfft + 10 samples shows up at n = 10)."""
+
+
+class StalledParameterWarning(FlamoWarning):
+    """Training: entries of a parameter that were moving have had a gradient of exactly zero
+    at every one of many consecutive steps since, so the optimizer cannot move them: a
+    bounded mapping (:class:`flamo.functional.Interval`, a sigmoid) saturated at its bound."""

@@ -278,3 +278,41 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(p, q), name
     for log in ("steps.csv", "epochs.csv"):
         assert (folder / log).read_bytes() == (tmp_path / "straight" / log).read_bytes(), log
+
+
+def test_a_mapping_driven_into_saturation_is_reported_once():
+    """Interval(0, 1) of a raw value above ~17 is 1.0 in float32 with a gradient of exactly
+    zero. A target above the interval drives the raw value there (Adam, lr 10), after which no
+    step moves it: the trainer says so once, naming the parameter. An entry unused from the
+    first step (zero gradient throughout) is not reported."""
+    import warnings
+
+    from flamo.exceptions import StalledParameterWarning
+    from flamo.functional import Interval
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.raw = torch.nn.Parameter(torch.tensor([0.0, 0.0]))  # entry 1 unused
+
+        def forward(self, x):
+            return Interval(0.0, 1.0)(self.raw[0]) * x
+
+    data = (torch.tensor(1.0), torch.tensor(2.0))  # unreachable: the output stays below 1
+    mse = lambda y, t: (y - t).square().mean()  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(Model(), {"mse": (mse, 1.0)}, data=data, lr=10.0, steps_per_epoch=80,
+                          progress=False, stall_steps=10)
+        trainer.fit(epochs=1)
+    stalled = [w for w in caught if issubclass(w.category, StalledParameterWarning)]
+    assert trainer.model.raw.detach()[0] > 17  # saturated: sigmoid is 1.0 in float32
+    assert len(stalled) == 1
+    assert "1 of 2 entries of parameter 'raw'" in str(stalled[0].message)
+    quiet = Trainer(Model(), {"mse": (mse, 1.0)}, data=(torch.tensor(1.0), torch.tensor(0.5)),
+                    lr=0.01, steps_per_epoch=30, progress=False, stall_steps=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StalledParameterWarning)
+        quiet.fit(epochs=1)  # moving entry and unused entry: nothing to say
+    with pytest.raises(ValueError, match="stall_steps"):
+        Trainer(Model(), {"mse": (mse, 1.0)}, data=data, stall_steps=0)

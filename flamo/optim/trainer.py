@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write, remove_stale_temps
+from ..exceptions import StalledParameterWarning, warn
 
 __all__ = ["Trainer", "TrainState", "NonFiniteError"]
 
@@ -219,6 +220,12 @@ class Trainer:
         Seeds torch, numpy and random at construction and orders the dataset.
     progress : bool
         Show a tqdm bar.
+    stall_steps : int or None
+        Warn (:class:`flamo.exceptions.StalledParameterWarning`, once per parameter) when
+        entries of a parameter that were moving have had a gradient of exactly zero at each
+        of this many consecutive steps of this process: a mapping saturated at its bound,
+        which no step can move. Entries with a zero gradient from the first step (unused by
+        their parametrization) are not reported. None: no check.
     """
 
     def __init__(self, model: nn.Module, criteria: dict, data=None, forward: Callable | None = None,
@@ -226,7 +233,8 @@ class Trainer:
                  steps_per_epoch: int = 100, batch_size: int = 1, grad_clip: float | None = None,
                  early_stopping: int | None = None, min_delta: float = 0.0, log_dir=None,
                  checkpoint_dir=None, checkpoint_every: int = 1, device=None, callbacks=(),
-                 seed: int = 0, progress: bool = True, tensorboard: bool = False):
+                 seed: int = 0, progress: bool = True, tensorboard: bool = False,
+                 stall_steps: int | None = 100):
         if not isinstance(criteria, dict) or not criteria:
             raise TypeError("Trainer: criteria must be a non-empty dict {name: (loss_fn, weight)}")
         for name, spec in criteria.items():
@@ -237,6 +245,9 @@ class Trainer:
         if steps_per_epoch < 1 or batch_size < 1:
             raise ValueError(f"Trainer: steps_per_epoch and batch_size must be >= 1, got "
                              f"{steps_per_epoch} and {batch_size}")
+        if stall_steps is not None and (isinstance(stall_steps, bool) or not isinstance(stall_steps, int)
+                                        or stall_steps < 1):
+            raise ValueError(f"Trainer: stall_steps must be an int >= 1 or None, got {stall_steps!r}")
         if scheduler_every not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_every must be 'epoch' or 'step', got {scheduler_every!r}")
         self.seed = int(seed)
@@ -269,6 +280,10 @@ class Trainer:
         self.checkpoint_every = int(checkpoint_every)
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.stall_steps = stall_steps
+        # per parameter: (entries that have had a nonzero gradient, consecutive zero-gradient steps since)
+        self._zero_grad_run: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._stalled_warned: set[str] = set()
         self.step = 0  # completed global steps
         self.best = math.inf
         self.bad_epochs = 0
@@ -320,6 +335,33 @@ class Trainer:
                 raise NonFiniteError(f"Trainer: gradient of parameter {pname!r} is not finite at "
                                      f"step {self.step + 1} (all loss terms were finite)")
 
+    def _check_stalled(self):
+        """Count, per entry that has had a nonzero gradient in this process, the consecutive
+        steps since with a gradient of exactly zero; warn once per parameter when an entry
+        reaches ``stall_steps``. Entries whose gradient was zero from the first step are
+        left out: a parametrization may leave entries unused (the diagonal of a skew
+        generator), and those are not stalls."""
+        if self.stall_steps is None:
+            return
+        for pname, p in self.model.named_parameters():
+            if p.grad is None or pname in self._stalled_warned:
+                continue
+            zero = p.grad.detach() == 0
+            moved, run = self._zero_grad_run.get(pname, (torch.zeros_like(zero), None))
+            moved = moved | ~zero
+            run = torch.zeros_like(zero, dtype=torch.int32) if run is None else run
+            run = (run + 1) * (zero & moved)
+            self._zero_grad_run[pname] = (moved, run)
+            stalled = int((run >= self.stall_steps).sum())
+            if stalled:
+                self._stalled_warned.add(pname)
+                warn(f"Trainer: {stalled} of {p.numel()} entries of parameter {pname!r} had a "
+                     f"gradient of exactly zero at each of the last {self.stall_steps} steps "
+                     f"(step {self.step + 1}) after moving before, so the optimizer cannot move "
+                     f"them: a saturated mapping (e.g. an Interval at its bound: re-initialize "
+                     f"inside the interval, widen it or lower the learning rate)",
+                     StalledParameterWarning)
+
     def _clip(self):
         params = [p for p in self.model.parameters() if p.grad is not None]
         if not params:
@@ -339,6 +381,7 @@ class Trainer:
             total.backward()
             self._check_grads()
             if not record:  # LBFGS calls the closure several times: log the first
+                self._check_stalled()
                 record["total"] = float(total.detach())
                 record.update({k: float(v.detach()) for k, v in terms.items()})
                 record["grad_norm"] = self._clip()

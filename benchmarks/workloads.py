@@ -173,12 +173,15 @@ def arrange_fdn(system, arrangement: str):
     """The builder's FDN with its attenuation moved to where ``arrangement`` says.
 
     ``system`` is a :func:`library_fdn` (``Series`` input, loop, output); its loop is
-    ``Recursion(Series(delays, attenuation), matrix)``. "forward" returns it unchanged,
-    "feedback_before" builds ``Recursion(delays, Series(attenuation, matrix))`` (the filters
-    act before the matrix) and "feedback_after" ``Recursion(delays, Series(matrix,
-    attenuation))``, FLAMO's own examples' layout. The same module objects are reused.
+    ``Recursion(Series(delays, attenuation), matrix)``. "forward" returns it unchanged;
+    otherwise :func:`flamo.reverb.build_fdn` builds the FDN of the same delays and gains
+    (lossless lines) with the feedback path ``Series(attenuation, matrix)`` for
+    "feedback_before" (the filters act before the matrix) or ``Series(matrix, attenuation)``
+    for "feedback_after", FLAMO's own examples' layout. The attenuation and matrix modules
+    are reused.
     """
-    from flamo import Recursion, Series
+    from flamo import Series
+    from flamo.reverb import build_fdn, fdn_structure
 
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"arrange_fdn: arrangement must be one of {ARRANGEMENTS}, "
@@ -186,13 +189,15 @@ def arrange_fdn(system, arrangement: str):
     if arrangement == "forward":
         return system
     loop = system["loop"]
-    delays, attenuation = loop.forward_path["delays"], loop.forward_path["attenuation"]
-    feedback = ({"attenuation": attenuation, "matrix": loop.feedback_path}
-                if arrangement == "feedback_before"
-                else {"matrix": loop.feedback_path, "attenuation": attenuation})
-    parts = dict(system.named_parts())
-    parts["loop"] = Recursion(delays, Series(feedback))
-    return Series(parts)
+    attenuation, matrix = loop.forward_path["attenuation"], loop.feedback_path
+    feedback = Series({"attenuation": attenuation, "matrix": matrix}
+                      if arrangement == "feedback_before"
+                      else {"matrix": matrix, "attenuation": attenuation})
+    fdn = fdn_structure(system)
+    with torch.no_grad():
+        return build_fdn(delays=[int(m) for m in fdn.m.tolist()], matrix=feedback,
+                         input_gains=fdn.b.detach().clone(), output_gains=fdn.c.detach().clone(),
+                         dtype=fdn.b.dtype)
 
 
 class FDNParams:

@@ -347,9 +347,9 @@ class Trainer:
             if p.grad is None or pname in self._stalled_warned:
                 continue
             zero = p.grad.detach() == 0
-            moved, run = self._zero_grad_run.get(pname, (torch.zeros_like(zero), None))
+            moved, run = self._zero_grad_run.get(
+                pname, (torch.zeros_like(zero), torch.zeros_like(zero, dtype=torch.int32)))
             moved = moved | ~zero
-            run = torch.zeros_like(zero, dtype=torch.int32) if run is None else run
             run = (run + 1) * (zero & moved)
             self._zero_grad_run[pname] = (moved, run)
             stalled = int((run >= self.stall_steps).sum())

@@ -43,7 +43,7 @@ from experiments import io
 from experiments.colorless_common import (magnitude_db, plot_band_responses, plot_residue_histograms,
                                           residue_levels_db)
 from flamo.functional import octave_bands
-from flamo.optim import Trainer, octave_filterbank, schroeder_edc, t60_from_edc
+from flamo.optim import Trainer, noise_floor_cut, octave_filterbank, schroeder_edc, t60_from_edc
 from flamo.optim.datasets import onset_index
 from flamo.optim.losses import FeedbackSparsity, MagnitudeMSE
 from flamo.reverb import build_fdn, fdn_structure
@@ -84,52 +84,13 @@ class Config:
         return cls(nfft=9600, steps=20, steps_per_epoch=10, render_seconds=0.5, analysis_nfft=96000)
 
 
-def _window_energy(bands: np.ndarray, n: int) -> np.ndarray:
-    """Mean energy of consecutive n-sample windows of bands (T, C), (T // n, C)."""
-    return (bands[: bands.shape[0] // n * n].reshape(-1, n, bands.shape[1]) ** 2).mean(axis=1)
-
-
-def noise_floor_truncation(bands: np.ndarray, fs: float, window_s: float = 0.05,
-                           margin_db: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
-    """Where each band's decay meets its noise floor, and how far its peak stands above it.
-
-    The noise floor is the mean energy of the last 10 % of the response; the band is cut at
-    the first ``window_s`` window after its peak whose energy is within ``margin_db`` of the
-    floor (the intersection point of Lundeby et al., Acustica 81, 1995, first pass).
-    Integrating the Schroeder curve only up to that point keeps the noise from flattening it
-    (ISO 3382-1, truncation without compensation: a T60 read from it is slightly short).
-
-    Parameters
-    ----------
-    bands : ndarray, (T, C)
-        Band-filtered impulse response.
-    fs : float
-        Sample rate [Hz].
-
-    Returns
-    -------
-    cut : ndarray of int, (C,)
-        First sample to discard in each band.
-    dynamic_range_db : ndarray, (C,)
-        Peak window energy over the noise floor [dB].
-    """
-    n = max(1, int(round(window_s * fs)))
-    energy = _window_energy(bands, n)
-    floor = np.maximum(energy[-max(1, energy.shape[0] // 10):].mean(axis=0), np.finfo(float).tiny)
-    peak = energy.argmax(axis=0)
-    cut = np.empty(bands.shape[1], dtype=int)
-    for k in range(bands.shape[1]):
-        after = np.flatnonzero(energy[peak[k]:, k] <= floor[k] * 10 ** (margin_db / 10))
-        cut[k] = bands.shape[0] if after.size == 0 else (peak[k] + after[0]) * n
-    return cut, 10 * np.log10(energy.max(axis=0) / floor)
-
-
 def room_t60(cfg) -> pd.DataFrame:
     """Octave-band T60 [s] of the measured room (centres of :func:`flamo.functional.octave_bands`).
 
     Each band's Schroeder curve is integrated up to where its decay meets the noise floor
-    (:func:`noise_floor_truncation`; integrated to the end, seconds of noise read as decay:
-    62.5 Hz of the default room gave 11.6 s against 0.5-0.8 s in the other bands). A band is
+    (:func:`flamo.optim.noise_floor_cut`, 50 ms windows, 5 dB margin; integrated to the end,
+    seconds of noise read as decay: 62.5 Hz of the default room gave 11.6 s against 0.5-0.8 s
+    in the other bands). A band is
     fitted only when the curve gives a T60 and its peak stands ``cfg.min_dynamic_range_db``
     above its noise floor (ISO 3382-1's condition for a T20); the other bands take the nearest
     fitted band's value. Columns: centre_hz, t60_s, dynamic_range_db, cut_s, fitted."""
@@ -141,7 +102,7 @@ def room_t60(cfg) -> pd.DataFrame:
     h = h[onset_index(h):]
     centres = np.array(octave_bands())
     bands = octave_filterbank(torch.as_tensor(h), cfg.fs, tuple(centres))
-    cut, dynamic_range = noise_floor_truncation(bands.numpy(), cfg.fs)
+    cut, dynamic_range = (v.numpy() for v in noise_floor_cut(bands, cfg.fs, window_s=0.05, margin_db=5.0))
     keep = torch.arange(bands.shape[0])[:, None] < torch.as_tensor(cut)[None, :]
     edc = schroeder_edc(bands * keep, db=True)
     t60 = t60_from_edc(edc, cfg.fs, *cfg.t60_range_db).numpy()

@@ -63,7 +63,7 @@ import torch
 
 import flamo
 from flamo.optim import EDCLoss, MultiResolutionSTFTLoss, Trainer, octave_filterbank, schroeder_edc
-from flamo.optim import t60_from_edc
+from flamo.optim import noise_floor_cut, t60_from_edc
 from flamo.optim.datasets import onset_index
 from flamo.reverb import build_fdn, coprime_delays, normalize_energy
 from experiments.tasks import Task
@@ -212,22 +212,19 @@ def _target_ir(target, cfg):
     return h / np.abs(h).max()
 
 
-def _noise_onset(h, fs, window_ms=10.0, margin_db=3.0, tail=0.1):
-    """First sample where the smoothed energy envelope falls to the noise floor + margin.
+def _noise_onset(h, fs):
+    """First sample of a target's noise: where its 10 ms window energy comes within 3 dB of
+    the noise floor (:func:`flamo.optim.noise_floor_cut`, floor = the last 10 % of the IR).
 
-    The noise floor is the mean power of the last ``tail`` share of the IR. A measured RIR's
-    EDC flattens once the noise dominates; fitting that plateau would ask the FDN for a far
-    too long decay, so the target is cut there (a simple version of the truncation point of
-    Lundeby et al., Acustica 81, 1995). Returns h.size when the IR never reaches it (e.g. a
-    simulated, noise-free IR).
+    A measured RIR's EDC flattens once the noise dominates; fitting that plateau would ask the
+    FDN for a far too long decay, so the target is cut there. Returns h.size when the peak
+    stands less than 20 dB above the floor (no decay above it) or the IR ends in zeros (no
+    floor: a noise-free simulated IR).
     """
-    power = np.convolve(h**2, np.ones(max(1, int(window_ms * 1e-3 * fs))), mode="same")
-    noise = power[-max(1, int(tail * h.size)):].mean()
-    if noise <= 0 or power.max() < noise * 10 ** (20 / 10):  # no noise floor, or no decay to find
+    if not np.any(h[-max(1, h.size // 10):]):
         return h.size
-    below = np.flatnonzero(power <= noise * 10 ** (margin_db / 10))
-    below = below[below > np.argmax(power)]
-    return int(below[0]) if below.size else h.size
+    cut, dynamic_range = noise_floor_cut(torch.as_tensor(h), fs, window_s=0.01, margin_db=3.0)
+    return h.size if dynamic_range.item() < 20.0 else int(cut)
 
 
 # -- measurements ------------------------------------------------------------------------

@@ -203,3 +203,57 @@ def test_time_losses_take_module_outputs_and_refuse_time_last_signals():
         losses.multi_resolution_stft_loss(y.T, x.T, (64,))
     with pytest.raises(ValueError, match="time first"):
         losses.edc_loss(torch.ones(1, 5), torch.ones(1, 5))
+
+
+def test_noise_floor_cut_finds_where_a_known_decay_meets_its_noise():
+    """An exponential decay of known T60 (0.5 s) over white noise 40 dB down: integrated to
+    the end, the noise reads as seconds of decay; cut at the noise floor, the T20 is right."""
+    fs, t60 = 48000.0, 0.5
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2 * fs)) / fs
+    h = (rng.standard_normal(t.size) * 10 ** (-3 * t / t60))[:, None]
+    h = torch.as_tensor(h + 10 ** (-40 / 20) * rng.standard_normal((t.size, 1)))
+    cut, dynamic_range = energy_decay.noise_floor_cut(h, fs)
+    # the decay reaches floor + 5 dB at (40 - 5) / 60 * 0.5 s = 0.29 s (50 ms windows)
+    assert cut.shape == (1,) and cut.dtype == torch.int64
+    assert 0.25 <= cut.item() / fs <= 0.35
+    assert 35.0 <= dynamic_range.item() <= 41.0
+    keep = torch.arange(t.size)[:, None] < cut[None, :]
+
+    def read(x):
+        return energy_decay.t60_from_edc(energy_decay.schroeder_edc(x, db=True), fs, -5.0, -25.0).item()
+
+    assert read(h) > 2 * t60  # the flaw the cut removes
+    assert read(h * keep) == pytest.approx(t60, rel=0.03)
+    # channels are independent: a (T,) signal gives the same cut as its (T, 1) form, and a
+    # second channel 20 dB further down meets the same floor ~ 20 / 60 * 0.5 s earlier
+    one, _ = energy_decay.noise_floor_cut(h[:, 0], fs)
+    assert one.shape == () and one.item() == cut.item()
+    noise = 10 ** (-40 / 20) * torch.as_tensor(rng.standard_normal(t.size))
+    two = torch.stack([h[:, 0], 0.1 * (h[:, 0] - noise) + noise], dim=1)
+    cuts, _ = energy_decay.noise_floor_cut(two, fs)
+    assert cuts[0] == cut[0] and 0.1 <= (cuts[0] - cuts[1]).item() / fs <= 0.25
+
+
+def test_noise_floor_cut_of_a_noise_free_decay_lands_in_its_last_windows():
+    """Without noise the "floor" is the decay's own tail (the last 10 %, 1.8-2 s): the cut
+    comes within 5 dB of its mean, near the end, with the decay's full range above it."""
+    fs, t60 = 8000.0, 0.5
+    t = torch.arange(int(2 * fs), dtype=torch.float64) / fs
+    h = torch.as_tensor(np.random.default_rng(1).standard_normal(t.numel())) * 10 ** (-3 * t / t60)
+    cut, dynamic_range = energy_decay.noise_floor_cut(h, fs)
+    assert 1.75 <= cut.item() / fs < 2.0
+    # the floor lies about 120 dB/s x 1.9 s below the peak window
+    assert 200.0 <= dynamic_range.item() <= 240.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fs=0.0), "fs must be"), (dict(window_s=0.0), "window_s must be"),
+    (dict(margin_db=-1.0), "margin_db must be"), (dict(tail=0.0), "tail must be"),
+    (dict(window_s=2.0), "fewer than one window")])
+def test_noise_floor_cut_rejects_invalid_arguments(kwargs, match):
+    args = dict(h=torch.randn(8000, dtype=torch.float64), fs=8000.0) | kwargs
+    with pytest.raises(ValueError, match=match):
+        energy_decay.noise_floor_cut(**args)
+    with pytest.raises(ValueError, match="non-finite"):
+        energy_decay.noise_floor_cut(torch.tensor([1.0, float("nan")] * 4000), 8000.0)

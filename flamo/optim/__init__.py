@@ -2,12 +2,12 @@
 loss-surface exploration.
 
 Submodules: :mod:`~flamo.optim.losses`, :mod:`~flamo.optim.energy_decay` (Schroeder EDC, octave
-bands, EDR, T60; reusable by reverberation code), :mod:`~flamo.optim.trainer`,
+bands, EDR, T60, noise-floor cut; reusable by reverberation code), :mod:`~flamo.optim.trainer`,
 :mod:`~flamo.optim.datasets`, :mod:`~flamo.optim.hyper`, :mod:`~flamo.optim.surface`.
 """
 
 from . import datasets, energy_decay, hyper, losses, surface
-from .energy_decay import edr, octave_filterbank, schroeder_edc, t60_from_edc
+from .energy_decay import edr, noise_floor_cut, octave_filterbank, schroeder_edc, t60_from_edc
 from .hyper import (ParameterHead, batched_call, batched_response, flatten, parameter_shapes,
                     raw_parameters, unflatten)
 from .losses import *  # noqa: F401,F403  (every loss function and module)
@@ -16,7 +16,7 @@ from .surface import Axis, SweepResult, local_minima, sweep
 from .trainer import NonFiniteError, Trainer, TrainState
 
 __all__ = ["datasets", "energy_decay", "hyper", "losses", "surface", "schroeder_edc", "edr",
-           "octave_filterbank", "t60_from_edc", "ParameterHead", "batched_call",
+           "octave_filterbank", "t60_from_edc", "noise_floor_cut", "ParameterHead", "batched_call",
            "batched_response", "flatten", "unflatten", "parameter_shapes", "raw_parameters",
            "Axis", "SweepResult", "sweep", "local_minima", "Trainer", "TrainState",
            "NonFiniteError", *_loss_names]

@@ -24,7 +24,7 @@ from ..functional.filterbank import band_masks
 from ..signal import time_first, time_last
 
 __all__ = ["schroeder_edc", "to_db", "octave_band_masks", "octave_filterbank", "edr", "stft",
-           "t60_from_edc", "OCTAVE_CENTERS"]
+           "t60_from_edc", "noise_floor_cut", "OCTAVE_CENTERS"]
 
 #: Nominal octave-band centre frequencies [Hz] (IEC 61260 base-2 series).
 OCTAVE_CENTERS = (31.25, 62.5, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
@@ -223,3 +223,80 @@ def t60_from_edc(edc_db: torch.Tensor, fs: float, start_db: float = -5.0,
     dt = (t - t_mean[..., None]) * mask
     slope = (dt * (edc_db - e_mean[..., None])).sum(-1) / (dt * dt).sum(-1).clamp_min(1e-30)
     return -60.0 / slope
+
+
+def noise_floor_cut(h: torch.Tensor, fs: float, window_s: float = 0.05, margin_db: float = 5.0,
+                    tail: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each channel's decay meets its noise floor, and how far its peak stands above it.
+
+    The response is split into consecutive windows of ``window_s`` seconds. The noise floor
+    is the mean energy of the last ``tail`` share of the windows; the cut is the start of
+    the first window after the energy peak whose energy is within ``margin_db`` of the floor
+    (the intersection point of Lundeby et al., "Uncertainties of measurements in room
+    acoustics", Acustica 81, 1995, first pass). Integrating a Schroeder curve only up to the
+    cut keeps the noise from flattening it (ISO 3382-1, truncation without compensation: a
+    T60 read from it is slightly short). The floor is the mean of the last windows, so one
+    of them always comes within the margin: a response without a noise floor (noise-free,
+    decaying to its end) is cut near its end, and only a large ``dynamic_range_db`` says
+    that a channel has a decay above a floor at all.
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        (T,) or (T, C) real impulse response(s), time first.
+    fs : float
+        Sample rate [Hz].
+    window_s : float, default 0.05
+        Window length [s]; at least one sample.
+    margin_db : float, default 5.0
+        How close to the floor the energy must come [dB], >= 0.
+    tail : float, default 0.1
+        Share of the windows, at the end, that estimates the floor, in (0, 1].
+
+    Returns
+    -------
+    cut : torch.Tensor of int64
+        () or (C,): first sample to discard in each channel (T if no window after the
+        peak comes within the margin).
+    dynamic_range_db : torch.Tensor
+        () or (C,): peak window energy over the noise floor [dB].
+
+    Examples
+    --------
+    >>> t = torch.arange(48000) / 48000.0
+    >>> h = torch.randn(48000, generator=torch.Generator().manual_seed(0))
+    >>> h = h * 10 ** (-3 * t / 0.2) + 1e-3 * torch.randn(48000, generator=torch.Generator().manual_seed(1))
+    >>> cut, dr = noise_floor_cut(h, 48000.0)  # 60 dB per 0.2 s down to noise at -60 dB
+    >>> cut.item() / 48000, round(dr.item())  # the 50 ms window after floor + 5 dB
+    (0.2, 55)
+    """
+    owner = "noise_floor_cut"
+    if not (isinstance(fs, (int, float)) and math.isfinite(fs) and fs > 0):
+        raise ValueError(f"{owner}: fs must be a positive finite sample rate in Hz, got {fs!r}")
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s * fs >= 0.5):
+        raise ValueError(f"{owner}: window_s must be at least one sample ({0.5 / fs:g} s), got {window_s!r}")
+    if not (isinstance(margin_db, (int, float)) and math.isfinite(margin_db) and margin_db >= 0):
+        raise ValueError(f"{owner}: margin_db must be a finite number >= 0 dB, got {margin_db!r}")
+    if not (isinstance(tail, (int, float)) and 0 < tail <= 1):
+        raise ValueError(f"{owner}: tail must be in (0, 1], got {tail!r}")
+    x = time_last(h, owner, "h")
+    if x.dim() > 2:
+        raise ValueError(f"{owner}: h must be (T,) or (T, C), got shape {tuple(h.shape)}")
+    x = x.detach()
+    n = max(1, int(round(window_s * fs)))
+    length = x.shape[-1]
+    if length < n:
+        raise ValueError(f"{owner}: h has {length} samples, fewer than one window of {n} "
+                         f"(window_s = {window_s} s at fs = {fs} Hz)")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{owner}: h has non-finite samples")
+    energy = (x[..., : length // n * n].reshape(*x.shape[:-1], -1, n) ** 2).mean(-1)
+    tiny = torch.finfo(energy.dtype).tiny
+    floor = energy[..., -max(1, int(tail * energy.shape[-1])):].mean(-1).clamp_min(tiny)
+    peak = energy.argmax(-1, keepdim=True)
+    index = torch.arange(energy.shape[-1], device=energy.device)
+    near = (energy <= floor[..., None] * 10 ** (margin_db / 10)) & (index >= peak)
+    first = torch.where(near, index, energy.shape[-1]).amin(-1)
+    cut = torch.where(first < energy.shape[-1], first * n, length)
+    dynamic_range = 10 * torch.log10(energy.amax(-1).clamp_min(tiny) / floor)
+    return cut, dynamic_range

@@ -257,3 +257,100 @@ def test_noise_floor_cut_rejects_invalid_arguments(kwargs, match):
         energy_decay.noise_floor_cut(**args)
     with pytest.raises(ValueError, match="non-finite"):
         energy_decay.noise_floor_cut(torch.tensor([1.0, float("nan")] * 4000), 8000.0)
+
+
+# -- AveragePower (Dal Santo et al., Asilomar 2024) ----------------------------------------
+
+def _np_smoothed_power(x, n_fft, hop, window, stride):
+    """Magnitude STFT by explicit framing (periodic Hann, centred, zero padded), then a valid
+    2-D convolution with the symmetric-Hann outer product (scipy), subsampled by stride."""
+    import scipy.signal
+
+    win = scipy.signal.get_window("hann", n_fft)  # periodic, as torch.stft's window
+    xp = np.pad(x, n_fft // 2)
+    frames = [xp[i:i + n_fft] * win for i in range(0, len(xp) - n_fft + 1, hop)]
+    mag = np.abs(np.fft.rfft(np.array(frames), axis=-1)).T  # (bins, frames)
+    kernel = np.outer(scipy.signal.windows.hann(window[0], sym=True),
+                      scipy.signal.windows.hann(window[1], sym=True))
+    smooth = scipy.signal.convolve2d(mag, kernel, mode="valid")
+    return smooth[::stride[0], ::stride[1]]
+
+
+def _np_average_power(x, y, n_fft, hop, window, stride):
+    px, py = (_np_smoothed_power(s, n_fft, hop, window, stride) for s in (x, y))
+    return np.linalg.norm(py - px) / (np.linalg.norm(px) * np.linalg.norm(py))
+
+
+def test_average_power_matches_numpy_scipy():
+    rng = np.random.default_rng(4)
+    decay = np.exp(-np.arange(700) / 150.0)
+    x, y = rng.normal(size=700) * decay, rng.normal(size=700) * decay
+    settings = dict(n_fft=64, hop=16, window=(8, 6), stride=(3, 2))
+    ref = _np_average_power(x, y, **settings)
+    got = losses.average_power(torch.as_tensor(x), torch.as_tensor(y), **settings)
+    assert got.item() == pytest.approx(ref, rel=1e-10)
+    assert losses.AveragePower(**settings)(torch.as_tensor(x), torch.as_tensor(y)).item() == \
+        pytest.approx(ref, rel=1e-10)
+    # (..., T, C): one value per channel with per_item, the mean otherwise
+    xy = torch.as_tensor(np.stack([x, y], -1))[None]  # (1, T, 2)
+    yx = torch.as_tensor(np.stack([y, x], -1))[None]
+    per = losses.average_power(xy, yx, per_item=True, **settings)
+    assert per.shape == (1, 2)
+    np.testing.assert_allclose(per.numpy(), [[ref, _np_average_power(y, x, **settings)]], rtol=1e-10)
+    # normalize: both scaled to unit energy before the STFT
+    ref_n = _np_average_power(x / np.linalg.norm(x), y / np.linalg.norm(y), **settings)
+    got_n = losses.average_power(torch.as_tensor(3 * x), torch.as_tensor(0.1 * y), normalize=True, **settings)
+    assert got_n.item() == pytest.approx(ref_n, rel=1e-10)
+
+
+def test_average_power_closed_forms_and_published_defaults():
+    rng = np.random.default_rng(5)
+    y = torch.as_tensor(rng.normal(size=16128) * np.exp(-np.arange(16128) / 4000.0))
+    # identical signals: 0; pred = c target: |c - 1| / (c ||P_t||) (the STFT is linear in the signal)
+    assert losses.average_power(y, y).item() == 0.0
+    p_t = np.linalg.norm(_np_smoothed_power(y.numpy(), 1024, 256, (64, 64), (4, 4)))
+    for c in (0.5, 2.0):
+        assert losses.average_power(c * y, y).item() == pytest.approx(abs(c - 1) / (c * p_t), rel=1e-10)
+    # the defaults (Hann 1024 / hop 256, 64 x 64 at stride 4) need T >= 63 * 256 = 16128 samples
+    with pytest.raises(ValueError, match="T >= 16128"):
+        losses.average_power(y[:16127], y[:16127])
+
+
+def test_average_power_validation():
+    x = torch.randn(200, dtype=torch.float64)
+    small = dict(n_fft=32, hop=8, window=4, stride=2)
+    with pytest.raises(ValueError, match="same shape"):
+        losses.average_power(x, x[:100], **small)
+    bad = x.clone()
+    bad[3] = float("nan")
+    with pytest.raises(ValueError, match="target has non-finite"):
+        losses.average_power(x, bad, **small)
+    with pytest.raises(TypeError, match="pred must be a real floating tensor"):
+        losses.average_power(torch.ones(200, dtype=torch.complex128), x, **small)
+    with pytest.raises(ValueError, match="pred has zero smoothed power"):
+        losses.average_power(torch.zeros_like(x), x, **small)
+    with pytest.raises(ValueError, match="normalize=True needs nonzero energy"):
+        losses.average_power(x, torch.zeros_like(x), normalize=True, **small)
+    for kwargs, match in ((dict(n_fft=1), "n_fft must be an int >= 2"), (dict(hop=0), "hop must be"),
+                          (dict(window=(4, 0)), "window must be"), (dict(stride=2.0), "stride must be"),
+                          (dict(window=(40, 4)), "fewer than the smoothing window")):
+        with pytest.raises(ValueError, match=match):
+            losses.average_power(x, x, **{**small, **kwargs})
+    with pytest.raises(TypeError, match="normalize must be True or False"):
+        losses.AveragePower(normalize=1)
+    with pytest.raises(ValueError, match="AveragePower: window must be"):
+        losses.AveragePower(window=(64,))
+    # a time-last signal (C, T): its time axis (2 samples) is shorter than half a frame
+    two = x[None].expand(2, 200)
+    with pytest.raises(ValueError, match="time axis"):
+        losses.average_power(two, two, **small)
+
+
+def test_average_power_gradcheck():
+    rng = np.random.default_rng(6)
+    x = torch.tensor(rng.normal(size=(32, 1)), requires_grad=True)
+    y = torch.as_tensor(rng.normal(size=(32, 1)))
+    for normalize in (False, True):  # the full Jacobian once, the fast (random projection) check once
+        assert torch.autograd.gradcheck(
+            lambda p: losses.average_power(p, y, n_fft=8, hop=2, window=(3, 4), stride=(2, 3),
+                                           normalize=normalize), (x,), fast_mode=normalize)

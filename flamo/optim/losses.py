@@ -18,15 +18,16 @@ import math
 import torch
 from torch import nn
 
-from ..signal import time_last
+from ..signal import time_first, time_last
 from .energy_decay import edr, octave_filterbank, schroeder_edc, stft
 
 __all__ = [
     "magnitude", "complex_mse", "magnitude_mse", "masked_mse", "stft_loss", "mel_filterbank",
-    "multi_resolution_stft_loss", "edc_loss", "edr_loss", "colorless_spectral_loss",
-    "feedback_sparsity", "temporal_sparsity",
+    "multi_resolution_stft_loss", "average_power", "edc_loss", "edr_loss",
+    "colorless_spectral_loss", "feedback_sparsity", "temporal_sparsity",
     "ComplexMSE", "MagnitudeMSE", "MaskedMSE", "MultiResolutionSTFTLoss", "MelSTFTLoss",
-    "EDCLoss", "EDRLoss", "ColorlessSpectralLoss", "FeedbackSparsity", "TemporalSparsity",
+    "AveragePower", "EDCLoss", "EDRLoss", "ColorlessSpectralLoss", "FeedbackSparsity",
+    "TemporalSparsity",
 ]
 
 
@@ -166,6 +167,113 @@ def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
             fb = mel_filterbank(n_fft // 2 + 1, mel_bands, fs, dtype=pred.dtype, device=pred.device)
         total = total + stft_loss(pred, target, n_fft, mel_fb=fb, per_item=per_item)
     return total / len(fft_sizes)
+
+
+def _average_power_settings(n_fft, hop, window, stride, normalize, owner):
+    """Checked (window, stride) pairs of :func:`average_power`; ValueError/TypeError naming
+    the argument otherwise."""
+    for name, v, low in (("n_fft", n_fft, 2), ("hop", hop, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{owner}: {name} must be an int >= {low}, got {v!r}")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"{owner}: normalize must be True or False, got {normalize!r}")
+    pairs = []
+    for name, value in (("window", window), ("stride", stride)):
+        pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)):
+            raise ValueError(f"{owner}: {name} must be a positive int or a pair of positive ints "
+                             f"(bins, frames), got {value!r}")
+        pairs.append(tuple(pair))
+    return tuple(pairs)
+
+
+def average_power(pred: torch.Tensor, target: torch.Tensor, n_fft: int = 1024, hop: int = 256,
+                  window=(64, 64), stride=(4, 4), normalize: bool = False,
+                  per_item: bool = False) -> torch.Tensor:
+    """Averaged-power distance of late reverberation (Dal Santo et al., Asilomar 2024).
+
+    The magnitude STFTs S_p of ``pred`` and S_t of ``target`` (Hann window of ``n_fft``
+    samples, hop ``hop``, centred frames with zero padding, :func:`flamo.optim.energy_decay.stft`)
+    are each smoothed by a 2-D convolution over (frequency bin, frame) with the separable
+    window w[k] w[l] (w the symmetric Hann window of ``window`` taps, not normalized), kept
+    where the window lies inside the spectrogram (a valid convolution) and subsampled by
+    ``stride``. With the smoothed spectrograms P_p and P_t, the loss is
+
+        L = ||P_t - P_p||_F / (||P_p||_F ||P_t||_F),
+
+    the metric of G. Dal Santo, K. Prawda, S. J. Schlecht, V. Valimaki, "Similarity metrics
+    for late reverberation", Asilomar Conference on Signals, Systems, and Computers, 2024
+    (arXiv 2408.14836), with its published settings as defaults: Hann 1024 / hop 256,
+    a 64 x 64 Hann smoothing window at stride (4, 4). The window being symmetric, the
+    convolution equals a correlation. It is not invariant to the signals' level
+    (scaling both by c divides it by c); ``normalize=True`` first scales each signal to
+    unit energy, as the paper's option does.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        Real signals (T,) or (..., T, C), time first, the same shape and finite. The
+        smoothing needs ``n_fft // 2 + 1 >= window[0]`` bins and ``1 + T // hop >=
+        window[1]`` frames: with the defaults, T >= 16128 samples (0.34 s at 48 kHz).
+    n_fft, hop : int
+        STFT frame length and hop [samples].
+    window : int or (int, int)
+        Smoothing window length in bins and in frames.
+    stride : int or (int, int)
+        Subsampling of the smoothed spectrogram in bins and in frames.
+    normalize : bool, default False
+        Scale each signal (each channel) to unit energy sum_n x[n]^2 = 1 first.
+    per_item : bool, default False
+        Return one loss per signal, (..., C) (a scalar for (T,) signals), instead of the mean.
+
+    Returns
+    -------
+    torch.Tensor
+        The loss, dimensionless for ``normalize=True``, else in 1 / (signal units x window
+        gain); a scalar unless ``per_item``.
+
+    Raises
+    ------
+    ValueError
+        For different shapes, non-finite samples, bad sizes, a signal too short for the
+        smoothing window, or a signal whose smoothed power is zero (the loss is undefined).
+    """
+    owner = "average_power"
+    _check_pair(pred, target, owner)
+    window, stride = _average_power_settings(n_fft, hop, window, stride, normalize, owner)
+    specs = []
+    for name, x in (("pred", pred), ("target", target)):
+        xt = time_last(x, owner, name, min_length=n_fft // 2)  # (..., T) or (T,)
+        if not torch.isfinite(xt).all():
+            raise ValueError(f"{owner}: {name} has non-finite samples (NaN or inf)")
+        frames = 1 + xt.shape[-1] // hop
+        if n_fft // 2 + 1 < window[0] or frames < window[1]:
+            raise ValueError(f"{owner}: {name} of shape {tuple(x.shape)} gives {n_fft // 2 + 1} bins "
+                             f"x {frames} frames, fewer than the smoothing window {window}; need "
+                             f"n_fft >= {2 * (window[0] - 1)} and T >= {(window[1] - 1) * hop} samples")
+        if normalize:
+            energy = (xt * xt).sum(-1, keepdim=True)
+            if (energy == 0).any():
+                raise ValueError(f"{owner}: {name} has a silent signal; normalize=True needs "
+                                 f"nonzero energy")
+            x = time_first(xt / energy.sqrt())
+        # bins first, frames last: (bins, ..., frames) -> (..., bins, frames)
+        mag = time_last(magnitude(stft(x, n_fft, hop)), check_channels=False).movedim(0, -2)
+        specs.append(mag)
+    w = torch.hann_window(window[0], periodic=False, dtype=specs[0].dtype, device=specs[0].device)
+    v = torch.hann_window(window[1], periodic=False, dtype=specs[0].dtype, device=specs[0].device)
+    kernel = (w[:, None] * v[None, :])[None, None]
+    lead = specs[0].shape[:-2]
+    smooth = [torch.nn.functional.conv2d(s.reshape(-1, 1, *s.shape[-2:]), kernel, stride=stride)
+              .reshape(*lead, -1) for s in specs]
+    norm_p, norm_t = (torch.linalg.vector_norm(s, dim=-1) for s in smooth)
+    for name, n in (("pred", norm_p), ("target", norm_t)):
+        if (n == 0).any():
+            raise ValueError(f"{owner}: {name} has zero smoothed power (a silent signal); the "
+                             f"loss divides by it")
+    loss = torch.linalg.vector_norm(smooth[1] - smooth[0], dim=-1) / (norm_p * norm_t)
+    return loss if per_item else loss.mean()
 
 
 def _hz_to_mel(f):
@@ -410,6 +518,22 @@ class MelSTFTLoss(nn.Module):
     def forward(self, pred, target):
         return multi_resolution_stft_loss(pred, target, self.fft_sizes, mel_bands=self.n_mels,
                                           fs=self.fs)
+
+
+class AveragePower(nn.Module):
+    """Module form of :func:`average_power` (Dal Santo et al., Asilomar 2024); the arguments
+    are those of the function, checked here so that a bad setting fails at construction."""
+
+    def __init__(self, n_fft: int = 1024, hop: int = 256, window=(64, 64), stride=(4, 4),
+                 normalize: bool = False):
+        super().__init__()
+        self.window, self.stride = _average_power_settings(n_fft, hop, window, stride, normalize,
+                                                           "AveragePower")
+        self.n_fft, self.hop, self.normalize = n_fft, hop, normalize
+
+    def forward(self, pred, target):
+        return average_power(pred, target, self.n_fft, self.hop, self.window, self.stride,
+                             self.normalize)
 
 
 class EDCLoss(nn.Module):

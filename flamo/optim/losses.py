@@ -198,11 +198,12 @@ def average_power(pred: torch.Tensor, target: torch.Tensor, n_fft: int = 1024, h
     are each smoothed by a 2-D convolution over (frequency bin, frame) with the separable
     window w[k] w[l] (w the symmetric Hann window of ``window`` taps, not normalized), kept
     where the window lies inside the spectrogram (a valid convolution) and subsampled by
-    ``stride``. With the smoothed spectrograms P_p and P_t, the loss is
+    ``stride``. With the smoothed spectrograms P_p and P_t, the loss is their distance in
+    the Frobenius norm relative to the product of their norms::
 
-        L = ||P_t - P_p||_F / (||P_p||_F ||P_t||_F),
+        L = ||P_t - P_p||_F / (||P_p||_F ||P_t||_F)
 
-    the metric of G. Dal Santo, K. Prawda, S. J. Schlecht, V. Valimaki, "Similarity metrics
+    This is the metric of G. Dal Santo, K. Prawda, S. J. Schlecht, V. Valimaki, "Similarity metrics
     for late reverberation", Asilomar Conference on Signals, Systems, and Computers, 2024
     (arXiv 2408.14836), with its published settings as defaults: Hann 1024 / hop 256,
     a 64 x 64 Hann smoothing window at stride (4, 4). The window being symmetric, the

@@ -18,13 +18,13 @@ from .atomic import atomic_write
 from .modules.base import DSPModule, from_config
 from .modules.config_fields import with_context
 
-__all__ = ["save_preset", "load_preset"]
+__all__ = ["save_preset", "load_preset", "read_json"]
 
 FORMAT = "flamo-preset/1"
 
 
 def _reject_constant(name):
-    raise ValueError(f"non-finite number {name} (presets hold finite numbers only)")
+    raise ValueError(f"non-finite number {name} (only finite numbers are accepted)")
 
 
 def _unique_keys(pairs):
@@ -35,6 +35,26 @@ def _unique_keys(pairs):
             raise ValueError(f"duplicate key {key!r} in a JSON object")
         out[key] = value
     return out
+
+
+def read_json(path, owner: str):
+    """The JSON data in the UTF-8 file ``path``, strictly: a repeated key in an object, a
+    non-finite number (NaN, Infinity) or nesting deep enough to exhaust the parser is an
+    error, as is anything that is not JSON. Only data is read; nothing in the file runs.
+
+    Raises
+    ------
+    ValueError
+        Naming ``owner`` and the file.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys,
+                          parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError(f"{owner}: {path}: JSON nested too deep") from None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{owner}: {path} is not valid JSON: {err}") from err
 
 
 def save_preset(module: DSPModule, path) -> Path:
@@ -73,13 +93,7 @@ def load_preset(path) -> DSPModule:
         rejects; the message names the file and the field's path.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_unique_keys,
-                          parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError(f"load_preset: {path}: JSON nested too deep to be a preset") from None
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"load_preset: {path} is not a valid JSON preset: {err}") from err
+    data = read_json(path, "load_preset")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"load_preset: {path} is not a flamo preset (expected format {FORMAT!r})")
     if set(data) != {"format", "module"}:

@@ -77,7 +77,7 @@ def test_sweep_finds_known_minimum_and_matches_loop():
     sig = flamo.functional.Interval(0, 1)
     sys2 = flamo.Gain([[0.5]], mapping=sig).double()
     r3 = sweep(sys2, lambda s: s.response(GRID), mse, torch.full((GRID.M, 1, 1), 0.8, dtype=torch.complex128),
-               Axis("raw", np.linspace(0.05, 0.95, 19), to_raw=sig.inverse))
+               Axis("raw", np.linspace(0.05, 0.95, 19), mapping=sig))
     assert r3.argmin()[0] == pytest.approx(0.8)
     with pytest.raises(ValueError, match="no parameter"):
         sweep(system, lambda s: s.response(GRID), mse, target, Axis("x.raw", [1.0]))

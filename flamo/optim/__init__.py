@@ -12,11 +12,13 @@ from .hyper import (ParameterHead, batched_call, batched_response, flatten, para
                     raw_parameters, unflatten)
 from .losses import *  # noqa: F401,F403  (every loss function and module)
 from .losses import __all__ as _loss_names
-from .surface import Axis, SweepResult, local_minima, sweep
+from .surface import (Axis, Perturbation, RunsResult, SurfaceConfig, SweepResult, local_minima,
+                      perturbation_runs, sweep)
 from .trainer import NonFiniteError, Trainer, TrainState
 
 __all__ = ["datasets", "energy_decay", "hyper", "losses", "surface", "schroeder_edc", "edr",
            "octave_filterbank", "t60_from_edc", "noise_floor_cut", "ParameterHead", "batched_call",
            "batched_response", "flatten", "unflatten", "parameter_shapes", "raw_parameters",
-           "Axis", "SweepResult", "sweep", "local_minima", "Trainer", "TrainState",
+           "Axis", "SweepResult", "sweep", "local_minima", "Perturbation", "SurfaceConfig",
+           "RunsResult", "perturbation_runs", "Trainer", "TrainState",
            "NonFiniteError", *_loss_names]

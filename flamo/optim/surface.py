@@ -15,7 +15,7 @@ the swept parameter can trust. The accuracy statistic (:attr:`RunsResult.accurac
 fraction of runs whose arg-min lies within ``tolerance`` grid steps of the target value on
 every axis. A :class:`SurfaceConfig` (axes, target, perturbation, runs, seed, tolerance) is
 saved and loaded as JSON; mappings are stored by their registered name and numeric
-parameters (:func:`flamo.functional.mapping_config`), so loading a configuration never runs
+parameters (:func:`flamo.functional.mappings.mapping_config`), so loading a configuration never runs
 code from the file.
 """
 
@@ -105,7 +105,7 @@ class Axis:
         self.label = self.label or self.path
 
     def to_config(self) -> dict:
-        """JSON-able description (the mapping by name, see :func:`flamo.functional.mapping_config`)."""
+        """JSON-able description (the mapping by name, see :func:`flamo.functional.mappings.mapping_config`)."""
         return {"path": self.path, "values": self.values.tolist(),
                 "mapping": mapping_config(self.mapping), "label": self.label}
 

@@ -459,6 +459,7 @@ class RunsResult:
         idx = self.argmin_index()
         rows = []
         target = self.config.target_index() if self.config.target is not None else None
+        hits = self.hits() if target is not None else None
         for r, res in enumerate(self.runs):
             row = {"run": r}
             if self.config.perturbation is not None:
@@ -468,7 +469,7 @@ class RunsResult:
                 if target is not None:
                     row[f"offset {a.path} [steps]"] = int(idx[r, j] - target[j])
             if target is not None:
-                row["hit"] = bool(self.hits()[r])
+                row["hit"] = bool(hits[r])
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -13,7 +13,7 @@ from .fdn import FDNConfig, allpass_fdn, build_fdn, normalize_energy
 from .gfdn import GFDNConfig, build_gfdn, coupled_matrix
 from .structure import FDNStructure, fdn_structure
 from .stability import (StabilityCallback, StabilityCertificate, certify_stable, find_recursions,
-                        loop_gain)
+                        gain_before_instability, loop_eigenvalues, loop_gain)
 
 __all__ = [
     "COLORLESS_FDN_DELAYS", "coprime_delays", "prime_power_delays", "first_primes",
@@ -23,5 +23,5 @@ __all__ = [
     "ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density",
     "COLORLESS_GAIN_PER_SAMPLE", "colorless_fdn", "line_outputs", "colorless_criteria",
     "PUBLISHED_INITS", "published_colorless_fdn", "upper_skew_expm", "LineScale",
-    "find_recursions", "loop_gain", "certify_stable", "StabilityCertificate", "StabilityCallback",
+    "find_recursions", "loop_gain", "loop_eigenvalues", "gain_before_instability", "certify_stable", "StabilityCertificate", "StabilityCallback",
 ]

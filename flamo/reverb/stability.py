@@ -12,20 +12,35 @@ per-line gains or attenuation filters of magnitude below 1, the loop gain is the
 attenuation magnitude, so the parametrizations of :func:`flamo.reverb.build_fdn` with
 ``learnable_attenuation=True`` (gains through Interval(0, 1), or T60 through LogInterval onto a
 finite range) are stable by construction.
+
+The gain before instability (GBI) of a loop whose open-loop matrix F(z) B(z) is stable (FIR
+rooms, delays, stable filters) follows from the eigenvalues instead of the norm, by the
+generalized Nyquist criterion (MacFarlane & Postlethwaite 1977): the loop with a broadband
+gain g in it, det(I - g F B), is stable while the characteristic loci g lambda_i(e^jw) do not
+reach 1; they cannot while g max_w rho(F B(e^jw)) < 1, rho the spectral radius. So
+GBI = 1 / max_w rho(F(e^jw) B(e^jw)) is the largest broadband gain that keeps every such loop
+stable, as used for active acoustics (De Bortoli, Dal Santo, Prawda, Lokki, Valimaki,
+Schlecht, "Differentiable active acoustics: optimizing stability via gradient descent",
+DAFx 2024). It is exact (instability just above it) when the largest eigenvalue has zero
+phase at its peak frequency: for loops with long delays the phase turns through 2 pi many
+times across the band, so the onset lies within the grid resolution of it. rho <= ||F B||_2,
+so the GBI is at least 1 / :func:`flamo.reverb.loop_gain`, and larger for non-normal loop matrices.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..grid import Grid
 from ..response import matmul
 from ..system import Recursion
 
-__all__ = ["find_recursions", "loop_gain", "certify_stable", "StabilityCertificate",
-           "StabilityCallback"]
+__all__ = ["find_recursions", "loop_gain", "loop_eigenvalues", "gain_before_instability",
+           "certify_stable", "StabilityCertificate", "StabilityCallback"]
 
 
 def find_recursions(system) -> list:
@@ -82,6 +97,77 @@ def loop_gain(system_or_recursion, grid, per_frequency=False):
         gains = torch.stack([_loop_gain_per_frequency(r, circle).reshape(-1, circle.M).amax(0)
                              for r in loops]).amax(0)
     return gains if per_frequency else gains.max()
+
+
+def _points_on_circle(points):
+    return _unit_circle(points) if isinstance(points, Grid) else points
+
+
+def loop_eigenvalues(recursion, points) -> torch.Tensor:
+    """Eigenvalues of the open-loop matrix F(z) B(z) of a loop at every evaluation point.
+
+    F B is ``I - recursion.characteristic(points)`` (the evaluation path of
+    :meth:`flamo.Recursion.response`). Differentiable with respect to the loop's parameters
+    (through :func:`torch.linalg.eigvals`; its gradient is ill-conditioned where two
+    eigenvalues coincide), so a loss on them can shape the loop, as in active acoustics.
+
+    Parameters
+    ----------
+    recursion : flamo.Recursion
+    points : flamo.Grid or flamo.Points
+        A grid is evaluated on the unit circle (alias_decay_db replaced by 0); explicit
+        points are used as given.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., M, n) complex: the n eigenvalues (unordered) at each of the M points, n the
+        number of outputs of the forward path F; leading batch dims when parameters are
+        batched.
+
+    Raises
+    ------
+    TypeError
+        If ``recursion`` is not a :class:`flamo.Recursion`.
+    """
+    if not isinstance(recursion, Recursion):
+        raise TypeError(f"loop_eigenvalues: recursion must be a flamo.Recursion, got "
+                        f"{type(recursion).__name__}")
+    p = recursion.characteristic(_points_on_circle(points))
+    eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
+    return torch.linalg.eigvals(eye - p)
+
+
+def gain_before_instability(recursion, points, per_frequency=False):
+    """Gain before instability GBI = 1 / max_k rho(F(z_k) B(z_k)), rho the spectral radius.
+
+    The largest broadband gain factor g for which the loop with g F B stays stable, for a
+    stable open loop F B (see the module notes for why, and when it is exact). The maximum
+    is taken over the sampled frequencies only: use a grid fine enough to resolve the loop's
+    peaks (e.g. nfft at least the length of the room's impulse response).
+
+    Parameters
+    ----------
+    recursion : flamo.Recursion
+    points : flamo.Grid or flamo.Points
+        Frequencies (a grid is evaluated on the unit circle).
+    per_frequency : bool, default False
+        Return the (M,) spectral radius rho(F B) at every point instead (its reciprocal
+        minimum is the GBI; maximum over batch dims).
+
+    Returns
+    -------
+    float or torch.Tensor
+        The GBI (linear; 20 log10 of it in dB), or the (M,) real spectral radii, no autograd
+        history. The GBI is ``inf`` for a loop that is zero at every point.
+    """
+    with torch.no_grad():
+        radius = loop_eigenvalues(recursion, points).abs().amax(-1)
+        radius = radius.reshape(-1, radius.shape[-1]).amax(0)
+    if per_frequency:
+        return radius
+    peak = float(radius.max())
+    return math.inf if peak == 0 else 1.0 / peak
 
 
 @dataclass

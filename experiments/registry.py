@@ -44,6 +44,7 @@ EXPERIMENTS: list[str] = [
     "speed_comparison",
     "geq_accuracy",
     "competitors",
+    "active_acoustics",
 ]
 
 PACKAGE = "experiments"

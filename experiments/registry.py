@@ -45,6 +45,7 @@ EXPERIMENTS: list[str] = [
     "geq_accuracy",
     "competitors",
     "active_acoustics",
+    "colorless_scattering",
 ]
 
 PACKAGE = "experiments"

@@ -13,7 +13,7 @@ from .grid import Grid, Points
 from .modules import (FIR, GEQ, PEQ, SOS, SVF, AllpassFDNMatrix, Biquad, Delay, DelayMatrix,
                       DSPModule, FilterBank, FractionalDelay, Gain, GEQAttenuation,
                       HomogeneousAttenuation, Matrix, OnePoleAttenuation, Paraunitary,
-                      ShelfAttenuation, VelvetNoiseFilter, VelvetNoiseMatrix, describe, from_config)
+                      ProportionalAttenuation, ShelfAttenuation, VelvetNoiseFilter, VelvetNoiseMatrix, describe, from_config)
 from .presets import load_preset, save_preset
 from .system import Parallel, Recursion, Series
 from .timedomain import Stream, render
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 __all__ = ["Grid", "Points", "DSPModule", "Gain", "Matrix", "Delay", "SOS", "Series", "Parallel",
            "Recursion", "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF",
            "PEQ", "GEQ", "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation",
-           "GEQAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix",
+           "GEQAttenuation", "ProportionalAttenuation", "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix",
            "describe", "from_config", "save_preset", "load_preset", "render", "Stream",
            "functional", "signal", "excitations", "aliasing", "exceptions", "timedomain",
            "recommend_alias_decay_db",

@@ -57,6 +57,7 @@ def _modules():
         "onepole": flamo.OnePoleAttenuation([100.0, 200.0], 2.0, 0.5).double(),
         "shelf": flamo.ShelfAttenuation([100.0, 200.0], 2.0, 0.5, crossover=[800.0, 1200.0]).double(),
         "geq-attenuation": flamo.GEQAttenuation([100.0, 200.0], torch.linspace(3.0, 0.5, 10)).double(),
+        "proportional-attenuation": flamo.ProportionalAttenuation([100.0, 200.0], torch.linspace(3.0, 0.5, 10)).double(),
         "fdn": build_fdn(delays=[5, 7, 9], attenuation=flamo.SOS(sos_bank), input_gains=1.0,
                          output_gains=1.0, direct_gain=0.5, seed=0),
     }

@@ -17,9 +17,10 @@ import torch
 from .._common import as_real_tensor
 from .biquads import first_order_lowshelf
 from .geq import AccurateGEQ, unit_circle_db
+from .proportional import ProportionalEQ
 
 __all__ = ["t60_to_gain", "gain_to_t60", "t60_to_gain_db", "onepole_attenuation", "shelf_attenuation",
-           "geq_attenuation"]
+           "geq_attenuation", "proportional_attenuation"]
 
 
 def t60_to_gain_db(delays, t60, fs: float) -> torch.Tensor:
@@ -83,10 +84,10 @@ def gain_to_t60(delays, gain, fs) -> torch.Tensor:
     return -3.0 * m / (float(fs) * torch.log10(g))
 
 
-def _soft_limit(x, limit):
-    """x / (1 + (x / limit)^4)^(1/4): smooth, odd, monotone, |.| < limit, and equal to x up to
-    a relative (x / limit)^4 / 4."""
-    return x / (1 + (x / limit) ** 4) ** 0.25
+def _soft_limit(x, limit, power: int = 4):
+    """x / (1 + (x / limit)^p)^(1/p), p = ``power`` (even): smooth, odd, monotone,
+    |.| < limit, and equal to x up to a relative (x / limit)^p / p."""
+    return x / (1 + (x / limit) ** power) ** (1 / power)
 
 
 def _first_order(b0, b1, a0, a1):
@@ -141,11 +142,22 @@ def shelf_attenuation(delays, t60_dc, t60_nyquist, crossover, fs: float) -> torc
     return torch.cat([sos[..., :3] * scale.unsqueeze(-1), sos[..., 3:]], dim=-1)
 
 
-def _check_omegas(design: AccurateGEQ, device):
-    """DC, Nyquist and 1024 log-spaced frequencies from centre_1 / 16 to Nyquist (rad), float64."""
-    low = math.log10(design.omega[0].item() / 16)
+def _check_omegas(lowest, device):
+    """DC, Nyquist and 1024 log-spaced frequencies from ``lowest`` / 16 to Nyquist (rad), float64."""
+    low = math.log10(lowest / 16)
     return torch.cat([torch.zeros(1, dtype=torch.float64),
                       torch.logspace(low, math.log10(math.pi), 1024, dtype=torch.float64)]).to(device)
+
+
+def _below_unity(sos, lowest, margin_db, sharpness):
+    """Lower each cascade (..., N, K, 6) by softplus(s (e + margin)) / s dB, e its maximum in
+    dB on the check grid of :func:`_check_omegas`: the maximum becomes <= -margin_db."""
+    omega = _check_omegas(lowest, sos.device)
+    peak = unit_circle_db(sos, omega).amax(-2)  # (..., N) dB
+    correction = torch.nn.functional.softplus(sharpness * (peak + margin_db)) / sharpness  # dB
+    scale = torch.pow(10.0, -correction / 20.0)[..., None, None]
+    first = torch.cat([sos[..., :1, :3] * scale, sos[..., :1, 3:]], dim=-1)
+    return torch.cat([first, sos[..., 1:, :]], dim=-2)
 
 
 def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0.05,
@@ -183,11 +195,52 @@ def geq_attenuation(design: AccurateGEQ, delays, t60_bands, margin_db: float = 0
     """
     command = t60_to_gain_db(delays.unsqueeze(-1), t60_bands, design.fs)  # (..., N, B)
     command = _soft_limit(command, max_attenuation_db)
-    sos = design.sections(command)
-    omega = _check_omegas(design, command.device)
-    peak = unit_circle_db(sos, omega).amax(-2)  # (..., N) dB
-    excess = peak + margin_db
-    correction = torch.nn.functional.softplus(sharpness * excess) / sharpness  # dB, >= excess
-    scale = torch.pow(10.0, -correction / 20.0)[..., None, None]
-    first = torch.cat([sos[..., :1, :3] * scale, sos[..., :1, 3:]], dim=-1)
-    return torch.cat([first, sos[..., 1:, :]], dim=-2)
+    return _below_unity(design.sections(command), design.omega[0].item(), margin_db, sharpness)
+
+
+def proportional_attenuation(design: ProportionalEQ, delays, t60_bands, margin_db: float = 0.01,
+                             sharpness: float = 1000.0, max_attenuation_db: float = 300.0,
+                             max_span_db: float = 60.0) -> torch.Tensor:
+    """Per-line proportional-EQ attenuation filters from band T60s (Jot 2015).
+
+    Line i gets band gains -60 m_i / (fs T60_b) dB, proportional to its delay m_i. Their
+    mean is soft-limited to (-``max_attenuation_db``, 0) and their deviations from it to
+    +/-``max_span_db`` / 2 (x / (1 + (x / L)^p)^(1/p), p = 4 and 8: relative changes below
+    1e-9 for a mean of -30 dB and deviations of +/-6 dB; far beyond what the cascade can
+    follow, the limit keeps its design well conditioned), and realized by the proportional cascade (``design``,
+    :class:`flamo.functional.ProportionalEQ`), whose section gains scale with m_i in its
+    linear solve and are refined per line. The response at DC, the band centres and Nyquist
+    is the band gains to the design's accuracy, so line i decays by 60 dB in T60_b at every
+    centre; T60 below the lowest centre is T60_1, above the highest T60_B. As in
+    :func:`geq_attenuation`, each cascade's maximum over 1026 check frequencies is held at or
+    below -``margin_db`` dB by a smooth broadband correction softplus(s (e + margin)) / s dB,
+    so the loop gain of an FDN with a lossless feedback matrix stays below 1. The
+    proportional cascade hardly overshoots its band gains, so the defaults are tighter than
+    the GEQ's: a margin of 0.01 dB and s = 1000 per dB make the correction below 1e-11 dB
+    when the maximum lies 0.03 dB below 0 dB (T60 < 2000 m / fs s, 41 s for m = 1000 samples
+    at 48 kHz); a line whose weakest band attenuates less than that per pass is shortened to
+    about that T60.
+
+    Parameters
+    ----------
+    design : ProportionalEQ
+    delays : tensor (..., N)
+        Delay lengths in samples.
+    t60_bands : tensor (..., B) or (..., N, B)
+        T60 per band in seconds (> 0).
+    margin_db, sharpness : float
+        See :func:`geq_attenuation`.
+    max_attenuation_db, max_span_db : float
+        Limits (dB) of the mean band gain and of the span of band gains of each line.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., N, B + 2, 6) sections.
+    """
+    command = t60_to_gain_db(delays.unsqueeze(-1), t60_bands, design.fs)  # (..., N, B)
+    mean = command.mean(-1, keepdim=True)
+    command = (_soft_limit(mean, max_attenuation_db)
+               + _soft_limit(command - mean, max_span_db / 2, power=8))
+    lowest = 2 * math.pi * design.centres[0].item() / design.fs
+    return _below_unity(design.sections(command), lowest, margin_db, sharpness)

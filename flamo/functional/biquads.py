@@ -8,6 +8,11 @@ References
 ----------
 R. Bristow-Johnson, "Cookbook formulae for audio EQ biquad filter coefficients"
 (the "audio EQ cookbook", W3C Audio EQ note, 2005/2021).
+J.-M. Jot, "Proportional parametric equalizers: application to digital reverberation and
+environmental audio processing", 139th AES Convention, 2015 (proportional shelves and peak).
+V. Valimaki, J. D. Reiss, "All about audio equalization: solutions and frontiers", Applied
+Sciences 6(5), 129, 2016 (first-order shelves and the peak filter with its bandwidth at
+the mid gain, Sections 3.1-3.2).
 B. Kuznetsov, J. D. Parker, F. Esqueda, "Differentiable IIR filters for machine learning
 applications", DAFx 2020 (state-variable filter).
 S. Lee, H.-S. Choi, K. Lee, "Differentiable artificial reverberation", IEEE/ACM TASLP 30,
@@ -22,7 +27,7 @@ import torch
 
 __all__ = ["BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
            "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",
-           "first_order_highshelf", "svf", "svf_mixing"]
+           "first_order_highshelf", "proportional_peak", "svf", "svf_mixing"]
 
 
 def _tensors(*values):
@@ -130,6 +135,10 @@ def first_order_lowshelf(freq, gain_db, fs):
     Gain G = 10^(gain_db/20) at DC, 1 at Nyquist, sqrt(G) (half the dB gain) at ``freq``;
     the magnitude is monotone between, and the pole (1 - K/sqrt(G)) / (1 + K/sqrt(G)),
     K = tan(pi f / fs), lies inside the unit circle for every f in (0, fs/2).
+
+    This is the proportional shelf of Jot (2015) and Valimaki & Reiss (2016): the crossover
+    sits at half the dB gain for every gain, and the gains G and 1/G give reciprocal
+    responses, so the dB response scales (approximately) in proportion to ``gain_db``.
     """
     freq, gain_db = _tensors(freq, gain_db)
     k = torch.tan(math.pi * freq / fs)
@@ -140,12 +149,52 @@ def first_order_lowshelf(freq, gain_db, fs):
 
 def first_order_highshelf(freq, gain_db, fs):
     """First-order high shelf: H(s) = (sqrt(G) s + 1) / (s / sqrt(G) + 1), bilinear at
-    ``freq``: 1 at DC, G at Nyquist, sqrt(G) at ``freq``, monotone, pole inside the circle."""
+    ``freq``: 1 at DC, G at Nyquist, sqrt(G) at ``freq``, monotone, pole inside the circle;
+    proportional like :func:`first_order_lowshelf`."""
     freq, gain_db = _tensors(freq, gain_db)
     k = torch.tan(math.pi * freq / fs)
     r = torch.pow(10.0, gain_db / 40.0)
     zero = torch.zeros_like(k * r)
     return _section(r + k, k - r, zero, 1 / r + k, k - 1 / r, zero)
+
+
+def proportional_peak(freq, bandwidth, gain_db, fs):
+    """Proportional peak (presence) filter: G at ``freq``, sqrt(G) at both band edges.
+
+    The bilinear transform of H(s) = (s^2 + sqrt(G) B s + W^2) / (s^2 + B s / sqrt(G) + W^2)
+    (Jot 2015; Valimaki & Reiss 2016, whose peak filter with the bandwidth defined at the
+    mid gain is the same section), with t = tan(pi ``bandwidth`` / fs) and c = cos(w0):
+
+        b = [1 + t sqrt(G), -2 c, 1 - t sqrt(G)],  a = [1 + t / sqrt(G), -2 c, 1 - t / sqrt(G)].
+
+    On the unit circle |H|^2 = (1 + G x^2) / (1 + x^2 / G) with x = t sin(w) / |cos(w) - c|:
+    exactly 1 (0 dB) at DC and Nyquist, G at w0 and sqrt(G), half the dB gain for every G,
+    at the two edges w1 < w0 < w2 with w2 - w1 = 2 pi ``bandwidth`` / fs and cos(w0) =
+    cos((w1 + w2) / 2) / cos((w2 - w1) / 2). G and 1/G give reciprocal responses. The poles
+    are inside the unit circle for 0 < bandwidth < fs/2 and any G > 0 (a2/a0 = (1 - t/sqrt(G))
+    / (1 + t/sqrt(G)) lies in (-1, 1) and |a1| < a0 + a2 = 2).
+
+    Parameters
+    ----------
+    freq : tensor
+        Centre frequency in Hz, in (0, fs/2).
+    bandwidth : tensor
+        Distance in Hz between the two half-dB-gain edges, in (0, fs/2).
+    gain_db : tensor
+        Gain at the centre in dB.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., 6) sections, the broadcast shape of the arguments.
+    """
+    freq, bandwidth, gain_db = _tensors(freq, bandwidth, gain_db)
+    t = torch.tan(math.pi * bandwidth / fs)
+    c = torch.cos(2 * math.pi * freq / fs)
+    r = torch.pow(10.0, gain_db / 40.0)  # sqrt(G)
+    return _section(1 + t * r, -2 * c, 1 - t * r, 1 + t / r, -2 * c, 1 - t / r)
 
 
 #: kind -> (design function, uses Q, uses gain)

@@ -1,7 +1,8 @@
 """nn.Module wrappers: learnable parameters + mapping -> a functional response."""
 
 from .allpass_matrix import AllpassFDNMatrix
-from .attenuation import GEQAttenuation, HomogeneousAttenuation, OnePoleAttenuation, ShelfAttenuation
+from .attenuation import (GEQAttenuation, HomogeneousAttenuation, OnePoleAttenuation,
+                          ProportionalAttenuation, ShelfAttenuation)
 from .base import DSPModule, from_config
 from .delay import Delay
 from .delay_matrix import DelayMatrix
@@ -18,5 +19,5 @@ from .velvet import VelvetNoiseFilter, VelvetNoiseMatrix
 
 __all__ = ["DSPModule", "from_config", "describe", "Gain", "Matrix", "Delay", "SOS", "insert_a0",
            "FIR", "FractionalDelay", "DelayMatrix", "Paraunitary", "Biquad", "SVF", "PEQ", "GEQ",
-           "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation",
+           "HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation", "ProportionalAttenuation",
            "VelvetNoiseFilter", "VelvetNoiseMatrix", "FilterBank", "AllpassFDNMatrix"]

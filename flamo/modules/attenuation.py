@@ -21,16 +21,19 @@ import torch
 from torch import nn
 
 from ..functional.mappings import LogInterval
-from ..functional.attenuation import geq_attenuation, onepole_attenuation, shelf_attenuation, t60_to_gain
+from ..functional.attenuation import (geq_attenuation, onepole_attenuation, proportional_attenuation,
+                                      shelf_attenuation, t60_to_gain)
+from ..functional.proportional import ProportionalEQ
 from ..response import Response
 from ..timedomain import realization as td
 from . import config_fields as cf
 from .._common import as_real_tensor
-from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, GEQDesigns, resolve_centres
+from .eq import CENTRES_FIELD, MAX_CONFIG_BANDS, BandDesigns, resolve_centres
 from .filters import (DEFAULT_FREQ_RANGE, FilterModule, as_range, broadcast_param,
                       check_below_nyquist, check_range)
 
-__all__ = ["HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation"]
+__all__ = ["HomogeneousAttenuation", "OnePoleAttenuation", "ShelfAttenuation", "GEQAttenuation",
+           "ProportionalAttenuation"]
 
 
 def _fields(**t60_fields):
@@ -197,7 +200,49 @@ class ShelfAttenuation(AttenuationModule):
         return cfg
 
 
-class GEQAttenuation(AttenuationModule):
+class BandAttenuation(AttenuationModule):
+    """Shared plumbing of the per-band T60 attenuations: band centres, T60 (B,) or (N, B)."""
+
+    registered = False  # a base class, not a preset type
+    config_fields = {**_fields(t60=cf.Tensor((1, 2), max_len=MAX_CONFIG_BANDS)), "centres": CENTRES_FIELD,
+                     "margin_db": cf.Number()}
+
+    def _bands(self, delays, t60, centres, learnable, t60_range, margin_db):
+        owner = type(self).__name__
+        self._setup(delays, t60_range)
+        self.centres = resolve_centres(owner, centres)
+        if not margin_db > 0:
+            raise ValueError(f"{owner}: margin_db must be > 0 dB, got {margin_db}")
+        self.margin_db = float(margin_db)
+        t = as_real_tensor(t60, "t60", owner, ndim=(1, 2))
+        if t.shape[-1] != len(self.centres):
+            raise ValueError(f"{owner}: t60 has {t.shape[-1]} bands but there are "
+                             f"{len(self.centres)} centre frequencies")
+        self.per_line = t.ndim == 2
+        if self.per_line and t.shape[0] != self.delays.shape[0]:
+            raise ValueError(f"{owner}: t60 of shape {tuple(t.shape)} needs "
+                             f"{self.delays.shape[0]} rows, one per delay line")
+        t = t.to(self.delays.dtype)
+        check_range(owner, "t60", t, 0.0, math.inf, " s")
+        check_range(owner, "t60", t, *self.t60_range, " s (t60_range)")
+        self._init_parameter("raw_t60", t, self.t60_mapping, learnable)
+
+    @property
+    def t60(self):
+        """Mapped T60 in seconds, (B,) or (N, B)."""
+        return self._t60("t60")
+
+    def _t60_per_line(self):
+        return self.t60 if self.per_line else self.t60.unsqueeze(-2)
+
+    def config(self):
+        """{"delays", "t60" (s per band), "centres" (Hz), "margin_db", "t60_range", "learnable"}."""
+        cfg = self._base_config(t60=self.t60)
+        cfg.update(centres=list(self.centres), margin_db=self.margin_db)
+        return cfg
+
+
+class GEQAttenuation(BandAttenuation):
     """Graphic-EQ attenuation per line from T60 per band (accurate cascade GEQ).
 
     Line i's command gains are -60 m_i / (fs T60_b) dB; a smooth broadband correction keeps
@@ -216,42 +261,53 @@ class GEQAttenuation(AttenuationModule):
     margin_db : float, default 0.05
     """
 
-    config_fields = {**_fields(t60=cf.Tensor((1, 2), max_len=MAX_CONFIG_BANDS)), "centres": CENTRES_FIELD,
-                     "margin_db": cf.Number()}
-
     def __init__(self, delays, t60, centres="octave", learnable=True, t60_range=None,
                  margin_db=0.05):
         super().__init__()
-        self._setup(delays, t60_range)
-        self.centres = resolve_centres("GEQAttenuation", centres)
-        if not margin_db > 0:
-            raise ValueError(f"GEQAttenuation: margin_db must be > 0 dB, got {margin_db}")
-        self.margin_db = float(margin_db)
-        t = as_real_tensor(t60, "t60", "GEQAttenuation", ndim=(1, 2))
-        if t.shape[-1] != len(self.centres):
-            raise ValueError(f"GEQAttenuation: t60 has {t.shape[-1]} bands but there are "
-                             f"{len(self.centres)} centre frequencies")
-        self.per_line = t.ndim == 2
-        if self.per_line and t.shape[0] != self.delays.shape[0]:
-            raise ValueError(f"GEQAttenuation: t60 of shape {tuple(t.shape)} needs "
-                             f"{self.delays.shape[0]} rows, one per delay line")
-        t = t.to(self.delays.dtype)
-        check_range("GEQAttenuation", "t60", t, 0.0, math.inf, " s")
-        check_range("GEQAttenuation", "t60", t, *self.t60_range, " s (t60_range)")
-        self._init_parameter("raw_t60", t, self.t60_mapping, learnable)
-        self.designs = GEQDesigns(self.centres, offset=True)
-
-    @property
-    def t60(self):
-        return self._t60("t60")
+        self._bands(delays, t60, centres, learnable, t60_range, margin_db)
+        self.designs = BandDesigns(self.centres, offset=True)
 
     def sos_at(self, fs):
         """(..., N, B, 6) sections at ``fs`` Hz, float64."""
-        t60 = self.t60 if self.per_line else self.t60.unsqueeze(-2)
-        return geq_attenuation(self.designs(fs), self.delays.to(torch.float64), t60, self.margin_db)
+        return geq_attenuation(self.designs(fs), self.delays.to(torch.float64), self._t60_per_line(),
+                               self.margin_db)
 
-    def config(self):
-        """{"delays", "t60" (s per band), "centres" (Hz), "margin_db", "t60_range", "learnable"}."""
-        cfg = self._base_config(t60=self.t60)
-        cfg.update(centres=list(self.centres), margin_db=self.margin_db)
-        return cfg
+
+class ProportionalAttenuation(BandAttenuation):
+    """Proportional-EQ attenuation per line from T60 per band (Jot 2015).
+
+    Line i's band gains are -60 m_i / (fs T60_b) dB, realized by a broadband gain,
+    proportional first-order shelves below the lowest and above the highest band and one
+    proportional peak per band (:class:`flamo.functional.ProportionalEQ`,
+    :func:`flamo.functional.proportional_attenuation`): the section gains in dB scale with
+    the delay length (refined per line), and every line decays by 60 dB in T60_b at each
+    band centre (to the design's accuracy, below 1e-6 dB per pass for T60 spans of
+    10 dB per pass) with T60_1 below the lowest centre and T60_B above the highest. The
+    same smooth broadband correction as :class:`GEQAttenuation`, tighter, keeps every line's
+    magnitude <= -``margin_db`` dB; it leaves T60 unchanged unless a line attenuates less
+    than 0.03 dB per pass in some band (T60 above 2000 m / fs seconds). B + 2 sections per
+    line.
+
+    Parameters
+    ----------
+    delays : array_like
+        (N,) delay lengths in samples.
+    t60 : array_like
+        (B,) T60 per band in seconds (shared by all lines) or (N, B) per line.
+    centres : "octave" | "third_octave" | array_like, default "octave"
+        Band centres in Hz, below the Nyquist frequency of the evaluations.
+    learnable : bool, default True
+    t60_range : (float, float), optional
+    margin_db : float, default 0.01
+    """
+
+    def __init__(self, delays, t60, centres="octave", learnable=True, t60_range=None,
+                 margin_db=0.01):
+        super().__init__()
+        self._bands(delays, t60, centres, learnable, t60_range, margin_db)
+        self.designs = BandDesigns(self.centres, design=ProportionalEQ)
+
+    def sos_at(self, fs):
+        """(..., N, B + 2, 6) sections at ``fs`` Hz, float64."""
+        return proportional_attenuation(self.designs(fs), self.delays.to(torch.float64),
+                                        self._t60_per_line(), self.margin_db)

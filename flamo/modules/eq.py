@@ -108,26 +108,29 @@ def resolve_centres(owner, centres):
     return f.tolist()
 
 
-class GEQDesigns:
-    """The :class:`~flamo.functional.AccurateGEQ` of one band layout at each sample rate an
+class BandDesigns:
+    """The band-EQ design (:class:`~flamo.functional.AccurateGEQ` or
+    :class:`~flamo.functional.ProportionalEQ`) of one band layout at each sample rate an
     evaluation asks for, built once per rate (the design depends on the bands in radians).
 
     Parameters
     ----------
     centres : list of float
         Band centres in Hz.
+    design : type, default AccurateGEQ
+        Called as ``design(centres, fs, **settings)``.
     **settings
-        Keyword arguments of AccurateGEQ (``c``, ``design_gain_db``, ``offset``).
+        Keyword arguments of the design (AccurateGEQ: ``c``, ``design_gain_db``, ``offset``).
     """
 
-    def __init__(self, centres, **settings):
-        self.centres, self.settings = list(centres), settings
+    def __init__(self, centres, design=AccurateGEQ, **settings):
+        self.centres, self.design, self.settings = list(centres), design, settings
         self._designs = {}
 
-    def __call__(self, fs: float) -> AccurateGEQ:
+    def __call__(self, fs: float):
         fs = float(fs)
         if fs not in self._designs:
-            self._designs[fs] = AccurateGEQ(self.centres, fs, **self.settings)
+            self._designs[fs] = self.design(self.centres, fs, **self.settings)
         return self._designs[fs]
 
 
@@ -184,7 +187,7 @@ class GEQ(FilterModule):
                              f"{len(self.centres)} centre frequencies")
         if not 0 < c < 1:
             raise ValueError(f"GEQ: c must lie in (0, 1), got {c}")
-        self.designs = GEQDesigns(self.centres, c=float(c), design_gain_db=float(design_gain_db),
+        self.designs = BandDesigns(self.centres, c=float(c), design_gain_db=float(design_gain_db),
                                   offset=bool(offset))
         self.diagonal = gains.ndim == 2
         low, high = self.COMMAND_RANGE_DB if command_range_db is None else command_range_db

@@ -47,7 +47,7 @@ LAYOUT = ("Series(input Gain (N, in), Recursion(forward=Series(Delay, attenuatio
 
 ATTENUATION_KINDS = ("a diagonal Gain, HomogeneousAttenuation, or a diagonal module with "
                      "second-order sections (SOS, Biquad, SVF, PEQ, GEQ, OnePoleAttenuation, "
-                     "ShelfAttenuation, GEQAttenuation), or a Series of those")
+                     "ShelfAttenuation, GEQAttenuation, ProportionalAttenuation), or a Series of those")
 
 
 def _unsupported(module, why: str) -> ValueError:

@@ -173,6 +173,29 @@ def test_every_module_kind_matches_frequency_sampling():
         assert check_against_frequency(leaf) < 1e-9, leaf
 
 
+def issue17_modules():
+    """One of each module added with issue 17 (not square, or needing even sizes, so not in
+    random_leaf), at sizes whose responses decay well inside NFFT."""
+    return {
+        "velvet_filter": flamo.VelvetNoiseFilter.random(3, 0.02, 2000.0, FS, seed=1),
+        "velvet_matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=40, seed=2, dtype=F64),
+        "filterbank": flamo.FilterBank([1000.0, 2000.0, 4000.0], fraction=1, order=2),
+        "allpass_matrix": flamo.AllpassFDNMatrix(2, seed=3),
+        "allpass_fdn": flamo.reverb.allpass_fdn([3, 5, 7], seed=0, dtype=F64),
+        "proportional_attenuation": flamo.ProportionalAttenuation([30.0, 70.0], np.linspace(0.2, 0.05, 10)),
+    }
+
+
+@pytest.mark.parametrize("name", list(issue17_modules()))
+def test_issue17_modules_render_their_impulse_response(name):
+    assert check_against_frequency(issue17_modules()[name].double()) < 1e-9
+
+
+def test_complementary_filterbank_has_no_realization():
+    with pytest.raises(NotImplementedError, match="complementary.*zero-phase.*butterworth"):
+        flamo.render(flamo.FilterBank(kind="complementary"), impulse(8), fs=FS)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 3), inputs=st.integers(1, 2),
        outputs=st.integers(1, 2))

@@ -8,6 +8,7 @@ from torch import nn
 from ..functional.mappings import Interval
 from ..functional.matrices import skew_expm
 from ..response import Response
+from ..timedomain import realization as td
 from .._common import as_real_tensor, seeded_generator
 from . import config_fields as cf
 from .base import DSPModule
@@ -108,6 +109,10 @@ class AllpassFDNMatrix(DSPModule):
 
     def structured_response(self, points):
         return Response(self.matrix.to(points.complex_dtype).unsqueeze(-3), False)
+
+    def realize(self, fs=None):
+        """S as a static :class:`~flamo.timedomain.realization.MatrixGain`."""
+        return td.MatrixGain(self.matrix)
 
     def config(self):
         """{"n", "orthogonal": the current Q, "gains": g, "learnable"}."""

@@ -11,6 +11,7 @@ from ..functional.filterbank import band_edges, band_masks, butterworth_bandpass
 from ..functional.geq import octave_bands, third_octave_bands
 from ..functional.sos import sos_response
 from ..response import Response
+from ..timedomain import realization as td
 from . import config_fields as cf
 from .base import DSPModule
 
@@ -102,6 +103,24 @@ class FilterBank(DSPModule):
             freqs = torch.angle(z).abs().to(torch.float64) * (fs / (2 * math.pi))
             h = band_masks(freqs, self.centres).to(points.complex_dtype)
         return Response(h.unsqueeze(-1), False)
+
+    def realize(self, fs=None):
+        """Butterworth bands: the input copied to every band
+        (:class:`~flamo.timedomain.realization.MatrixGain` of ones, (bands, 1)), then each
+        band's sections designed at ``fs`` Hz (:class:`~flamo.timedomain.realization.SOSBank`).
+
+        Raises
+        ------
+        NotImplementedError
+            For ``kind="complementary"``: zero-phase bands are not causal, so no difference
+            equation realizes them.
+        """
+        if self.kind == "complementary":
+            raise NotImplementedError(
+                "FilterBank: kind='complementary' bands are zero-phase (non-causal) masks with no "
+                "time-domain realization; use kind='butterworth' to render, stream or export")
+        sections = self.sections(td.require_fs(fs, "FilterBank"))
+        return td.Chain([td.MatrixGain(sections.new_ones(len(self.centres), 1)), td.SOSBank(sections)])
 
     def config(self):
         """{"centres": Hz, "fraction", "kind", "order"}."""

@@ -10,6 +10,7 @@ from ..functional.fir import fir_response
 from ..functional.matrices import hadamard
 from ..functional.velvet import velvet_pulses
 from ..response import Response
+from ..timedomain import realization as td
 from .._common import as_real_tensor, seeded_generator
 from . import config_fields as cf
 from .base import DSPModule
@@ -114,6 +115,10 @@ class VelvetNoiseFilter(DSPModule):
 
     def structured_response(self, points):
         return Response(fir_response(self.taps, points), True)
+
+    def realize(self, fs=None):
+        """The dense taps as a diagonal :class:`~flamo.timedomain.realization.FIRBank`."""
+        return td.FIRBank(self.taps, diagonal=True)
 
     def config(self):
         """{"positions": samples, "gains": linear, "learnable"}."""

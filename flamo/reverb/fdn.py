@@ -254,12 +254,14 @@ def allpass_fdn(delays, matrix=None, seed=None, dtype=torch.float32) -> Series:
     (whose input, output and direct gains are parameters of their own)::
 
         Series({"input":  Gain (2n, n)  [I; 0],             # the input enters S's first block
-                "loop":   Recursion(S, Series({"delays": Delay (2n,) [0 .. 0, m],
+                "loop":   Recursion(S, Series({"delays": Delay (2n,) [1 .. 1, m],
                                                "select": Gain (2n,) [0 .. 0, 1 .. 1]})),
                 "output": Gain (n, 2n)  [I, 0]})
 
     Recursion(S, B) = (I - S B)^-1 S with B = diag(0, D(z)) has S_11 + S_12 D (I - S_22 D)^-1
-    S_21 as its first block, which the fixed input and output selections pick.
+    S_21 as its first block, which the fixed input and output selections pick. The unused
+    first-block lines get a delay of 1 sample (their gain is 0, so any length gives the same
+    B): every feedback line then holds a delay, and the loop has a time-domain realization.
 
     Parameters
     ----------
@@ -286,7 +288,7 @@ def allpass_fdn(delays, matrix=None, seed=None, dtype=torch.float32) -> Series:
                          f"allpass_fdn: matrix must be an AllpassFDNMatrix, got {type(matrix).__name__}")
     eye, zeros = torch.eye(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64)
     select = torch.cat([torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)])
-    lines = Series({"delays": Delay(torch.cat([torch.zeros(n, dtype=torch.float64), m])),
+    lines = Series({"delays": Delay(torch.cat([torch.ones(n, dtype=torch.float64), m])),
                     "select": Gain(select, learnable=False)})
     system = Series({"input": Gain(torch.cat([eye, zeros]), learnable=False),
                      "loop": Recursion(matrix, lines),

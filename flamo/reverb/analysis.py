@@ -43,9 +43,13 @@ import numpy as np
 import torch
 from scipy.special import erfc
 
+from ..exceptions import PrecisionWarning, warn
+from ..modules import DSPModule
+from ..system import Parallel, Recursion, Series
+from ..timedomain import realization as td
 from .structure import fdn_structure
 
-__all__ = ["ModalDecomposition", "fdn_modes", "modal_decomposition", "echo_density"]
+__all__ = ["ModalDecomposition", "fdn_modes", "loop_modes", "modal_decomposition", "echo_density"]
 
 # Elements of one (rows x roots) block of the Aberth sum: bounds its memory (16 B each).
 _ABERTH_BLOCK = 2**21
@@ -159,6 +163,30 @@ def _aberth_sum(z, rows):
     return out
 
 
+def _aberth(log_derivative, K, initial_radius, tol, max_iter):
+    """The K roots of a function p, given its log-derivative p'/p at points (vectorized),
+    by the Ehrlich-Aberth iteration; returns (roots (K,), iterations, converged)."""
+    # Equispaced guesses with an angular offset of a quarter spacing, so no two guesses are
+    # conjugates and real roots can be reached (Aberth, Math. Comp. 27, 1973).
+    angles = 2 * np.pi * (np.arange(K) + 0.25) / K
+    z = initial_radius * np.exp(1j * angles)
+    active = np.arange(K)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        # Aberth step w = N / (1 - N S) with the Newton ratio N = p / p', written as
+        # 1 / (p'/p - S): p'/p vanishes far inside the circle (p ~ det(-A) + O(z^min m)).
+        ratio = log_derivative(z[active])
+        with np.errstate(all="ignore"):
+            w = 1.0 / (ratio - _aberth_sum(z, active))
+        w[~np.isfinite(w) | np.isinf(ratio)] = 0.0  # an exact root
+        z[active] -= w
+        done = np.abs(w) <= tol * np.maximum(1.0, np.abs(z[active]))
+        active = active[~done]
+        if active.size == 0:
+            break
+    return z, iterations, active.size == 0
+
+
 def fdn_modes(delays, A, b, c, g=None, d=0.0, tol=1e-12, max_iter=100,
               initial_radius=None) -> ModalDecomposition:
     """Poles and residues of an FDN with integer delays (Ehrlich-Aberth on det P(z)).
@@ -214,25 +242,8 @@ def fdn_modes(delays, A, b, c, g=None, d=0.0, tol=1e-12, max_iter=100,
     if initial_radius is None:
         log_det = np.log(abs(np.linalg.det(A))) if abs(np.linalg.det(A)) > 0 else 0.0
         initial_radius = math.exp((log_det + np.log(g).sum()) / K)
-    # Equispaced guesses with an angular offset of a quarter spacing, so no two guesses are
-    # conjugates and real roots can be reached (Aberth, Math. Comp. 27, 1973).
-    angles = 2 * np.pi * (np.arange(K) + 0.25) / K
-    z = initial_radius * np.exp(1j * angles)
-    active = np.arange(K)
-    iterations = 0
-    for iterations in range(1, max_iter + 1):
-        # Aberth step w = N / (1 - N S) with the Newton ratio N = p / p', written as
-        # 1 / (p'/p - S): p'/p vanishes far inside the circle (p ~ det(-A) + O(z^min m)).
-        log_derivative = _log_derivative(z[active], m, inv_g, A)
-        with np.errstate(all="ignore"):
-            w = 1.0 / (log_derivative - _aberth_sum(z, active))
-        w[~np.isfinite(w) | np.isinf(log_derivative)] = 0.0  # an exact root
-        z[active] -= w
-        done = np.abs(w) <= tol * np.maximum(1.0, np.abs(z[active]))
-        active = active[~done]
-        if active.size == 0:
-            break
-    converged = active.size == 0
+    z, iterations, converged = _aberth(lambda zz: _log_derivative(zz, m, inv_g, A), K,
+                                       initial_radius, tol, max_iter)
     # Residues from the null vectors of P at each pole (smallest singular value).
     P, dP = _loop_matrix(z, m, inv_g, A)
     U, _, Vh = np.linalg.svd(P)
@@ -246,37 +257,270 @@ def fdn_modes(delays, A, b, c, g=None, d=0.0, tol=1e-12, max_iter=100,
 
 
 def modal_decomposition(system, fs=None, **kwargs) -> ModalDecomposition:
-    """:func:`fdn_modes` of a single-input single-output FDN read by
-    :func:`flamo.reverb.fdn_structure` (e.g. built by :func:`flamo.reverb.build_fdn`);
-    keyword arguments go to fdn_modes.
+    """Poles and residues of a single-input single-output system with one feedback loop.
 
-    ``fs`` (Hz) is the sample rate of the decomposition, needed when the line gains come
-    from T60s (:class:`flamo.HomogeneousAttenuation`).
+    An FDN with per-line gains only, read by :func:`flamo.reverb.fdn_structure` (e.g. built
+    by :func:`flamo.reverb.build_fdn` with a diagonal :class:`flamo.Gain`,
+    :class:`flamo.HomogeneousAttenuation` or no attenuation, and a constant tone gain),
+    goes to :func:`fdn_modes` (closed-form loop matrix); every other system, e.g. an FDN
+    with filters in its loop, to :func:`loop_modes`. Keyword arguments go to the one used.
+
+    ``fs`` (Hz) is the sample rate of the decomposition, needed when gains or filters come
+    from T60s or frequencies in Hz.
 
     Raises
     ------
     ValueError
-        If the FDN has more than one input or output, or a frequency-dependent part (filter
-        sections in the loop attenuation, a tone filter): the decomposition here covers
-        per-line gains only (a diagonal :class:`flamo.Gain`,
-        :class:`flamo.HomogeneousAttenuation`, no attenuation, a constant tone gain).
+        As :func:`loop_modes` for a system outside its scope.
     """
-    fdn = fdn_structure(system, fs=fs)
-    if fdn.shape != (1, 1):
-        raise ValueError(f"modal_decomposition: supports one input and one output, got an FDN of "
-                         f"shape {fdn.shape}")
-    if fdn.frequency_dependent:
-        parts = [type(p).__name__ for p, s in ((fdn.attenuation, fdn.sections),
-                                               (fdn.tone, fdn.tone_sections)) if s is not None]
-        raise ValueError(f"modal_decomposition: supports per-line gains only (diagonal Gain, "
-                         f"HomogeneousAttenuation) and a constant tone gain; this FDN has filter "
-                         f"sections in {', '.join(parts)}")
+    try:
+        fdn = fdn_structure(system, fs=fs)
+        closed_form = fdn.shape == (1, 1) and not fdn.frequency_dependent
+    except ValueError:  # not FDN-shaped, or a loop part without gains or sections
+        closed_form = False
+    if not closed_form:
+        return loop_modes(system, fs=fs, **kwargs)
     with torch.no_grad():
         scale = 1.0 if fdn.tone is None else fdn.tone_gains.double()[0]
         arrays = dict(m=fdn.m, A=fdn.A.double(), b=fdn.b.double()[:, 0],
                       c=scale * fdn.c.double()[0], g=fdn.gains, d=fdn.d.double()[0, 0])
         p = {k: None if v is None else v.detach().cpu().double().numpy() for k, v in arrays.items()}
     return fdn_modes(p["m"], p["A"], p["b"], p["c"], g=p["g"], d=float(p["d"]), **kwargs)
+
+
+# -- any system with one Recursion ----------------------------------------------------------
+_STATIC = (td.Gains, td.MatrixGain)
+#: |z| below which loop_modes counts an Aberth iterate as a root at z = 0.
+_ZERO_POLE = 1e-10
+
+
+def _loop_of(system, fs):
+    """The one Recursion of a tree of Series / Parallel whose other leaves are static."""
+    loops = []
+
+    def walk(node, path):
+        if isinstance(node, Recursion):
+            loops.append((node, path))
+        elif isinstance(node, (Series, Parallel)):
+            for name, part in node.named_parts():
+                walk(part, f"{path}.{name}" if path else name)
+        else:
+            realization = _realize(node, path, fs)
+            if not isinstance(realization, _STATIC):
+                raise ValueError(
+                    f"loop_modes: the parts outside the loop must be static gains (Gain, Matrix, "
+                    f"...), got {type(node).__name__} {path!r}: its own poles or delays are not "
+                    f"modes of the loop; move it into the Recursion or leave it out")
+
+    walk(system, "")
+    if len(loops) != 1:
+        raise ValueError(f"loop_modes: the system must hold exactly one flamo.Recursion (inside "
+                         f"Series / Parallel), got {len(loops)}")
+    return loops[0]
+
+
+def _realize(module, path, fs):
+    try:
+        return module.realize(fs)
+    except NotImplementedError as err:
+        raise ValueError(f"loop_modes: {type(module).__name__} {path!r} holds a part without a "
+                         f"rational (difference-equation) form, whose poles cannot be found: {err}") from err
+
+
+def _loop_parts(node, path):
+    """(state count, monic denominators as (order + 1,) arrays) of a loop's realization."""
+    if isinstance(node, (td.Chain, td.Sum)):
+        states, dens = 0, []
+        for part in node.parts:
+            k, d = _loop_parts(part, path)
+            states, dens = states + k, dens + d
+        return states, dens
+    if isinstance(node, td.Loop):
+        raise ValueError(f"loop_modes: {path!r} holds a loop inside its loop; nested loops are not "
+                         f"supported")
+    if isinstance(node, _STATIC):
+        return 0, []
+    if isinstance(node, td.Delays):
+        return int(node.delays.sum()), []
+    if isinstance(node, td.DelayGains):
+        return int(node.delays.amax(0).sum()), []  # one delay line per input, its longest tap
+    params = [p.detach().cpu().double().numpy() for p in node.params]
+    if isinstance(node, td.FIRBank):
+        taps = params[0]
+        return int((taps.shape[-1] - 1) * (taps.shape[0] if node.diagonal else taps.shape[1])), []
+    if isinstance(node, td.SOSBank):
+        a = params[0][..., 3:].reshape(-1, 3)
+        return 2 * a.shape[0], list(a)
+    if isinstance(node, td.RationalBank):
+        a = params[1]
+        return (a.shape[-1] - 1) * a.shape[0], list(a)
+    raise ValueError(f"loop_modes: {path!r} realizes as {type(node).__name__}, which is not a "
+                     f"rational part known to the decomposition")
+
+
+def _denominator_log_derivative(z, dens):
+    """sum_j d/dz log a_j(1/z) for monic a_j(w) = sum_k a_jk w^k, at z (M,)."""
+    out = np.zeros(z.shape, dtype=complex)
+    for order in sorted({d.size for d in dens}):
+        a = np.stack([d for d in dens if d.size == order])  # (J, order)
+        k = np.arange(order)
+        w = (1 / z)[:, None] ** k  # (M, order): z^-k
+        value = w @ a.T  # (M, J)
+        slope = (-(k * w) / z[:, None]) @ a.T  # d/dz of a(1/z)
+        out += (slope / value).sum(-1)
+    return out
+
+
+class _LoopMatrix:
+    """P(z) = I - F(z) B(z) of a Recursion (its ``characteristic``) and dP/dz, float64."""
+
+    def __init__(self, loop, fs, degree):
+        self.loop, self.fs = loop, fs
+        # five-point central difference along z: relative step 1e-3 / degree keeps the
+        # truncation (degree step)^4 / 30 and the rounding 1e-16 / step below 1e-10
+        self.step = 1e-3 / max(1, degree)
+
+    def __call__(self, z):
+        with torch.no_grad():
+            return self.loop.characteristic(torch.as_tensor(z), fs=self.fs, dtype=torch.float64).numpy()
+
+    def derivative(self, z):
+        h = self.step * z
+        stencil = np.concatenate([z + 2 * h, z + h, z - h, z - 2 * h])
+        p2, p1, m1, m2 = np.split(self(stencil), 4)
+        return (-p2 + 8 * p1 - 8 * m1 + m2) / (12 * h)[:, None, None]
+
+
+def loop_modes(system, fs=None, tol=1e-12, max_iter=100, initial_radius=None) -> ModalDecomposition:
+    """Poles and residues of a single-input single-output system whose loop is a Recursion.
+
+    The system is a tree of :class:`flamo.Series` / :class:`flamo.Parallel` holding one
+    :class:`flamo.Recursion` H_R = (I - F B)^-1 F and, outside it, static gains only (an
+    FDN's input, output and direct gains); F and B may hold delays, gains, matrices, FIRs
+    and filters (any module that realizes as rational parts, :meth:`flamo.DSPModule.realize`).
+
+    Poles: with P(z) = I - F(z) B(z) (:meth:`flamo.Recursion.characteristic`), the loop's
+    characteristic polynomial is f(z) = z^K det P(z) prod_j a_j(1/z), a_j the monic
+    denominators of the filter sections in the loop (which cancel the poles of P's entries)
+    and K the state dimension of the loop's realization (the delays, the filter orders and
+    the FIR lengths): f has degree K and its roots are the eigenvalues of the loop's
+    state-space realization. The K roots are found at once by the Ehrlich-Aberth iteration
+    (as in :func:`fdn_modes`) from f'/f = K / z + tr(P^-1 P') + sum_j (log a_j(1/z))', P' by
+    a five-point difference of P along z.
+
+    Residues: at a simple pole lambda with null vectors P v = 0, u^H P = 0, the loop's
+    response has the residue v u^H F(lambda) / (u^H P'(lambda) v) (as in :func:`fdn_modes`);
+    the static gains around the loop multiply it, and the direct term is H(z) at z = 1e100.
+
+    Roots at z = 0 (a state count above the degree of the loop's polynomial, e.g. a section
+    with a zero last coefficient, or a one-pole filter after a delay) are not modes and are
+    left out, so ``poles`` may hold fewer than K entries; so is a pole closer than 1e-7 to
+    0, where P(z) overflows (the check below warns if its residue mattered). The iterates
+    evaluate z^-m: delays of hundreds of samples overflow float64 for |z| below about
+    10^(-300 / m), where the iteration stalls; :func:`fdn_modes` (per-line gains) scales
+    that away.
+
+    Parameters
+    ----------
+    system : flamo.DSPModule
+        (1, 1) system as above.
+    fs : float, optional
+        Sample rate in Hz, for modules designed in Hz or seconds.
+    tol, max_iter, initial_radius
+        As in :func:`fdn_modes`; the default radius is the geometric mean over the unit
+        circle of |det F(z) B(z)|^(1 / K) (exact for an FDN with per-line gains), 0.9 where
+        that is not finite.
+
+    Returns
+    -------
+    ModalDecomposition
+        ``converged`` is False when the iteration stopped at ``max_iter`` or when the modes
+        do not reproduce H on the unit circle to 1e-6 relative (with a PrecisionWarning).
+
+    Raises
+    ------
+    ValueError
+        For a system that is not (1, 1), holds no or several Recursions, nested loops,
+        non-static parts outside the loop, or parts without a rational realization.
+    """
+    if not isinstance(system, DSPModule):
+        raise TypeError(f"loop_modes: system must be a flamo.DSPModule, got {type(system).__name__}")
+    if tuple(system.shape) != (1, 1):
+        raise ValueError(f"loop_modes: supports one input and one output, got a system of shape "
+                         f"{tuple(system.shape)}")
+    loop, path = _loop_of(system, fs)
+    where = path or "the system"
+    K, dens = _loop_parts(td.Chain([_realize(loop.forward_path, where, fs),
+                                    _realize(loop.feedback_path, where, fs)]), where)
+    P = _LoopMatrix(loop, fs, K)
+    if initial_radius is None:
+        circle = np.exp(2j * np.pi * (np.arange(64) + 0.5) / 64)
+        with np.errstate(divide="ignore"):
+            mean_log = np.log(np.abs(np.linalg.det(np.eye(P(circle[:1]).shape[-1]) - P(circle)))).mean()
+        initial_radius = math.exp(mean_log / K) if np.isfinite(mean_log) else 0.9
+
+    def log_derivative(z):
+        out = np.full(z.shape, np.inf, dtype=complex)  # inf: an exact root, stop there
+        away = np.abs(z) > _ZERO_POLE  # z -> 0: a root at 0 (P(z) itself overflows there)
+        with np.errstate(all="ignore"):
+            zz = z[away]
+            try:
+                trace = np.einsum("kii->k", np.linalg.solve(P(zz), P.derivative(zz)))
+            except np.linalg.LinAlgError:
+                return out
+            out[away] = K / zz + trace + _denominator_log_derivative(zz, dens)
+        out[~np.isfinite(out)] = np.inf
+        return out
+
+    poles, iterations, converged = _aberth(log_derivative, K, initial_radius, tol, max_iter)
+    # Roots at z = 0 come from states that no loop path reaches at full length (e.g. a
+    # section whose numerator or denominator has a zero last coefficient): not modes. A
+    # genuine pole within 1e-7 of 0 is left out with them (P(z) overflows there); the check
+    # below then reports the residue it carried.
+    poles = poles[np.abs(poles) > 1e3 * _ZERO_POLE]
+    U, _, Vh = np.linalg.svd(P(poles))
+    v, u = Vh[:, -1, :].conj(), U[:, :, -1]  # P v ~ 0, u^H P ~ 0
+    with torch.no_grad():
+        forward = loop.forward_path.probe(torch.as_tensor(poles), fs=fs, dtype=torch.float64).numpy()
+    scale = np.einsum("ki,ki->k", u.conj(), np.einsum("kij,kj->ki", P.derivative(poles), v))
+    loop_residue = v[:, :, None] * np.einsum("ki,kij->kj", u.conj(), forward)[:, None, :] / scale[:, None, None]
+    residues = _around(system, loop, poles, loop_residue, fs)[:, 0, 0]
+    with torch.no_grad():
+        direct = system.probe(torch.tensor([1e100 + 0j], dtype=torch.complex128), fs=fs).numpy()[0, 0, 0]
+    modes = ModalDecomposition(poles=poles, residues=residues, direct=float(direct.real),
+                               iterations=iterations, converged=converged)
+    check = np.exp(2j * np.pi * (np.arange(16) + 0.37) / 16)
+    with torch.no_grad():
+        truth = system.probe(torch.as_tensor(check), fs=fs, dtype=torch.float64).numpy()[:, 0, 0]
+    error = np.abs(modes.transfer(check) - truth).max() / np.abs(truth).max()
+    if not error < 1e-6:
+        warn(f"loop_modes: the {K} modes reproduce the system's response on the unit circle only "
+             f"to {error:.2g} relative (converged={converged}); multiple poles, or a loop whose "
+             f"state count {K} exceeds its degree, make the residues inexact", PrecisionWarning)
+        modes.converged = False
+    return modes
+
+
+def _around(node, loop, poles, loop_residue, fs):
+    """Residues (K, out, in) of ``node`` at the loop's poles: the loop's residue times the
+    responses at the poles of what is in series with it (the other branches of a Parallel
+    have no pole there)."""
+    if node is loop:
+        return loop_residue
+    parts = list(node)
+    for i, part in enumerate(parts):
+        if any(m is loop for m in part.modules()):
+            inner = _around(part, loop, poles, loop_residue, fs)
+            if isinstance(node, Parallel):
+                return inner
+            z = torch.as_tensor(poles)
+            with torch.no_grad():
+                for before in reversed(parts[:i]):
+                    inner = inner @ before.probe(z, fs=fs, dtype=torch.float64).numpy()
+                for after in parts[i + 1:]:
+                    inner = after.probe(z, fs=fs, dtype=torch.float64).numpy() @ inner
+            return inner
+    raise AssertionError("the loop is in the tree")  # _loop_of found it there
 
 
 def echo_density(h, fs, window_ms=20.0, hop=1):

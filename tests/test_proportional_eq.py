@@ -156,7 +156,7 @@ def test_attenuation_matches_sosfreqz_and_gradcheck():
     for i in range(2):
         _, ref = scipy.signal.sosfreqz(sos[i] / sos[i][:, 3:4], worN=2 * np.pi * np.arange(129) / 256)
         np.testing.assert_allclose(h[:, i, i], ref, rtol=1e-9, atol=1e-12)
-    # the time-domain twin: tests/test_timedomain.py::test_issue17_modules_render_their_impulse_response
+    # the time-domain twin: test_timedomain.py, test_modules_beyond_random_leaf_render_...
     values = [module.raw_t60.detach().clone().requires_grad_()]
     assert torch.autograd.gradcheck(lambda v: response_with(module, ["raw_t60"], [v],
                                                             flamo.Grid(nfft=16, fs=FS, dtype=F64)),

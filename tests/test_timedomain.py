@@ -173,9 +173,10 @@ def test_every_module_kind_matches_frequency_sampling():
         assert check_against_frequency(leaf) < 1e-9, leaf
 
 
-def issue17_modules():
-    """One of each module added with issue 17 (not square, or needing even sizes, so not in
-    random_leaf), at sizes whose responses decay well inside NFFT."""
+def modules_beyond_random_leaf():
+    """The velvet, filterbank, allpass and proportional modules (not square, needing even
+    sizes, or slow to design, so not drawn by random_leaf), at sizes whose responses decay
+    well inside NFFT."""
     return {
         "velvet_filter": flamo.VelvetNoiseFilter.random(3, 0.02, 2000.0, FS, seed=1),
         "velvet_matrix": flamo.VelvetNoiseMatrix(4, stages=2, spread=40, seed=2, dtype=F64),
@@ -186,9 +187,9 @@ def issue17_modules():
     }
 
 
-@pytest.mark.parametrize("name", list(issue17_modules()))
-def test_issue17_modules_render_their_impulse_response(name):
-    assert check_against_frequency(issue17_modules()[name].double()) < 1e-9
+@pytest.mark.parametrize("name", list(modules_beyond_random_leaf()))
+def test_modules_beyond_random_leaf_render_their_impulse_response(name):
+    assert check_against_frequency(modules_beyond_random_leaf()[name].double()) < 1e-9
 
 
 def test_complementary_filterbank_has_no_realization():

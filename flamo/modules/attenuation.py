@@ -281,8 +281,8 @@ class ProportionalAttenuation(BandAttenuation):
     proportional peak per band (:class:`flamo.functional.ProportionalEQ`,
     :func:`flamo.functional.proportional_attenuation`): the section gains in dB scale with
     the delay length (refined per line), and every line decays by 60 dB in T60_b at each
-    band centre (to the design's accuracy, below 1e-6 dB per pass for T60 spans of
-    10 dB per pass) with T60_1 below the lowest centre and T60_B above the highest. The
+    band centre (to the design's accuracy: band gains spanning 10 dB per pass are met to
+    1e-7 dB) with T60_1 below the lowest centre and T60_B above the highest. The
     same smooth broadband correction as :class:`GEQAttenuation`, tighter, keeps every line's
     magnitude <= -``margin_db`` dB; it leaves T60 unchanged unless a line attenuates less
     than 0.03 dB per pass in some band (T60 above 2000 m / fs seconds). B + 2 sections per

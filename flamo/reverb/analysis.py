@@ -376,19 +376,24 @@ class _LoopMatrix:
 
     def __init__(self, loop, fs, degree):
         self.loop, self.fs = loop, fs
-        # five-point central difference along z: relative step 1e-3 / degree keeps the
-        # truncation (degree step)^4 / 30 and the rounding 1e-16 / step below 1e-10
+        # central differences along z with a relative step of 1e-3 / degree: the five-point
+        # stencil's truncation (degree step)^4 / 30 and its rounding 1e-16 / step stay below
+        # 1e-10; the three-point one (truncation (degree step)^2 / 6 < 2e-7) steers the
+        # iteration, whose fixed points are the roots whatever the derivative's error
         self.step = 1e-3 / max(1, degree)
 
     def __call__(self, z):
         with torch.no_grad():
             return self.loop.characteristic(torch.as_tensor(z), fs=self.fs, dtype=torch.float64).numpy()
 
-    def derivative(self, z):
+    def with_derivative(self, z, points=5):
+        """(P(z), P'(z)) from one evaluation of the ``points``-point stencil (3 or 5)."""
         h = self.step * z
-        stencil = np.concatenate([z + 2 * h, z + h, z - h, z - 2 * h])
-        p2, p1, m1, m2 = np.split(self(stencil), 4)
-        return (-p2 + 8 * p1 - 8 * m1 + m2) / (12 * h)[:, None, None]
+        if points == 3:
+            p0, p1, m1 = np.split(self(np.concatenate([z, z + h, z - h])), 3)
+            return p0, (p1 - m1) / (2 * h)[:, None, None]
+        p0, p2, p1, m1, m2 = np.split(self(np.concatenate([z, z + 2 * h, z + h, z - h, z - 2 * h])), 5)
+        return p0, (-p2 + 8 * p1 - 8 * m1 + m2) / (12 * h)[:, None, None]
 
 
 def loop_modes(system, fs=None, tol=1e-12, max_iter=100, initial_radius=None) -> ModalDecomposition:
@@ -406,7 +411,7 @@ def loop_modes(system, fs=None, tol=1e-12, max_iter=100, initial_radius=None) ->
     the FIR lengths): f has degree K and its roots are the eigenvalues of the loop's
     state-space realization. The K roots are found at once by the Ehrlich-Aberth iteration
     (as in :func:`fdn_modes`) from f'/f = K / z + tr(P^-1 P') + sum_j (log a_j(1/z))', P' by
-    a five-point difference of P along z.
+    a central difference of P along z (three points while iterating, five for the residues).
 
     Residues: at a simple pole lambda with null vectors P v = 0, u^H P = 0, the loop's
     response has the residue v u^H F(lambda) / (u^H P'(lambda) v) (as in :func:`fdn_modes`);
@@ -465,7 +470,7 @@ def loop_modes(system, fs=None, tol=1e-12, max_iter=100, initial_radius=None) ->
         with np.errstate(all="ignore"):
             zz = z[away]
             try:
-                trace = np.einsum("kii->k", np.linalg.solve(P(zz), P.derivative(zz)))
+                trace = np.einsum("kii->k", np.linalg.solve(*P.with_derivative(zz, points=3)))
             except np.linalg.LinAlgError:
                 return out
             out[away] = K / zz + trace + _denominator_log_derivative(zz, dens)
@@ -478,11 +483,12 @@ def loop_modes(system, fs=None, tol=1e-12, max_iter=100, initial_radius=None) ->
     # genuine pole within 1e-7 of 0 is left out with them (P(z) overflows there); the check
     # below then reports the residue it carried.
     poles = poles[np.abs(poles) > 1e3 * _ZERO_POLE]
-    U, _, Vh = np.linalg.svd(P(poles))
+    at_poles, slope = P.with_derivative(poles)
+    U, _, Vh = np.linalg.svd(at_poles)
     v, u = Vh[:, -1, :].conj(), U[:, :, -1]  # P v ~ 0, u^H P ~ 0
     with torch.no_grad():
         forward = loop.forward_path.probe(torch.as_tensor(poles), fs=fs, dtype=torch.float64).numpy()
-    scale = np.einsum("ki,ki->k", u.conj(), np.einsum("kij,kj->ki", P.derivative(poles), v))
+    scale = np.einsum("ki,ki->k", u.conj(), np.einsum("kij,kj->ki", slope, v))
     loop_residue = v[:, :, None] * np.einsum("ki,kij->kj", u.conj(), forward)[:, None, :] / scale[:, None, None]
     residues = _around(system, loop, poles, loop_residue, fs)[:, 0, 0]
     with torch.no_grad():

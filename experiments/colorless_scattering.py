@@ -25,15 +25,16 @@ matrix (same b, c and seeds), as a reference.
 
 Measured per trial, initialized and optimized, as :mod:`experiments.colorless_fdn`: the
 modal-excitation spread (std of 20 log10 |residue| over all modes; exact poles and residues
-from :func:`flamo.reverb.fdn_modes` on the scattering FDN unrolled into a constant-matrix
-FDN, :func:`unrolled_fdn`), the magnitude spread (std of 20 log10 |H| on the grid of
-2 ``points``), the mean normalized echo density of the 2 s impulse response, the
-validation loss. Full run, sized to the shared 2-core machine: 3 trials per arm, 15 epochs
-of the 76800 training frequencies of 96000 (38 steps each, 570 in all; lr x0.1 after epoch
-10); the journal protocol trains up to 20 epochs of 480000 frequencies and 100 trials
+from :func:`flamo.reverb.loop_modes`, checked in the tests against
+:func:`flamo.reverb.fdn_modes` of the scattering FDN unrolled into a constant-matrix FDN),
+the magnitude spread (std of 20 log10 |H| on the grid of 2 ``points``), the mean normalized
+echo density of the 2 s impulse response, the validation loss.
+
+Full run, sized to the shared 2-core machine: 3 trials per arm, 15 epochs of the 76800
+training frequencies of 96000 (38 steps each, 570 in all; lr x0.1 after epoch 10); the journal protocol trains up to 20 epochs of 480000 frequencies and 100 trials
 (5 epochs of 48000 frequencies left the training loss still falling). A scattering trial
-takes a few minutes of one core, about half of it the exact modal decompositions of the
-unrolled FDN (about 12000 poles).
+takes a few minutes of one core, a good part of it the two exact modal decompositions
+(about 12900 poles).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from experiments.colorless_fdn import FrequencyBatches
 from experiments.tasks import Task
 from flamo.optim import Trainer
 from flamo.optim.losses import ColorlessSpectralLoss
-from flamo.reverb import (build_fdn, echo_density, fdn_modes, fdn_structure, line_outputs, modal_decomposition,
-                          normalize_energy)
+from flamo.reverb import (build_fdn, echo_density, fdn_structure, line_outputs, loop_modes,
+                          modal_decomposition, normalize_energy)
 
 DESCRIPTION = ("extension (after FLAMO's scattering colorless example; Schlecht & Habets, TASLP 2020): "
                "colorless FDN N4 with a paraunitary scattering feedback matrix vs an orthogonal one, "
@@ -118,51 +119,13 @@ def initial_fdn(p, seed, dtype):
     return system
 
 
-def unrolled_fdn(system) -> dict:
-    """The scattering FDN as an FDN with a constant feedback matrix and (K + 2) N lines.
-
-    Lines 0..N-1 are the main delays m (gains g, input b, output c); the next N (K + 1)
-    lines are the stage delays D_0..D_K of the :class:`flamo.Paraunitary` feedback (gain 1).
-    The block matrix sends main line outputs to D_0 (identity), D_{k-1} to D_k through U_k,
-    and D_K back to the main lines (identity): the same signal flow, so the same transfer
-    function, poles and residues. Stage delays must be >= 1 sample.
-
-    Returns
-    -------
-    dict
-        ``delays, A, b, c, g, d`` as numpy float64 arrays / float: the arguments of
-        :func:`flamo.reverb.fdn_modes`.
-    """
-    fdn = fdn_structure(system)
-    scatter = fdn.feedback
-    if not isinstance(scatter, flamo.Paraunitary):
-        raise TypeError(f"unrolled_fdn: the feedback must be a flamo.Paraunitary, got {type(scatter).__name__}")
-    with torch.no_grad():
-        stage = scatter.delays.double().cpu().numpy()
-        u = scatter.matrices.double().cpu().numpy()
-        m = fdn.m.double().cpu().numpy()
-        gains = np.ones_like(m) if fdn.gains is None else fdn.gains.double().cpu().numpy()
-        b, c = fdn.b.double().cpu().numpy()[:, 0], fdn.c.double().cpu().numpy()[0]
-        d = float(fdn.d.double()[0, 0])
-    if (stage < 1).any():
-        raise ValueError(f"unrolled_fdn: stage delays must be >= 1 sample, got min {stage.min():g}")
-    n, groups = m.size, stage.shape[0] + 1
-    big = np.zeros((groups * n, groups * n))
-    block = lambda i: slice(i * n, (i + 1) * n)  # noqa: E731
-    big[block(1), block(0)] = np.eye(n)  # main lines -> D_0
-    for k in range(u.shape[0]):  # D_k -> U_{k+1} -> D_{k+1}
-        big[block(k + 2), block(k + 1)] = u[k]
-    big[block(0), block(groups - 1)] = np.eye(n)  # D_K -> main lines
-    pad = np.zeros((groups - 1) * n)
-    return {"delays": np.concatenate([m, stage.reshape(-1)]).astype(np.int64), "A": big,
-            "b": np.concatenate([b, pad]), "c": np.concatenate([c, pad]),
-            "g": np.concatenate([gains, np.ones_like(pad)]), "d": d}
-
-
 def modes(system):
-    """Exact poles and residues of either arm's FDN."""
+    """Exact poles and residues of either arm's FDN: :func:`flamo.reverb.loop_modes` for the
+    scattering FDN (:func:`flamo.reverb.modal_decomposition` sends an FDN-shaped system to
+    the constant-matrix path, which refuses a Paraunitary feedback), the closed-form
+    :func:`flamo.reverb.modal_decomposition` for the orthogonal one."""
     if isinstance(fdn_structure(system).feedback, flamo.Paraunitary):
-        return fdn_modes(**unrolled_fdn(system))
+        return loop_modes(system)
     return modal_decomposition(system)
 
 

@@ -131,8 +131,11 @@ def test_compiled_program_matches_render(compilers, tmp_path, make, double):
         assert error < 1e-9, error
     else:
         # 1e-5 of the peak, unless float32 itself cannot: a GEQ band at 31 Hz (poles within
-        # 0.004 of z = 1 at 48 kHz) rounds render's own float32 output by 3e-4 of the peak
-        assert error < max(1e-5, 2 * own32 / peak), (error, own32 / peak)
+        # 0.004 of z = 1 at 48 kHz) rounds render's own float32 output by 1e-4 of the peak.
+        # FAUST's float32 program rounds in another order, so its error is noise of the same
+        # order, not the same noise: 1.3x and 2.3x render's for two GEQ designs measured
+        # (exactness is the double case's 1e-9)
+        assert error < max(1e-5, 4 * own32 / peak), (error, own32 / peak)
 
 
 def test_program_text():

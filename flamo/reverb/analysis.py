@@ -263,7 +263,8 @@ def modal_decomposition(system, fs=None, **kwargs) -> ModalDecomposition:
     by :func:`flamo.reverb.build_fdn` with a diagonal :class:`flamo.Gain`,
     :class:`flamo.HomogeneousAttenuation` or no attenuation, and a constant tone gain),
     goes to :func:`fdn_modes` (closed-form loop matrix); every other system, e.g. an FDN
-    with filters in its loop, to :func:`loop_modes`. Keyword arguments go to the one used.
+    with filters in its loop or a filter feedback matrix (:class:`flamo.Paraunitary`), to
+    :func:`loop_modes`. Keyword arguments go to the one used.
 
     ``fs`` (Hz) is the sample rate of the decomposition, needed when gains or filters come
     from T60s or frequencies in Hz.
@@ -276,7 +277,9 @@ def modal_decomposition(system, fs=None, **kwargs) -> ModalDecomposition:
     try:
         fdn = fdn_structure(system, fs=fs)
         closed_form = fdn.shape == (1, 1) and not fdn.frequency_dependent
-    except ValueError:  # not FDN-shaped, or a loop part without gains or sections
+        if closed_form:
+            fdn.A  # raises for a frequency-dependent feedback (Paraunitary, DelayMatrix)
+    except ValueError:  # not FDN-shaped, or a loop part without gains, sections or a constant matrix
         closed_form = False
     if not closed_form:
         return loop_modes(system, fs=fs, **kwargs)

@@ -120,6 +120,24 @@ class FrequencyBatches:
         return flamo.Points(z.to(self.device), dtype=self.dtype)
 
 
+def frequency_split(points, train_fraction, batch, fs, seed, dtype, device):
+    """The journal's split of the ``points`` frequencies pi k / points on [0, pi): a share
+    ``train_fraction`` (drawn by ``seed``) as :class:`FrequencyBatches`, the rest as the
+    validation points, and the grid of 2 points bins (every omega_k and pi).
+
+    Returns
+    -------
+    (FrequencyBatches, flamo.Points, flamo.Grid)
+    """
+    omega = torch.arange(points, dtype=torch.float64) * math.pi / points
+    order = torch.randperm(points, generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(train_fraction * points))
+    batches = FrequencyBatches(omega[order[:n_train]], batch, seed, dtype, device)
+    valid = omega[order[n_train:]]
+    valid_points = flamo.Points(torch.polar(torch.ones_like(valid), valid).to(device), dtype=dtype)
+    return batches, valid_points, flamo.Grid(2 * points, fs=fs, dtype=dtype, device=device)
+
+
 class JournalMonitor:
     """Trainer callback: after every epoch the validation losses and the echo density, and the
     journal's early stopping (stop once the validation loss changed by <= ``min_delta`` in
@@ -179,13 +197,8 @@ def run_trial(cfg, tctx, name, delays, alpha, t):
     seed = 1000 * tctx.run_seed + t
     dtype, device = tctx.dtype, tctx.device
     system = initial_fdn(cfg, delays, seed, dtype, device)
-    omega = torch.arange(cfg.points, dtype=torch.float64) * math.pi / cfg.points
-    order = torch.randperm(cfg.points, generator=torch.Generator().manual_seed(seed))
-    n_train = int(round(cfg.train_fraction * cfg.points))
-    batches = FrequencyBatches(omega[order[:n_train]], cfg.batch, seed, dtype, device)
-    valid = omega[order[n_train:]]
-    valid_points = flamo.Points(torch.polar(torch.ones_like(valid), valid).to(device), dtype=dtype)
-    all_points = flamo.Grid(2 * cfg.points, fs=cfg.fs, dtype=dtype, device=device)  # omega_k and pi
+    batches, valid_points, all_points = frequency_split(cfg.points, cfg.train_fraction, cfg.batch,
+                                                        cfg.fs, seed, dtype, device)
     freqs = all_points.freqs.double().cpu().numpy()
     band = ((freqs >= cfg.figure_band_hz[0]) & (freqs <= cfg.figure_band_hz[1])) if t == 0 else None
     criteria = colorless_criteria(system, sparsity_weight=alpha)

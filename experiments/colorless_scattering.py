@@ -39,7 +39,6 @@ takes a few minutes of one core, a good part of it the two exact modal decomposi
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
@@ -50,7 +49,7 @@ import torch
 
 import flamo
 from experiments.colorless_common import JOURNAL_DELAY_SETS, magnitude_db, plot_residue_histograms
-from experiments.colorless_fdn import FrequencyBatches
+from experiments.colorless_fdn import frequency_split
 from experiments.tasks import Task
 from flamo.optim import Trainer
 from flamo.optim.losses import ColorlessSpectralLoss
@@ -177,13 +176,8 @@ def run_task(params: dict, tctx) -> dict:
     dtype, device = tctx.dtype, tctx.device
     seed = 1000 * tctx.run_seed + p.trial
     system = initial_fdn(p, seed, dtype).to(device)
-    omega = torch.arange(p.points, dtype=torch.float64) * math.pi / p.points
-    order = torch.randperm(p.points, generator=torch.Generator().manual_seed(seed))
-    n_train = int(round(p.train_fraction * p.points))
-    batches = FrequencyBatches(omega[order[:n_train]], p.batch, seed, dtype, device)
-    valid = omega[order[n_train:]]
-    valid_points = flamo.Points(torch.polar(torch.ones_like(valid), valid).to(device), dtype=dtype)
-    all_points = flamo.Grid(2 * p.points, fs=p.fs, dtype=dtype, device=device)
+    batches, valid_points, all_points = frequency_split(p.points, p.train_fraction, p.batch, p.fs,
+                                                        seed, dtype, device)
     criterion = ColorlessSpectralLoss(with_total=True)
     init = _measure(system, p, criterion, valid_points, all_points)
 

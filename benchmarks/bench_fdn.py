@@ -150,33 +150,53 @@ class FDNOverFloor:
     track_peakmem_ratio.unit = "library/floor"
 
 
-class _WithAttenuation(_Library):
-    """The same FDN with an attenuation filter per line instead of the gains g. ``kind``
+def attenuation_filters(kind: str, n: int):
+    """The N x N per-line attenuation module of the filtered benchmark FDN. ``kind``
     "geq": an octave GEQAttenuation (T60 2 s .. 0.5 s); "sos": a learnable SOS of 8 peak
     filters per line (63 Hz .. 8 kHz, Q = 1, -1 .. -3 dB, so |H_i| <= g_i < 1) times the line
-    gain g_i. ``arrangement`` places the filters (:func:`workloads.arrange_fdn`): in the
-    forward path after the delays (loop matrix I - diag(z^-m H(z)) A), or in the feedback
-    path before (I - diag(z^-m) A diag(H(z))) or after the matrix (I - diag(z^-m H(z)) A,
-    written the way FLAMO's own examples write it)."""
+    gain g_i."""
+    import flamo
+    from flamo.functional import biquad, t60_to_gain
+
+    m = fdn_delays(n)
+    if kind == "geq":
+        t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
+        return flamo.GEQAttenuation(m, t60)
+    f64 = dict(dtype=torch.float64)
+    freq = torch.logspace(math.log10(63.0), math.log10(8000.0), SOS_SECTIONS, **f64)
+    gen = torch.Generator().manual_seed(0)
+    gain_db = -1.0 - 2.0 * torch.rand(n, SOS_SECTIONS, generator=gen, **f64)
+    sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db, FS)
+    sos[:, 0, :3] *= t60_to_gain(m.double(), T60, FS).unsqueeze(-1)
+    return flamo.SOS(sos.float())
+
+
+class _WithAttenuation(_Library):
+    """The same FDN with an attenuation filter per line (:func:`attenuation_filters`)
+    instead of the gains g. ``arrangement`` places the filters
+    (:func:`workloads.arrange_fdn`): in the forward path after the delays (loop matrix
+    I - diag(z^-m H(z)) A), or in the feedback path before (I - diag(z^-m) A diag(H(z))) or
+    after the matrix (I - diag(z^-m H(z)) A, written the way FLAMO's own examples write it)."""
 
     def setup(self, device, kind, arrangement, n, nfft):
         import flamo
-        from flamo.functional import biquad, t60_to_gain
 
         self.device = prepare(device)
-        m = fdn_delays(n)
-        if kind == "geq":
-            t60 = torch.linspace(2.0, 0.5, 10)  # seconds, per octave band (31.25 Hz .. 16 kHz)
-            filters = flamo.GEQAttenuation(m, t60)
-        else:
-            f64 = dict(dtype=torch.float64)
-            freq = torch.logspace(math.log10(63.0), math.log10(8000.0), SOS_SECTIONS, **f64)
-            gen = torch.Generator().manual_seed(0)
-            gain_db = -1.0 - 2.0 * torch.rand(n, SOS_SECTIONS, generator=gen, **f64)
-            sos = biquad("peak", freq.expand(n, -1), torch.ones(n, SOS_SECTIONS, **f64), gain_db, FS)
-            sos[:, 0, :3] *= t60_to_gain(m.double(), T60, FS).unsqueeze(-1)
-            filters = flamo.SOS(sos.float())
+        filters = attenuation_filters(kind, n)
         self.system = arrange_fdn(library_fdn(n, attenuation=filters), arrangement).to(self.device)
+        self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
+
+
+class FilterAlone(_Library):
+    """The attenuation filters alone (:func:`attenuation_filters`): their response on the
+    grid, a loss on it and the backward pass to their parameters, the part of a filtered
+    FDN's step that the plain FDN does not have."""
+
+    def setup(self, device, kind, n, nfft):
+        import flamo
+
+        self.device = prepare(device)
+        self.system = attenuation_filters(kind, n).to(self.device)
         self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
 
 

@@ -55,6 +55,8 @@ def main():
     copy = _median_s(lambda: col_major.clone(), args.repeat)
     big = torch.view_as_complex(torch.randn(args.big, args.big, 2, generator=gen))
     one = _median_s(lambda: torch.linalg.lu_factor_ex(big), max(3, args.repeat // 2))
+    big_real = torch.randn(args.big, args.big, generator=gen)
+    one_real = _median_s(lambda: torch.linalg.lu_factor_ex(big_real), max(3, args.repeat // 2))
     flops_small = 8 / 3 * args.n ** 3 * m
     flops_big = 8 / 3 * args.big ** 3
     lu_s = batched[0] - copy[0]
@@ -64,6 +66,16 @@ def main():
           f"(clone {1e3 * copy[0]:.0f} ms subtracted), {flops_small / lu_s / 1e9:.2f} GFLOP/s")
     print(f"one complex64 LU {args.big} x {args.big}: {1e3 * one[0]:.0f} ms, "
           f"{flops_big / one[0] / 1e9:.2f} GFLOP/s")
+    print(f"one float32 LU {args.big} x {args.big}: {1e3 * one_real[0]:.0f} ms, "
+          f"{2 / 3 * args.big ** 3 / one_real[0] / 1e9:.2f} GFLOP/s (2 n^3 / 3 flops)")
+    # The library's kernel end to end (fused build in blocks, factor, solve; no autograd).
+    from flamo.functional import diagonal_loop_solve
+    a_kernel = loops[:1]
+    rhs = torch.ones(1, args.n, 1, dtype=loops.dtype)
+    left = loops[:, 0, :] / (2 * loops[:, 0, :].abs().amax(-1, keepdim=True))
+    kernel = _median_s(lambda: diagonal_loop_solve(a_kernel, rhs, left=left), args.repeat)
+    print(f"diagonal_loop_solve of the same size (build + LU + solve, no grad): "
+          f"{1e3 * kernel[0]:.0f} ms [{1e3 * kernel[1]:.0f}, {1e3 * kernel[2]:.0f}]")
     # The loop matrix is built into a fresh (M, N, N) buffer every step (its factors are saved
     # for the backward pass). glibc serves such a block by mmap and unmaps it when freed, so
     # every step pays the first-touch page faults of the buffer: time the build both ways.

@@ -188,9 +188,11 @@ class _WithAttenuation(_Library):
 
 
 class FilterAlone(_Library):
-    """The attenuation filters alone (:func:`attenuation_filters`): their response on the
-    grid, a loss on it and the backward pass to their parameters, the part of a filtered
-    FDN's step that the plain FDN does not have."""
+    """The attenuation filters alone (:func:`attenuation_filters`): their per-line response
+    on the grid, (M, N) as the loop receives it (``structured_response``: the public
+    ``response`` would return the dense (M, N, N) diagonal matrix), a loss on it and the
+    backward pass to their parameters, the part of a filtered FDN's step that the plain FDN
+    does not have."""
 
     def setup(self, device, kind, n, nfft):
         import flamo
@@ -198,6 +200,11 @@ class FilterAlone(_Library):
         self.device = prepare(device)
         self.system = attenuation_filters(kind, n).to(self.device)
         self.grid = flamo.Grid(nfft, fs=FS, device=self.device)
+
+    def step(self):
+        self.system.zero_grad(set_to_none=True)
+        spectral_loss(self.system.structured_response(self.grid).data).backward()
+        sync(self.device)
 
 
 class FDNAttenuationOverPlain:

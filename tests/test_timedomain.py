@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import baselines
@@ -281,6 +281,16 @@ def test_gradcheck_on_a_small_system_with_every_filter_kind():
     assert torch.autograd.gradcheck(out, (x.clone().requires_grad_(True), *values), eps=1e-6, atol=1e-8)
 
 
+def test_gradients_of_a_one_sample_signal():
+    """T = 1: the reversed adjoint has a negative stride on a length-1 axis (torch cannot
+    view it); closed form y = g x for a gain g: dy/dx = g, dy/dg = x."""
+    gain = flamo.Gain([[0.5]]).double()
+    x = torch.full((1, 1), 3.0, dtype=F64, requires_grad=True)
+    flamo.render(gain, x).sum().backward()
+    assert x.grad.item() == 0.5
+    assert [p.grad.item() for p in gain.parameters()] == [3.0]
+
+
 # -- the time backend of response ------------------------------------------------------
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 3), alias_db=st.sampled_from([0.0, 20.0]))
@@ -300,6 +310,9 @@ def test_time_method_differs_from_frequency_sampling_by_the_alias_terms(seed, n,
     truth_time = torch.fft.rfft(weighted[:nfft])
     truth_freq = torch.fft.rfft(weighted.reshape(-1, nfft).sum(0))
     peak = truth_freq.abs().max()
+    # the generator can draw an exactly zero system (a 1-line Householder, -1, in parallel
+    # with a 0-sample delay: seed 1499, n 1), where a relative bound means nothing
+    assume(peak > 0)
     assert (by_time - truth_time).abs().max() < 1e-10 * peak
     assert (by_freq - truth_freq).abs().max() < 1e-9 * peak
     # the bound of the difference: the weighted tail's L1 norm

@@ -30,8 +30,8 @@ __all__ = ["build", "Processor"]
 
 
 class Processor:
-    """Base: ``n_in``, ``n_out``, ``horizon``; an optional ``record`` list collects the
-    inputs (for gradients)."""
+    """Base: ``n_in``, ``n_out``, ``horizon``; an optional ``record`` (an object with
+    ``append(chunk)`` that copies what it keeps) collects the inputs (for gradients)."""
 
     horizon = 0
     record = None
@@ -50,16 +50,26 @@ class Processor:
 
     def _keep(self, x):
         if self.record is not None:
-            self.record.append(x.copy())
+            self.record.append(x)
 
 
 def blas_matmul(a, x):
     """a @ x by torch on the arrays' memory: torch's BLAS runs on torch's threads
     (torch.set_num_threads), where numpy's OpenBLAS would start its own pool, whose
     threads spin against each other on a busy machine (measured 20-30x slower on 2 loaded
-    cores for a 64 x 64 matrix)."""
-    return torch.matmul(torch.from_numpy(np.ascontiguousarray(a)),
-                        torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    cores for a 64 x 64 matrix). Strided operands are passed as they are (BLAS takes
+    transposed layouts); only negative strides, which torch cannot view, are copied. A
+    batch of one runs as a plain 2-D product."""
+    a, x = _torch_view(a), _torch_view(x)
+    if x.ndim == 3 and x.shape[0] == 1 and a.ndim == 2:
+        return torch.matmul(a, x[0]).numpy()[None]
+    return torch.matmul(a, x).numpy()
+
+
+def _torch_view(a):
+    if any(s < 0 for s in a.strides):
+        a = a.copy()  # not ascontiguousarray: it keeps a negative stride on a length-1 axis
+    return torch.from_numpy(a)
 
 
 def fixed_order_matmul(a, x):
@@ -92,29 +102,46 @@ class MatrixProc(Processor):
 
 
 class _History(Processor):
-    """A circular buffer of past inputs per input channel: time t at index t mod size."""
+    """The past inputs per input channel in a linear buffer: time t at index t - base.
+
+    Chunks are stored by slice assignment and delayed reads are windows of the buffer
+    (no index arithmetic per sample); when a chunk does not fit, the last ``longest``
+    samples move to the front (amortized: at most one copy of each sample)."""
 
     def __init__(self, longest, n_in, dtype):
         self.longest, self.n_in, self.dtype = int(longest), n_in, dtype
 
     def reset(self, batch):
-        self.buf = np.zeros((batch, self.n_in, self.longest + 1), self.dtype)
+        self.buf = np.zeros((batch, self.n_in, 2 * self.longest + 1), self.dtype)
+        self.base = -self.longest  # time of index 0: the zero state before time 0
         self.pos = 0  # time of the next input sample
 
     def _store(self, x):
-        c, size = x.shape[-1], self.buf.shape[-1]
-        if self.longest + c > size:  # grow, so that a chunk never overwrites what it reads
-            new_size = max(self.longest + c, 2 * size)
-            kept = self.pos - self.longest + np.arange(self.longest)
-            new = np.zeros(self.buf.shape[:-1] + (new_size,), self.dtype)
-            new[..., kept % new_size] = self.buf[..., kept % size]
-            self.buf, size = new, new_size
-        self.buf[..., (self.pos + np.arange(c)) % size] = x
+        c = x.shape[-1]
+        end = self.pos - self.base + c
+        if end > self.buf.shape[-1]:
+            keep, start = self.longest, self.pos - self.base - self.longest
+            if keep + c > self.buf.shape[-1]:
+                new = np.empty(self.buf.shape[:-1] + (2 * (keep + c),), self.dtype)
+                new[..., :keep] = self.buf[..., start:start + keep]
+                self.buf = new
+            else:
+                self.buf[..., :keep] = self.buf[..., start:start + keep]  # numpy copes with overlap
+            self.base = self.pos - keep
+        i = self.pos - self.base
+        self.buf[..., i:i + c] = x
         self.pos += c
 
-    def _index(self, delays, c, start):
-        """Buffer indices of times start + k - m, k < c, for delays m (...,): (..., c)."""
-        return (start + np.arange(c) - delays[..., None]) % self.buf.shape[-1]
+    def _windows(self, c):
+        """(B, n_in, size - c + 1, c) view: [..., j, k] is the sample at index j + k."""
+        b = self.buf
+        return np.lib.stride_tricks.as_strided(
+            b, shape=b.shape[:-1] + (b.shape[-1] - c + 1, c), strides=b.strides + b.strides[-1:],
+            writeable=False)
+
+    def _offsets(self, delays, start):
+        """Buffer index of time start - m for delays m (...,)."""
+        return start - self.base - delays
 
 
 class DelaysProc(_History):
@@ -122,20 +149,21 @@ class DelaysProc(_History):
         super().__init__(max(int(m.max()), 0), len(m), dtype)
         self.m = m.astype(np.int64)
         self.horizon = int(m.min())
-        self.rows = np.arange(len(m))[:, None]
+        self.rows = np.arange(len(m))
+
+    def _gather(self, start, c):
+        return self._windows(c)[:, self.rows, self._offsets(self.m, start)]
 
     def read(self, c):
-        idx = self._index(self.m, c, self.pos)
-        return self.buf[:, self.rows, idx]
+        return self._gather(self.pos, c)
 
     def write(self, x):
         self._store(x)
 
     def process(self, x):
-        c = x.shape[-1]
         start = self.pos
         self._store(x)
-        return self.buf[:, self.rows, self._index(self.m, c, start)]
+        return self._gather(start, x.shape[-1])
 
 
 class DelayGainsProc(_History):
@@ -146,9 +174,9 @@ class DelayGainsProc(_History):
 
     def _combine(self, start, c):
         acc = None
+        windows = self._windows(c)
         for j in range(self.m.shape[1]):  # fixed order over the inputs (rule 2)
-            idx = self._index(self.m[:, j], c, start)  # (out, c)
-            term = self.g[:, j, None] * self.buf[:, j, :][:, idx]
+            term = self.g[:, j, None] * windows[:, j, self._offsets(self.m[:, j], start)]  # (B, out, c)
             acc = term if acc is None else acc + term
         return acc
 
@@ -393,7 +421,9 @@ def build(node, arrays, dtype, exposed=True, transpose=False, records=None):
     transpose : bool
         Build the transposed system (the adjoint, run on time-reversed signals).
     records : dict, optional
-        id(node) -> list to collect the node's inputs in, for nodes that need gradients.
+        id(node) -> a collector of the node's input chunks (``append(chunk)``, copying
+        what it keeps: chunks may be views of buffers that change), for nodes that need
+        gradients.
     """
     from . import realization as r
 

@@ -10,6 +10,9 @@ Each node's parameter gradient is then an inner product of that adjoint with the
 recorded input (a matrix: sum_n lambda[n] u[n]^T; an FIR tap k: sum_n lambda[n] u[n - k];
 a rational filter: the adjoint-filter formulas of its numerator and denominator), so the
 backward costs about one forward run, whatever the length, with no graph of the recursion.
+A node's input is recorded in one preallocated (B, C, T) array as the forward run passes;
+for gains and matrices the inner products are summed chunk by chunk during the adjoint
+run, so their adjoint signals are never stored.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class _Render(torch.autograd.Function):
         leaves = list(root.leaves())
         wanted = [leaf for leaf in leaves if any(ctx.needs_input_grad[2 + i] for i in
                                                  _param_slots(leaves, leaf))]
-        records = {id(leaf): [] for leaf in wanted}
+        records = {id(leaf): Recorder(xn.shape[0], leaf.shape[1], T, dtype) for leaf in wanted}
         y = run(root, xn, dtype, records=records, arrays=arrays)
         ctx.root, ctx.arrays, ctx.records, ctx.wanted = root, arrays, records, wanted
         ctx.meta = (dtype, batch, T, x.device, x.dtype)
@@ -125,18 +128,25 @@ class _Render(torch.autograd.Function):
         root, arrays, leaves = ctx.root, ctx.arrays, list(ctx.root.leaves())
         g = gy.detach().to("cpu").numpy().astype(dtype, copy=False).reshape(-1, T, gy.shape[-1])
         g = np.ascontiguousarray(g.transpose(0, 2, 1)[..., ::-1])
-        adjoints = {id(leaf): [] for leaf in ctx.wanted}
+        adjoints = {id(leaf): StaticGradient(leaf, ctx.records[id(leaf)].data)
+                    if isinstance(leaf, (r.Gains, r.MatrixGain)) else
+                    Recorder(g.shape[0], leaf.shape[0], T, dtype, reverse=True)
+                    for leaf in ctx.wanted}
         gx = run(root, g, dtype, exposed=False, transpose=True, records=adjoints, arrays=arrays)
         grads = [None] * sum(len(leaf.params) for leaf in leaves)
         for leaf in ctx.wanted:
-            u = _full(ctx.records[id(leaf)], T, leaf.shape[1], g.shape[0], dtype)
-            lam = _full(adjoints[id(leaf)], T, leaf.shape[0], g.shape[0], dtype)[..., ::-1]
-            values = [arrays[id(p)] for p in leaf.params]
-            for slot, grad in zip(_param_slots(leaves, leaf), parameter_gradients(leaf, values, u, lam)):
+            adjoint = adjoints[id(leaf)]
+            if isinstance(adjoint, StaticGradient):
+                leaf_grads = [adjoint.grad]
+            else:
+                values = [arrays[id(p)] for p in leaf.params]
+                leaf_grads = parameter_gradients(leaf, values, ctx.records[id(leaf)].data, adjoint.data)
+            for slot, grad in zip(_param_slots(leaves, leaf), leaf_grads):
                 grads[slot] = torch.from_numpy(np.ascontiguousarray(grad)).to(device, tdtype)
         grad_x = None
         if ctx.needs_input_grad[1]:
-            gx = np.ascontiguousarray(gx[..., ::-1].transpose(0, 2, 1))
+            gx = gx[..., ::-1].transpose(0, 2, 1).copy()  # C order (ascontiguousarray would keep
+            # the negative stride of a one-sample signal, which torch cannot view)
             grad_x = torch.from_numpy(gx).reshape(*batch, T, gx.shape[-1]).to(device, tdtype)
         return (None, grad_x, *grads)
 
@@ -150,13 +160,44 @@ def _param_slots(leaves, leaf):
     raise KeyError(leaf)
 
 
-def _full(chunks, T, channels, batch, dtype):
-    """Recorded chunks as one (B, C, T) signal: later samples cut, missing ones zero (a
-    loop's last, unfinished block is never written: nothing within T depends on it)."""
-    sig = np.concatenate(chunks, axis=-1) if chunks else np.zeros((batch, channels, 0), dtype)
-    if sig.shape[-1] >= T:
-        return np.ascontiguousarray(sig[..., :T])
-    return np.concatenate([sig, np.zeros(sig.shape[:-1] + (T - sig.shape[-1],), dtype)], -1)
+class Recorder:
+    """A node's input chunks, copied into one (B, C, T) signal as they come: later
+    samples cut, missing ones zero (a loop's last, unfinished block is never written:
+    nothing within T depends on it). ``reverse``: the chunks come in reversed time (the
+    adjoint run) and ``data`` holds them in forward time."""
+
+    def __init__(self, batch, channels, T, dtype, reverse=False):
+        self.data = np.zeros((batch, channels, T), dtype)
+        self.reverse, self.t = reverse, 0
+
+    def append(self, chunk):
+        T = self.data.shape[-1]
+        k = min(chunk.shape[-1], T - self.t)
+        if k > 0:
+            if self.reverse:
+                self.data[..., T - self.t - k:T - self.t] = chunk[..., :k][..., ::-1]
+            else:
+                self.data[..., self.t:self.t + k] = chunk[..., :k]
+            self.t += k
+
+
+class StaticGradient:
+    """The gradient of a static gain node (Gains, MatrixGain), summed chunk by chunk while
+    the adjoint run passes it (reversed time), so that its adjoint signal is never kept:
+    the inner products of ``parameter_gradients`` of each chunk with the matching
+    samples of the node's recorded input u (B, in, T)."""
+
+    def __init__(self, leaf, u):
+        self.leaf, self.u, self.t = leaf, u, 0
+        self.grad = np.zeros(leaf.params[0].shape, u.dtype)
+
+    def append(self, chunk):
+        T = self.u.shape[-1]
+        k = min(chunk.shape[-1], T - self.t)
+        if k > 0:
+            lam = chunk[..., :k][..., ::-1]  # forward times T - t - k .. T - t - 1
+            self.grad += parameter_gradients(self.leaf, None, self.u[..., T - self.t - k:T - self.t], lam)[0]
+            self.t += k
 
 
 def _lagged(lam, u, lags):
@@ -191,6 +232,8 @@ def parameter_gradients(leaf, values, u, lam):
     if isinstance(leaf, r.Gains):
         return [(lam * u).sum(axis=(0, 2))]
     if isinstance(leaf, r.MatrixGain):
+        if lam.shape[0] == 1:
+            return [blas_matmul(lam[0], u[0].T)]
         return [blas_matmul(lam.transpose(1, 0, 2).reshape(lam.shape[1], -1),
                             u.transpose(1, 0, 2).reshape(u.shape[1], -1).T)]
     if isinstance(leaf, r.DelayGains):

@@ -27,9 +27,10 @@ METHODS = ("frequency", "time", "auto")
 #: Seconds per unit of each feature of a gradient step (response, loss, backward) on the
 #: CPU with one torch thread, fitted by ``python scripts/calibrate_time_backend.py``
 #: (docs/design.md, "Time domain", has the fit and its data).
-TIME_COSTS = {"calls": 2.96e-3, "filter_calls": 4.0e-4, "sample_ops": 1.11e-8,
-              "section_samples": 8.47e-7}
-FREQUENCY_COSTS = {"nodes": 1.98e-2, "point_ops": 3.1e-8, "solve_ops": 1.56e-8}
+TIME_COSTS = {"calls": 2.28e-4, "filter_calls": 5.09e-5, "sample_ops": 1.08e-9,
+              "section_samples": 1.3e-7}
+FREQUENCY_COSTS = {"nodes": 1.33e-5, "point_ops": 5.61e-9, "solve_ops": 3.11e-9,
+                   "solve_points": 1.93e-6}
 
 
 def _require_grid(points, what):
@@ -97,7 +98,9 @@ def time_features(root, T: int) -> dict:
 def frequency_features(root, M: int) -> dict:
     """What a gradient step of frequency sampling costs, counted on the same realization at
     M points: nodes (a fixed overhead each), complex multiply-adds per point (products,
-    delay phases, section evaluations) and the dense loop solves (n^3 / 3 per point)."""
+    delay phases, section evaluations), the dense loop solves (n^3 / 3 per point) and the
+    solved points (M per loop: a batched solve costs per matrix, whatever its size, which
+    dominates small loops on long grids)."""
     f = dict.fromkeys(FREQUENCY_COSTS, 0.0)
 
     def walk(node):
@@ -105,6 +108,7 @@ def frequency_features(root, M: int) -> dict:
         if isinstance(node, r.Loop):
             n = node.shape[1]
             f["solve_ops"] += M * (n ** 3 / 3 + 2 * n * n)
+            f["solve_points"] += M
         if node.parts:
             for p in node.parts:
                 walk(p)

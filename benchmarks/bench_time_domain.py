@@ -161,3 +161,48 @@ class ResponseMethods:
         times = {m: wl.median_time(lambda m=m: self.step(m), self.device, repeat=3)
                  for m in ("time", "frequency", "auto")}
         return times["auto"] / min(times["time"], times["frequency"])
+
+
+class TimeMethodOverBlockFDN:
+    """The library's ``impulse_response(grid, method="time")`` against the baseline block
+    FDN (``baselines.fdn_impulse_response``), both exact block recursions in blocks of the
+    shortest delay, on the same FDN (bench_fdn's, N lines, IR of ``seconds`` at 48 kHz):
+    a squared-error gradient step of each, and their ratio measured interleaved in one
+    process (the library renders the grid's nfft = next power of two samples)."""
+
+    params = ([4, 16, 64], [1, 8])
+    param_names = ["N", "seconds"]
+    timeout = 600
+
+    def setup(self, n, seconds):
+        import math
+
+        import flamo
+
+        self.device = wl.prepare("cpu")
+        baselines = wl.import_baselines()
+        length = int(seconds * wl.FS)
+        self.target = torch.zeros(length)
+        self.system = wl.FDNParams(n, self.device).library_system()
+        self.grid = flamo.Grid(nfft=2 ** math.ceil(math.log2(length)), fs=wl.FS)
+        fdn = wl.FDNParams(n, self.device)
+        self.leaves, self.m = fdn.leaves(), [int(v) for v in fdn.m.tolist()]
+        self.base, self.fdn, self.length = fdn.base, baselines.fdn_impulse_response, length
+
+    def library_step(self):
+        self.system.zero_grad(set_to_none=True)
+        ir = self.system.impulse_response(self.grid, method="time")[:self.length, 0, 0]
+        ((ir - self.target) ** 2).sum().backward()
+
+    def block_step(self):
+        for t in self.leaves:
+            t.grad = None
+        w, g, b, c = self.leaves
+        a = self.base @ torch.linalg.matrix_exp(w - w.T)
+        ((self.fdn(self.length, self.m, a, b, c, 0.0, g=g) - self.target) ** 2).sum().backward()
+
+    def time_library_step(self, n, seconds):
+        self.library_step()
+
+    def track_library_over_block(self, n, seconds):
+        return wl.interleaved_ratio(self.library_step, self.block_step, self.device, repeat=5)

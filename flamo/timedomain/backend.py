@@ -27,10 +27,10 @@ METHODS = ("frequency", "time", "auto")
 #: Seconds per unit of each feature of a gradient step (response, loss, backward) on the
 #: CPU with one torch thread, fitted by ``python scripts/calibrate_time_backend.py``
 #: (docs/design.md, "Time domain", has the fit and its data).
-TIME_COSTS = {"calls": 2.28e-4, "filter_calls": 5.09e-5, "sample_ops": 1.08e-9,
-              "section_samples": 1.3e-7}
-FREQUENCY_COSTS = {"nodes": 1.33e-5, "point_ops": 5.61e-9, "solve_ops": 3.11e-9,
-                   "solve_points": 1.93e-6}
+TIME_COSTS = {"calls": 2.5e-4, "filter_calls": 2.01e-5, "sample_ops": 4.52e-10,
+              "section_samples": 6.97e-8}
+FREQUENCY_COSTS = {"nodes": 1.25e-3, "point_ops": 2.22e-9, "solve_ops": 2.31e-9,
+                   "solve_points": 1.75e-6}
 
 
 def _require_grid(points, what):

@@ -27,7 +27,10 @@ def impulse(T, channels=1, dtype=F64):
 
 
 def relative(a, b):
-    return ((a - b).abs().max() / b.abs().max()).item()
+    """max |a - b| / max |b|; the absolute error where b is exactly zero (the random
+    systems can be: a 1-line Householder, -1, in parallel with a 0-sample delay)."""
+    scale = b.abs().max()
+    return ((a - b).abs().max() / (scale if scale > 0 else 1)).item()
 
 
 # -- random systems -------------------------------------------------------------------

@@ -67,7 +67,7 @@ def blas_matmul(a, x):
 
 
 def _torch_view(a):
-    if any(s < 0 for s in a.strides):
+    if a.strides and min(a.strides) < 0:
         a = a.copy()  # not ascontiguousarray: it keeps a negative stride on a length-1 axis
     return torch.from_numpy(a)
 

@@ -100,9 +100,8 @@ def lu_determinant(lu: torch.Tensor, pivots: torch.Tensor, scale: torch.Tensor) 
     ----------
     lu : torch.Tensor
         (..., M, N, N) complex LU factors as returned by ``torch.linalg.lu_factor``: U on
-        and above the diagonal; or U's diagonal alone, (..., M, N) (the same number of dims
-        as ``pivots``). For a diagonal loop matrix (every line its own loop) pass its
-        diagonal (..., M, N) and ``pivots=None``.
+        and above the diagonal. For a diagonal loop matrix (every line its own loop) pass
+        its diagonal (..., M, N) instead, and ``pivots=None``.
     pivots : torch.Tensor or None
         (..., M, N) int32 1-based row interchanges (LAPACK ``ipiv``); None: no interchange.
     scale : torch.Tensor
@@ -117,8 +116,7 @@ def lu_determinant(lu: torch.Tensor, pivots: torch.Tensor, scale: torch.Tensor) 
         relative pivot.
     """
     with torch.no_grad():
-        whole = pivots is not None and lu.dim() == pivots.dim() + 1
-        u = lu.diagonal(dim1=-2, dim2=-1) if whole else lu
+        u = lu if pivots is None else lu.diagonal(dim1=-2, dim2=-1)
         magnitude = u.abs()
         log_abs = magnitude.log().sum(-1)
         phase = u.angle().sum(-1)
@@ -243,10 +241,11 @@ def diagonal_loop_solve(a: torch.Tensor, rhs: torch.Tensor, *, left: torch.Tenso
     [2.0, 2.0]
     """
     _check_sides("diagonal_loop_solve", left, right)
-    x, _, pivots, diagonal = _DiagonalLoopSolve.apply(a, rhs, left, right)
+    scale = diagonal_loop_scale(a, left=left, right=right) if determinant else None
+    x, _, _, *det = _DiagonalLoopSolve.apply(a, rhs, left, right, scale)
     if not determinant:
         return x
-    return x, lu_determinant(diagonal, pivots, diagonal_loop_scale(a, left=left, right=right))
+    return x, LoopDeterminant(*det, a.shape[-1])
 
 
 def diagonal_loop_determinant(a: torch.Tensor, *, left: torch.Tensor | None = None,
@@ -255,8 +254,9 @@ def diagonal_loop_determinant(a: torch.Tensor, *, left: torch.Tensor | None = No
     factorization as :func:`diagonal_loop_solve`, without a solve or autograd history."""
     _check_sides("diagonal_loop_determinant", left, right)
     with torch.no_grad():
-        _, pivots, diagonal, _ = _factor_blocks(a, left, right)
-    return lu_determinant(diagonal, pivots, diagonal_loop_scale(a, left=left, right=right))
+        scale = diagonal_loop_scale(a, left=left, right=right)
+        *_, det = _factor_blocks(a, left, right, scale=scale)
+    return LoopDeterminant(*det, a.shape[-1])
 
 
 def diagonal_loop_scale(a: torch.Tensor, *, left: torch.Tensor | None = None,
@@ -284,25 +284,29 @@ def _check_sides(owner, left, right):
 BLOCK_POINTS = 4096
 
 
-def _factor_blocks(a, left, right, rhs=None):
-    """LU factors of I - diag(l) A diag(r) at every point and, with ``rhs``, the solution.
+def _factor_blocks(a, left, right, rhs=None, scale=None):
+    """LU factors of I - diag(l) A diag(r) at every point and, with ``rhs``, the solution;
+    with ``scale`` (the bound of :func:`diagonal_loop_scale`), the determinant.
 
     The loop matrices are written in column-major layout, LAPACK's, so ``lu_factor_ex``
     overwrites them in place and ``lu_solve`` reads them without copies (a row-major matrix
     costs one in each). Their transposes diag(r) (-A^T) diag(l) + I are written into one
     row-major buffer by one fused pass per block (``addcmul`` with the identity: no
     diag_embed, no product temporaries), and the points are processed in blocks of
-    ``BLOCK_POINTS`` along the point axis: build, factor, copy U's diagonal out (for the
-    determinant) and solve each block while its matrices are in cache, instead of one pass
+    ``BLOCK_POINTS`` along the point axis: build, factor, read the determinant off U's
+    diagonal (:func:`lu_determinant`) and solve each block while its matrices are in cache
+    (no (M, N) temporaries of the whole grid for the determinant), instead of one pass
     over all (M, N, N) values per step. The buffer is marked for huge pages
     (:func:`_huge_page_empty`). A batch of several loops (leading dims beyond the
     points) is processed as one block.
 
     Returns
     -------
-    lu, pivots, diagonal, x
-        (..., M, N, N) column-major factors, (..., M, N) int32 pivots, (..., M, N) diagonal
-        of U, and the (..., M, N, K) solution (None without ``rhs``).
+    lu, pivots, x, determinant
+        (..., M, N, N) column-major factors, (..., M, N) int32 pivots, the (..., M, N, K)
+        solution (None without ``rhs``) and the (..., M) ``log_abs``, ``phase`` and
+        ``relative_pivot`` of :class:`LoopDeterminant` as a tuple (empty without
+        ``scale``).
     """
     n = a.shape[-1]
     parts = [t.shape[:-1] for t in (left, right) if t is not None]
@@ -312,7 +316,7 @@ def _factor_blocks(a, left, right, rhs=None):
     loop_t = _huge_page_empty((*batch, n, n), dtype, a.device)
     pivots = torch.empty(*batch, n, dtype=torch.int32, **kw)
     info = torch.empty(batch, dtype=torch.int32, **kw)
-    diagonal = torch.empty(*batch, n, dtype=dtype, **kw)
+    parts = []
     x = None
     if rhs is not None:
         x_batch = torch.broadcast_shapes(batch, rhs.shape[:-2])
@@ -334,11 +338,14 @@ def _factor_blocks(a, left, right, rhs=None):
             torch.addcmul(eye, neg_at, l_row if r_col is None else r_col, out=out_t)
         lu = out_t.mT
         torch.linalg.lu_factor_ex(lu, out=(lu, pivots[..., block, :], info[..., block]))
-        diagonal[..., block, :].copy_(lu.diagonal(dim1=-2, dim2=-1))
+        if scale is not None:
+            det = lu_determinant(lu, pivots[..., block, :], _points(scale, block, -1))
+            parts.append((det.log_abs, det.phase, det.relative_pivot))
         if x is not None:
             torch.linalg.lu_solve(lu, pivots[..., block, :], _points(rhs, block, -3),
                                   out=x[..., block, :, :])
-    return loop_t.mT, pivots, diagonal, x
+    determinant = tuple(torch.cat(values, dim=-1) for values in zip(*parts))
+    return loop_t.mT, pivots, x, determinant
 
 
 #: Transparent huge pages: the size of one and madvise's MADV_HUGEPAGE (Linux).
@@ -388,21 +395,21 @@ class _DiagonalLoopSolve(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(a, rhs, left, right):
-        lu, pivots, diagonal, x = _factor_blocks(a, left, right, rhs)
-        return x, lu, pivots, diagonal
+    def forward(a, rhs, left, right, scale):
+        lu, pivots, x, determinant = _factor_blocks(a, left, right, rhs, scale)
+        return x, lu, pivots, *determinant
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        a, rhs, left, right = inputs
-        x, lu, pivots, diagonal = output
-        ctx.mark_non_differentiable(lu, pivots, diagonal)
+        a, rhs, left, right, _ = inputs
+        x, lu, pivots, *determinant = output
+        ctx.mark_non_differentiable(lu, pivots, *determinant)
         ctx.set_materialize_grads(False)  # no zero (M, N, N) gradient for the factors
         ctx.rhs_shape = rhs.shape
         ctx.save_for_backward(a, left, right, x, lu, pivots)
 
     @staticmethod
-    def backward(ctx, grad_x, _grad_lu, _grad_pivots, _grad_diagonal):
+    def backward(ctx, grad_x, *_grad_factors_and_determinant):
         if torch.is_grad_enabled():
             # create_graph=True: the factors are constants here, so a graph of this backward
             # would give silently wrong second derivatives. Refuse instead.
@@ -412,8 +419,8 @@ class _DiagonalLoopSolve(torch.autograd.Function):
                 "double backward or Hessian-vector products")
         a, left, right, x, lu, pivots = ctx.saved_tensors
         if grad_x is None:
-            return None, None, None, None
-        need_a, need_rhs, need_left, need_right = ctx.needs_input_grad
+            return None, None, None, None, None
+        need_a, need_rhs, need_left, need_right, _ = ctx.needs_input_grad
         grad_a = grad_rhs = grad_left = grad_right = None
         y = torch.linalg.lu_solve(lu, pivots, grad_x, adjoint=True)  # P^-H grad_x
         if need_rhs:
@@ -427,4 +434,4 @@ class _DiagonalLoopSolve(torch.autograd.Function):
         if need_a:
             grad_a = torch.einsum("...mik,...mjk->...ij", ly, rx.conj())
             grad_a = grad_a.unsqueeze(-3).sum_to_size(a.shape)
-        return grad_a, grad_rhs, grad_left, grad_right
+        return grad_a, grad_rhs, grad_left, grad_right, None

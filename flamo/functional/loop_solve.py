@@ -316,7 +316,7 @@ def _factor_blocks(a, left, right, rhs=None, scale=None):
     loop_t = _huge_page_empty((*batch, n, n), dtype, a.device)
     pivots = torch.empty(*batch, n, dtype=torch.int32, **kw)
     info = torch.empty(batch, dtype=torch.int32, **kw)
-    parts = []
+    det_blocks = []
     x = None
     if rhs is not None:
         x_batch = torch.broadcast_shapes(batch, rhs.shape[:-2])
@@ -340,11 +340,11 @@ def _factor_blocks(a, left, right, rhs=None, scale=None):
         torch.linalg.lu_factor_ex(lu, out=(lu, pivots[..., block, :], info[..., block]))
         if scale is not None:
             det = lu_determinant(lu, pivots[..., block, :], _points(scale, block, -1))
-            parts.append((det.log_abs, det.phase, det.relative_pivot))
+            det_blocks.append((det.log_abs, det.phase, det.relative_pivot))
         if x is not None:
             torch.linalg.lu_solve(lu, pivots[..., block, :], _points(rhs, block, -3),
                                   out=x[..., block, :, :])
-    determinant = tuple(torch.cat(values, dim=-1) for values in zip(*parts))
+    determinant = tuple(torch.cat(values, dim=-1) for values in zip(*det_blocks))
     return loop_t.mT, pivots, x, determinant
 
 

@@ -241,6 +241,8 @@ _JOURNAL_SETTINGS = (
     Requirement("gain_per_sample", 0.9999), Requirement("sparsity_weight", 1.0),
     Requirement("init", "journal"), Requirement("trials", 20, ">="),
 )
+# The delay-set figure: the journal protocol with up to 50 epochs.
+_FIG6_SETTINGS = tuple(r for r in _JOURNAL_SETTINGS if r.field != "epochs") + (Requirement("epochs", 50),)
 # The ablation varies the sparsity weight itself and counts its own trials.
 _ABLATION_SETTINGS = tuple(r for r in _JOURNAL_SETTINGS if r.field not in ("sparsity_weight", "trials")) + (
     Requirement("ablation_set", "N8"), Requirement("ablation_alphas", (0.0, 1.0)),
@@ -282,16 +284,20 @@ CLAIMS: tuple[Claim, ...] = (
           1.54, "dB", JOURNAL, tolerance=StdOverTrials(1.54, **_N4), requires=_JOURNAL_SETTINGS),
     # -- every delay set of the journal's delay-set figure: the optimization narrows the
     # residue distribution (stated as an inequality; the figure gives no number).
-    # The figure trained for up to 50 epochs, the loss test for 20: when early stopping ended
-    # every trial before epoch 20, a cap of 50 gives the same result, so that is required.
+    # The figure trained for up to 50 epochs (colorless_delay_sets does), the loss test and
+    # the ablation for 20: a 20-epoch run stands for the figure only when early stopping ended
+    # every trial before epoch 20 (a cap of 50 gives the same result then).
     *(Claim(f"colorless.{s}.modal_spread_reduced", exp, f"{s}.modal_spread_reduction_db",
             f"per-trial mean of (initial - optimized) modal spread, delay set {s}",
             0.0, "dB", JOURNAL_FIG6, relation=">",
             requires=_JOURNAL_SETTINGS + (Requirement(f"{s}.trials_not_stopped_early", 0,
                                                       where="headline"),))
-      for exp, sets in (("colorless_fdn", ("N4",)), ("colorless_ablation", ("N8",)),
-                        ("colorless_delay_sets", ("N6", "N4_second", "N6_second", "N8_second")))
+      for exp, sets in (("colorless_fdn", ("N4",)), ("colorless_ablation", ("N8",)))
       for s in sets),
+    *(Claim(f"colorless.{s}.modal_spread_reduced", "colorless_delay_sets", f"{s}.modal_spread_reduction_db",
+            f"per-trial mean of (initial - optimized) modal spread, delay set {s}",
+            0.0, "dB", JOURNAL_FIG6, relation=">", requires=_FIG6_SETTINGS)
+      for s in ("N6", "N4_second", "N6_second", "N8_second")),
     # -- sparsity ablation, N8 [809 ... 1499], alpha 0 and 1, the same trials ----------------
     Claim("colorless.ablation.echo_density_drops_without_sparsity", "colorless_ablation",
           "ablation.echo_density_change_alpha0",

@@ -1,11 +1,21 @@
 """Shared fixtures and reference implementations for the tests."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.signal
 import torch
+from hypothesis import settings
 
 import flamo
+
+# Property tests draw the same examples on every run, so a CI run cannot turn red on an
+# example no earlier run saw; HYPOTHESIS_PROFILE=explore draws fresh ones (and uses the
+# example database) when hunting for counterexamples locally.
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def _extension(cfg, fdn, ctx, fig2) -> None:
         rows.append({"setting": label, "alias_decay_db": db, "dtype": DTYPE_NAMES[dtype],
                      "recommended": recommended, "nfft": cfg.nfft, "t60_s": cfg.t60,
                      "rel_l2_error_db": err_db,
-                     "predicted_alias_db": float(20 * np.log10(flamo.aliasing.aliasing_error(cfg.nfft, cfg.t60, cfg.fs, db))),
+                     "predicted_alias_db": float(flamo.aliasing.aliasing_error_db(cfg.nfft, cfg.t60, cfg.fs, db)),
                      "predicted_total_db": float(20 * np.log10(flamo.aliasing.predicted_error(cfg.nfft, cfg.t60, cfg.fs, db, dtype))),
                      "decay_per_wrap_db": float(-20 * cfg.nfft * np.log10(rho))})
         irs[(label, DTYPE_NAMES[dtype])] = h

@@ -167,9 +167,9 @@ def _add_model(df, cfg, constant=None):
     """Columns: the aliasing bound and the predicted total error (dB) for each row."""
     alias, total = [], []
     for r in df.itertuples():
-        a = aliasing.aliasing_error(int(r.nfft), r.t60_s, cfg.fs, r.alias_decay_db)
+        a_db = aliasing.aliasing_error_db(int(r.nfft), r.t60_s, cfg.fs, r.alias_decay_db)
         dtype = torch.float64 if r.variant == "float64" else torch.float32
-        alias.append(20 * np.log10(a))
+        alias.append(a_db)
         total.append(20 * np.log10(aliasing.predicted_error(int(r.nfft), r.t60_s, cfg.fs, r.alias_decay_db,
                                                            dtype, constant)))
     df = df.copy()
@@ -337,7 +337,7 @@ def _lines(df, cfg, log2_nfft, systems):
                 ax.plot(v.alias_decay_db, v.error_db, marker, color=col, ms=3.5, mfc="none" if variant == "mixed" else col,
                         label=f"{name} measured {variant}")
             db = np.linspace(0, max(cfg.db_float64), 300)
-            ax.plot(db, 20 * np.log10(aliasing.aliasing_error(nfft, t60, cfg.fs, db)), "-", color=col, lw=1,
+            ax.plot(db, aliasing.aliasing_error_db(nfft, t60, cfg.fs, db), "-", color=col, lw=1,
                     label=f"{name} bound q/(1-q)")
             for dtype, ls in ((torch.float32, "--"), (torch.float64, ":")):
                 ax.plot(db, 20 * np.log10(aliasing.predicted_error(nfft, t60, cfg.fs, db, dtype)), ls, color=col,

@@ -76,7 +76,7 @@ import torch
 from .functional.attenuation import t60_to_gain
 
 __all__ = ["ROUNDING_CONSTANT", "ROUNDING_NFFT_EXPONENT", "MAX_ROUNDING_ERROR", "decay_rate",
-           "aliased_one_pole", "aliasing_error", "rounding_error", "rounding_error_bound",
+           "aliased_one_pole", "aliasing_error", "aliasing_error_db", "rounding_error", "rounding_error_bound",
            "max_alias_decay_db", "predicted_error", "recommend_alias_decay_db"]
 
 #: Fitted constant C of the rounding term at nfft = 2^15 (see the module docstring and
@@ -161,12 +161,24 @@ def aliasing_error(nfft, t60, fs=48000.0, alias_decay_db=0.0):
     Exact for a one-pole response p^n with p = rho; the expected error of responses whose
     modes all decay at rate rho. ``alias_decay_db`` may be an array (the result then is one).
     """
-    nfft = _check_nfft(nfft, "aliasing_error")
-    rho = decay_rate(t60, fs)
-    db = _check_db(alias_decay_db, "aliasing_error")
-    log10_q = -db / 20.0 + nfft * math.log10(rho)
-    q = 10.0 ** log10_q
+    q = 10.0 ** _log10_q(nfft, t60, fs, alias_decay_db, "aliasing_error")
     return q / (1.0 - q)
+
+
+def aliasing_error_db(nfft, t60, fs=48000.0, alias_decay_db=0.0):
+    """:func:`aliasing_error` in dB, 20 log10(q / (1 - q)), formed from log q: finite where q
+    underflows float64 (a short T60 at a large nfft: T60 = 0.05 s at 48 kHz and nfft = 2^18
+    gives -6554 dB, where ``20 * log10(aliasing_error(...))`` is -inf)."""
+    log10_q = _log10_q(nfft, t60, fs, alias_decay_db, "aliasing_error_db")
+    return 20.0 * log10_q - 20.0 * np.log10(-np.expm1(log10_q * math.log(10.0)))
+
+
+def _log10_q(nfft, t60, fs, alias_decay_db, owner):
+    """log10 (gamma rho)^nfft, validated for ``owner``."""
+    nfft = _check_nfft(nfft, owner)
+    rho = decay_rate(t60, fs)
+    db = _check_db(alias_decay_db, owner)
+    return -db / 20.0 + nfft * math.log10(rho)
 
 
 def rounding_error(nfft, t60, fs=48000.0, alias_decay_db=0.0, dtype=torch.float32,

@@ -53,6 +53,22 @@ def test_aliasing_error_in_db_and_decay_rate():
     assert aliasing.decay_rate(1.0, 1000.0) ** 1000 == pytest.approx(1e-3)
 
 
+@pytest.mark.parametrize("nfft, t60, db", [(64, 10.0, 0.0), (2**15, 9.0, 80.0), (512, 0.02, 30.0)])
+def test_aliasing_error_db_is_the_linear_error_in_db(nfft, t60, db):
+    # from q near 1 (a long T60 in a short window) to q ~ 1e-40
+    linear = aliasing.aliasing_error(nfft, t60, 48000.0, db)
+    assert aliasing.aliasing_error_db(nfft, t60, 48000.0, db) == pytest.approx(20 * math.log10(linear), rel=1e-12)
+
+
+def test_aliasing_error_db_stays_finite_where_the_linear_error_underflows():
+    # T60 0.05 s, nfft 2^18: 20 log10 q = -60 nfft / (fs T60) = -6553.6 dB, far below float64
+    nfft, t60, fs = 2**18, 0.05, 48000.0
+    assert aliasing.aliasing_error(nfft, t60, fs) == 0.0
+    assert aliasing.aliasing_error_db(nfft, t60, fs) == pytest.approx(-60 * nfft / (fs * t60), rel=1e-12)
+    db = np.array([0.0, 20.0])
+    assert np.allclose(aliasing.aliasing_error_db(nfft, t60, fs, db), -60 * nfft / (fs * t60) - db, rtol=1e-12)
+
+
 def test_rounding_error_grows_with_db_and_is_smaller_in_float64():
     db = np.array([0.0, 40.0, 80.0, 120.0])
     e32 = aliasing.rounding_error(2**15, 2.0, 48000, db, torch.float32)
@@ -83,6 +99,7 @@ def test_recommendation_minimizes_the_prediction():
     (lambda: aliasing.aliasing_error(64, float("inf")), "t60"),
     (lambda: aliasing.aliasing_error(64, 1.0, fs=-1), "fs"),
     (lambda: aliasing.aliasing_error(64, 1.0, 48000, -3.0), "alias_decay_db"),
+    (lambda: aliasing.aliasing_error_db(64, 1.0, 48000, -3.0), "aliasing_error_db.*alias_decay_db"),
     (lambda: aliasing.rounding_error(64, 1.0, 48000, 10.0, constant=0), "constant"),
     (lambda: flamo.recommend_alias_decay_db(64, 1.0, max_db=0), "max_db"),
     (lambda: aliasing.aliased_one_pole(1.0, 64, 0.0), "pole"),

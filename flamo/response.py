@@ -10,15 +10,16 @@ see dense tensors from ``response(points)``. The LU kernel of structured loops i
 :func:`flamo.functional.diagonal_loop_solve`; every loop solve also returns the determinant of
 its loop matrix from its own factors (:func:`flamo.functional.lu_determinant`). A series of
 per-line filters and one frequency-independent matrix is kept in the scaled form that
-kernel takes.
+kernel takes; a matrix known to be the identity plus a rank-one matrix (a Householder
+reflection) carries its factors along, for the kernel's Sherman-Morrison path.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .functional.loop_solve import (LoopDeterminant, diagonal_loop_determinant, diagonal_loop_solve,
-                                    lu_determinant)
+from .functional.loop_solve import (IdentityPlusRankOne, LoopDeterminant, diagonal_loop_determinant,
+                                    diagonal_loop_solve, lu_determinant)
 
 __all__ = ["Response", "matmul", "add", "solve_loop", "loop_determinant"]
 
@@ -44,20 +45,29 @@ class Response:
     data : torch.Tensor
         The diagonal or the dense matrix; for :meth:`scaled` the middle matrix.
     diagonal : bool
+    rank_one : flamo.functional.IdentityPlusRankOne, optional
+        For a frequency-independent square matrix (M = 1) that is I + p q^T (a
+        Householder reflection), its factors, set by the module that knows them (never
+        inferred from values). :func:`matmul` keeps them wherever it keeps ``matrix``
+        itself (the scaled form) and drops them otherwise; :func:`solve_loop` then solves
+        by Sherman-Morrison.
     """
 
-    __slots__ = ("_data", "diagonal", "left", "right")
+    __slots__ = ("_data", "diagonal", "left", "right", "rank_one")
 
-    def __init__(self, data: torch.Tensor, diagonal: bool):
+    def __init__(self, data: torch.Tensor, diagonal: bool, rank_one: IdentityPlusRankOne | None = None):
         self._data = data
         self.diagonal = diagonal
         self.left = self.right = None
+        self.rank_one = rank_one
 
     @classmethod
-    def scaled(cls, left, matrix: torch.Tensor, right) -> "Response":
+    def scaled(cls, left, matrix: torch.Tensor, right,
+               rank_one: IdentityPlusRankOne | None = None) -> "Response":
         """diag(left) matrix diag(right) with ``matrix`` (..., 1, out, in) frequency
-        independent; a plain dense Response when both diagonals are None."""
-        out = cls(matrix, False)
+        independent (and, optionally, its rank-one factors); a plain dense Response when
+        both diagonals are None."""
+        out = cls(matrix, False, rank_one)
         out.left, out.right = left, right
         return out
 
@@ -109,13 +119,17 @@ def matmul(a: Response, b: Response) -> Response:
     """Series connection: the response of ``a @ b`` (b acts first).
 
     A frequency-dependent diagonal next to a frequency-independent or scaled matrix gives
-    the scaled form (no (M, out, in) product); every other pair is multiplied out."""
+    the scaled form (no (M, out, in) product), and so does any diagonal next to a matrix
+    with rank-one factors (which the scaled form keeps); every other pair is multiplied
+    out."""
     if a.diagonal and b.diagonal:
         return Response(a.data * b.data, True)
-    if a.diagonal and (b.is_scaled or (_frequency_independent(b) and a.data.shape[-2] > 1)):
-        return Response.scaled(_times(a.data, b.left), b.matrix, b.right)
-    if b.diagonal and (a.is_scaled or (_frequency_independent(a) and b.data.shape[-2] > 1)):
-        return Response.scaled(a.left, a.matrix, _times(a.right, b.data))
+    if a.diagonal and (b.is_scaled or (_frequency_independent(b)
+                                       and (a.data.shape[-2] > 1 or b.rank_one is not None))):
+        return Response.scaled(_times(a.data, b.left), b.matrix, b.right, b.rank_one)
+    if b.diagonal and (a.is_scaled or (_frequency_independent(a)
+                                       and (b.data.shape[-2] > 1 or a.rank_one is not None))):
+        return Response.scaled(a.left, a.matrix, _times(a.right, b.data), a.rank_one)
     if a.right is None and b.left is None and not a.diagonal and not b.diagonal \
             and (a.is_scaled or b.is_scaled) and a.matrix.shape[-3] == b.matrix.shape[-3] == 1:
         return Response.scaled(a.left, a.matrix @ b.matrix, b.right)  # still one matrix
@@ -172,7 +186,9 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
     matrix A between per-line frequency-dependent diagonals (the loop of a feedback delay
     network: delays and filters per line in either path, before or after one mixing
     matrix; see :meth:`Response.scaled`), :func:`flamo.functional.diagonal_loop_solve`
-    solves it with one LU factorization per point that the backward pass reuses. Other
+    solves it with one LU factorization per point that the backward pass reuses, or by
+    Sherman-Morrison in O(N) per point when A carries rank-one factors (a Householder
+    :class:`flamo.Matrix`), with the LU at the points where that is not accurate. Other
     loops (a frequency-dependent dense matrix, two matrices with filters between them) use
     torch's generic solve on the dense loop matrix and autograd's generic backward.
     """
@@ -184,7 +200,8 @@ def solve_loop(forward: Response, feedback: Response, rhs: Response | None = Non
         return matmul(Response(1 / loop, True), f_rhs), det
     fb = matmul(forward, feedback)
     if structured and fb.is_scaled:
-        out = diagonal_loop_solve(fb.matrix, f_rhs.dense(), left=fb.left, right=fb.right,
+        a = fb.matrix if fb.rank_one is None else fb.rank_one  # Sherman-Morrison for I + p q^T
+        out = diagonal_loop_solve(a, f_rhs.dense(), left=fb.left, right=fb.right,
                                   determinant=determinant)
         return (Response(out[0], False), out[1]) if determinant else (Response(out, False), None)
     loop, scale = _dense_loop(fb)
@@ -210,7 +227,8 @@ def loop_determinant(forward: Response, feedback: Response, structured: bool = T
             return lu_determinant(1 - fb, None, 1 + fb.abs().amax(-1))
     fb = matmul(forward, feedback)
     if structured and fb.is_scaled:
-        return diagonal_loop_determinant(fb.matrix, left=fb.left, right=fb.right)
+        return diagonal_loop_determinant(fb.matrix if fb.rank_one is None else fb.rank_one,
+                                         left=fb.left, right=fb.right)
     with torch.no_grad():
         loop, scale = _dense_loop(fb)
         lu, pivots, _ = torch.linalg.lu_factor_ex(loop)

@@ -19,8 +19,9 @@ from .filterbank import band_edges, band_masks, butterworth_bandpass
 from .fir import allpass_response, fir_response, lagrange_taps, thiran_coefficients
 from .geq import AccurateGEQ, octave_bands, orfanidis_peak, third_octave_bands, unit_circle_db
 from .proportional import ProportionalEQ
-from .loop_solve import (MAX_PHASE_STEP, SINGULAR_PIVOT_FACTOR, LoopDeterminant, diagonal_loop_solve,
-                         lu_determinant, singular_pivot_threshold, winding_number)
+from .loop_solve import (MAX_PHASE_STEP, RANK_ONE_MIN_DIAGONAL, SINGULAR_PIVOT_FACTOR,
+                         IdentityPlusRankOne, LoopDeterminant, diagonal_loop_solve, lu_determinant,
+                         singular_pivot_threshold, winding_number)
 from .mappings import Interval, LogInterval, LowerBound, identity, map_parameter, unmap_value
 from .matrices import (BlockRotation, Circulant, block_rotation, circulant, hadamard, householder,
                        skew_expm)
@@ -31,8 +32,9 @@ __all__ = [
     "delay_response", "fir_response", "lagrange_taps", "thiran_coefficients",
     "allpass_response", "circulant", "Circulant", "block_rotation", "BlockRotation", "sos_response", "sos_poles", "skew_expm",
     "reflection_to_sections", "sections_to_reflection",
-    "householder", "hadamard", "diagonal_loop_solve", "LoopDeterminant", "lu_determinant",
-    "singular_pivot_threshold", "SINGULAR_PIVOT_FACTOR", "winding_number", "MAX_PHASE_STEP",
+    "householder", "hadamard", "diagonal_loop_solve", "IdentityPlusRankOne", "LoopDeterminant",
+    "lu_determinant", "singular_pivot_threshold", "SINGULAR_PIVOT_FACTOR", "winding_number",
+    "MAX_PHASE_STEP", "RANK_ONE_MIN_DIAGONAL",
     "identity", "Interval", "LogInterval", "LowerBound", "map_parameter", "unmap_value",
     "BIQUAD_KINDS", "biquad", "rbj_lowpass", "rbj_highpass", "rbj_bandpass", "rbj_notch",
     "rbj_allpass", "rbj_peak", "rbj_lowshelf", "rbj_highshelf", "first_order_lowshelf",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..functional.loop_solve import IdentityPlusRankOne
 from ..functional.matrices import BlockRotation, Circulant, hadamard, householder, skew_expm
 from ..response import Response
 from ..timedomain import realization as td
@@ -202,7 +203,14 @@ class Matrix(DSPModule):
         return self.base @ value if self.kind == "orthogonal" else value
 
     def structured_response(self, points):
-        return Response(self.matrix.to(points.complex_dtype).unsqueeze(-3), False)
+        matrix = self.matrix.to(points.complex_dtype).unsqueeze(-3)
+        if self.kind != "householder" or self.mapping is not householder:
+            return Response(matrix, False)
+        # I - beta u u^T = I + p q^T, p = -beta u, q = u: the loop solve's Sherman-Morrison path
+        u = self.raw
+        p = -2 * u / (u * u).sum(-1, keepdim=True)
+        factors = (t.to(points.complex_dtype).unsqueeze(-2) for t in (p, u))
+        return Response(matrix, False, IdentityPlusRankOne(*factors))
 
     def realize(self, fs=None):
         """The mapped matrix, :class:`~flamo.timedomain.realization.MatrixGain`."""

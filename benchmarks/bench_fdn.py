@@ -234,6 +234,49 @@ class FDNAttenuationOverPlain:
     track_time_ratio.unit = "with filters/plain"
 
 
+class HouseholderFDN:
+    """The benchmark FDN with a learnable Householder feedback matrix (``matrix="householder"``:
+    its loop takes the Sherman-Morrison solve, O(N) per frequency) against the same FDN with
+    the same matrix values as a ``kind="free"`` Matrix (the LU structured path, O(N^3)) and
+    against the plain-torch floor of :class:`FDNOverFloor` (a dense ``torch.linalg.solve``
+    of the same size; its cost does not depend on the matrix's values): forward + backward
+    time and interleaved ratios, one process."""
+
+    params = (DEVICES, [16, 64], [2 ** 17])
+    param_names = ["device", "N", "nfft"]
+    timeout = 900
+
+    def setup(self, device, n, nfft):
+        import flamo
+
+        self.rank_one, self.lu = _Library(), _Library()
+        for case in (self.rank_one, self.lu):
+            case.setup(device, n, nfft)
+            case.system = library_fdn(n, matrix="householder").to(case.device)
+        loop = self.lu.system["loop"]
+        loop.feedback_path = flamo.Matrix(n, kind="free", init=loop.feedback_path.matrix.detach()).to(self.lu.device)
+        self.device = self.rank_one.device
+        self.floor = None
+        if (device, n, nfft) not in FLOOR_SKIP:
+            self.floor = _Floor()
+            self.floor.setup(device, n, nfft)
+
+    def time_forward_backward(self, device, n, nfft):
+        self.rank_one.step()
+
+    def track_time_ratio_lu(self, device, n, nfft):
+        return interleaved_ratio(self.rank_one.step, self.lu.step, self.device)
+
+    track_time_ratio_lu.unit = "Sherman-Morrison/LU"
+
+    def track_time_ratio_floor(self, device, n, nfft):
+        if self.floor is None:
+            raise SkipNotImplemented
+        return interleaved_ratio(self.rank_one.step, self.floor.step, self.device)
+
+    track_time_ratio_floor.unit = "Sherman-Morrison/floor"
+
+
 class LoopCheckCost:
     """Cost of the loop checks of :class:`flamo.Recursion` (singular pivots and the pole count
     from det(I - F B), read off the LU factors of the solve; one host synchronization): time

@@ -148,20 +148,21 @@ def fdn_delays(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(*DELAY_RANGE, (n,), generator=gen)
 
 
-def library_fdn(n: int, seed: int = 0, attenuation=None):
+def library_fdn(n: int, seed: int = 0, attenuation=None, matrix="orthogonal"):
     """The benchmark FDN from :func:`flamo.reverb.build_fdn`, float32 on the CPU.
 
     H(z) = c^T (I - D(z) A)^-1 D(z) b, D(z) = diag(z^-m_i Gamma_i(z)), A = expm(W - W^T)
     orthogonal [Dal Santo et al., "Differentiable feedback delay network for colorless
     reverberation", DAFx 2023]; W, b, c drawn by the builder from ``seed``; fixed integer
     delays (:func:`fdn_delays`). ``attenuation``: an N x N module, default a learnable
-    :class:`flamo.HomogeneousAttenuation` of T60.
+    :class:`flamo.HomogeneousAttenuation` of T60. ``matrix``: the builder's matrix family
+    (b and c do not depend on it).
     """
     from flamo.reverb import build_fdn
 
     loss = (dict(t60=T60, learnable_attenuation=True) if attenuation is None
             else dict(attenuation=attenuation))
-    return build_fdn(delays=fdn_delays(n, seed), seed=seed, **loss)
+    return build_fdn(delays=fdn_delays(n, seed), seed=seed, matrix=matrix, **loss)
 
 
 #: Where :func:`arrange_fdn` puts the attenuation filters of the loop (the builder's

@@ -1,0 +1,59 @@
+"""Forward + backward time of the benchmark FDN with a Householder feedback matrix (nfft =
+2^17, one thread): the Sherman-Morrison loop solve against the LU structured path (the same
+matrix values as a ``kind="free"`` Matrix) and, for N = 16, the plain-torch floor, measured in
+this one process, interleaved round by round (each ratio within its round; the machine is
+shared), with the load average before and after.
+
+Run from the repository root: ``python scripts/bench_householder.py [--n 16,64] [--rounds 7]``.
+Prints a markdown table: the median time of each case and the median, min and max over rounds
+of its ratio to the Sherman-Morrison step.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flamo, benchmarks
+
+from benchmarks.bench_fdn import HouseholderFDN  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", default="16,64")
+    parser.add_argument("--nfft", type=int, default=2 ** 17)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"load average before: {os.getloadavg()}")
+    for n in (int(v) for v in args.n.split(",")):
+        bench = HouseholderFDN()
+        bench.setup("cpu", n, args.nfft)
+        cases = {"Sherman-Morrison": bench.rank_one.step, "LU structured": bench.lu.step}
+        if bench.floor is not None:
+            cases["plain-torch floor"] = bench.floor.step
+        for step in cases.values():  # warm-up
+            step()
+        times = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, step in cases.items():
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+        base = times["Sherman-Morrison"]
+        print(f"\nN = {n}, nfft = {args.nfft}, {args.rounds} interleaved rounds, one thread, "
+              f"load average now {os.getloadavg()}")
+        print("| case | median ms | / Sherman-Morrison: median [min, max] |")
+        print("|---|---|---|")
+        for name, t in times.items():
+            ratios = [a / b for a, b in zip(t, base)]
+            print(f"| {name} | {1e3 * statistics.median(t):.0f} | {statistics.median(ratios):.2f} "
+                  f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
+
+
+if __name__ == "__main__":
+    main()

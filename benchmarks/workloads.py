@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -139,6 +140,27 @@ def interleaved_ratio(fn_a, fn_b, device: torch.device, repeat: int = 5) -> floa
     sync(device)
     ratios = sorted(timed(fn_a) / timed(fn_b) for _ in range(repeat))
     return ratios[len(ratios) // 2]
+
+
+def interleaved_table(cases: dict, base: str, rounds: int) -> list:
+    """Markdown rows timing ``cases`` (name -> callable) interleaved: one warm-up call each,
+    then ``rounds`` rounds that call every case once, back to back. Each row: the case's
+    median time (ms) and the median, min and max over rounds of its ratio to case ``base``
+    in the same round (the machine is shared: ratios are taken within a round)."""
+    for step in cases.values():
+        step()
+    times = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, step in cases.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    rows = [f"| case | median ms | / {base}: median [min, max] |", "|---|---|---|"]
+    for name, t in times.items():
+        ratios = [a / b for a, b in zip(t, times[base])]
+        rows.append(f"| {name} | {1e3 * statistics.median(t):.0f} | {statistics.median(ratios):.2f} "
+                    f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
+    return rows
 
 
 # -- the FDN ------------------------------------------------------------------------------

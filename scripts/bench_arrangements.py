@@ -11,15 +11,13 @@ parameters): the part of a filtered FDN's step that the plain FDN does not do, s
 1 + that ratio is about what the filtered FDN can reach without a faster filter evaluation.
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flamo, benchmarks
 
 from benchmarks.bench_fdn import FDNAttenuationOverPlain, FDNOverFloor, FilterAlone  # noqa: E402
-from benchmarks.workloads import ARRANGEMENTS  # noqa: E402
+from benchmarks.workloads import ARRANGEMENTS, interleaved_table  # noqa: E402
 
 
 def main():
@@ -42,22 +40,9 @@ def main():
         alone = FilterAlone()
         alone.setup("cpu", kind, args.n, args.nfft)
         cases[f"{kind} alone (its response + loss + backward)"] = alone.step
-    for step in cases.values():  # warm-up
-        step()
-    times = {name: [] for name in cases}
-    for _ in range(args.rounds):
-        for name, step in cases.items():
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
-    base = times["plain FDN (no filter)"]
+    rows = interleaved_table(cases, "plain FDN (no filter)", args.rounds)
     print(f"N = {args.n}, nfft = {args.nfft}, {args.rounds} interleaved rounds, one thread")
-    print("| case | median ms | / plain FDN: median [min, max] |")
-    print("|---|---|---|")
-    for name, t in times.items():
-        ratios = [a / b for a, b in zip(t, base)]
-        print(f"| {name} | {1e3 * statistics.median(t):.0f} | {statistics.median(ratios):.2f} "
-              f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ of its ratio to the Sherman-Morrison step.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flamo, benchmarks
 
 from benchmarks.bench_fdn import HouseholderFDN  # noqa: E402
+from benchmarks.workloads import interleaved_table  # noqa: E402
 
 
 def main():
@@ -36,23 +35,10 @@ def main():
         cases = {"Sherman-Morrison": bench.rank_one.step, "LU structured": bench.lu.step}
         if bench.floor is not None:
             cases["plain-torch floor"] = bench.floor.step
-        for step in cases.values():  # warm-up
-            step()
-        times = {name: [] for name in cases}
-        for _ in range(args.rounds):
-            for name, step in cases.items():
-                t0 = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - t0)
-        base = times["Sherman-Morrison"]
+        rows = interleaved_table(cases, "Sherman-Morrison", args.rounds)
         print(f"\nN = {n}, nfft = {args.nfft}, {args.rounds} interleaved rounds, one thread, "
               f"load average now {os.getloadavg()}")
-        print("| case | median ms | / Sherman-Morrison: median [min, max] |")
-        print("|---|---|---|")
-        for name, t in times.items():
-            ratios = [a / b for a, b in zip(t, base)]
-            print(f"| {name} | {1e3 * statistics.median(t):.0f} | {statistics.median(ratios):.2f} "
-                  f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -313,9 +313,10 @@ def diagonal_loop_solve(a, rhs: torch.Tensor, *, left: torch.Tensor | None = Non
     >>> x[0, :, 0].real.tolist()
     [2.0, 2.0]
 
-    A Householder reflection by its factors gives the same solution:
+    The same matrix is the Householder reflection I - 2 u u^T / |u|^2 of u = (1, -1); by its
+    factors p = -2 u / |u|^2 = -u and q = u, the same solution:
 
-    >>> u = torch.tensor([[1.0, 1.0]], dtype=torch.complex128)
+    >>> u = torch.tensor([[1.0, -1.0]], dtype=torch.complex128)
     >>> x = diagonal_loop_solve(IdentityPlusRankOne(-u, u), torch.ones(1, 2, 1, dtype=torch.complex128),
     ...                         left=torch.tensor([[0.5, 0.5]], dtype=torch.complex128))
     >>> x[0, :, 0].real.tolist()
@@ -479,6 +480,16 @@ def _points(t, block, dim):
     return t if t.shape[dim] == 1 else t[(..., block) + (slice(None),) * (-dim - 1)]
 
 
+def _first_order_only():
+    """Refuse a backward pass that records a graph (create_graph=True): the kernels' factors
+    are constants there, so its second derivatives would be silently wrong."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "diagonal_loop_solve supports first-order gradients only (backward was called "
+            "with create_graph=True); build the Recursion with structured_solve=False for "
+            "double backward or Hessian-vector products")
+
+
 class _DiagonalLoopSolve(torch.autograd.Function):
     """Autograd of :func:`diagonal_loop_solve` with the LU factors kept for backward."""
 
@@ -500,13 +511,7 @@ class _DiagonalLoopSolve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_x, *_grad_factors_and_determinant):
-        if torch.is_grad_enabled():
-            # create_graph=True: the factors are constants here, so a graph of this backward
-            # would give silently wrong second derivatives. Refuse instead.
-            raise RuntimeError(
-                "diagonal_loop_solve supports first-order gradients only (backward was called "
-                "with create_graph=True); build the Recursion with structured_solve=False for "
-                "double backward or Hessian-vector products")
+        _first_order_only()
         a, left, right, x, lu, pivots = ctx.saved_tensors
         if grad_x is None:
             return None, None, None, None, None
@@ -615,12 +620,7 @@ class _RankOneLoopSolve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_x, *_grad_determinant):
-        if torch.is_grad_enabled():
-            # create_graph=True: as for the LU kernel, refuse rather than differentiate constants.
-            raise RuntimeError(
-                "diagonal_loop_solve supports first-order gradients only (backward was called "
-                "with create_graph=True); build the Recursion with structured_solve=False for "
-                "double backward or Hessian-vector products")
+        _first_order_only()
         if grad_x is None:
             return (None,) * 7
         p, q, left, right, x = ctx.saved_tensors

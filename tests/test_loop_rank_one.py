@@ -156,6 +156,42 @@ def test_near_singular_delta_falls_back_to_the_lu(sides, lu_points, monkeypatch)
     assert not torch.isfinite(x_formula[[0, 3]]).all()
 
 
+@pytest.mark.parametrize("with_right", [False, True])
+def test_blocks_of_points(monkeypatch, lu_points, with_right):
+    """Points in blocks (3, 3, 2 of 8), two of them on the LU fallback: values and the
+    determinant against numpy, gradients against one block."""
+    rng = np.random.default_rng(9)
+    m, n = 8, 5
+    p, q = _householder(rng, n)
+    left = _lossless_left(rng, m, n, exact_points=[1, 6], near_points=[])
+    right = None
+    if with_right:
+        right = 0.9 * torch.ones(m, n, dtype=C128)
+        right[[1, 6]] = 1.0
+    rhs = _complex(rng, m, n, 2)
+    inputs = (p, q, rhs, left) + ((right,) if with_right else ())
+
+    def solve(p, q, rhs, left, right=None):
+        return diagonal_loop_solve(IdentityPlusRankOne(p, q), rhs, left=left, right=right)
+
+    one_block = _gradients(solve, inputs)
+    monkeypatch.setattr(loop_solve, "RANK_ONE_BLOCK_VALUES", 3 * n)
+    blocks = []  # one reciprocal of Delta per block
+    reciprocal = torch.Tensor.reciprocal
+    monkeypatch.setattr(torch.Tensor, "reciprocal", lambda t: blocks.append(t.shape) or reciprocal(t))
+    x, det = diagonal_loop_solve(IdentityPlusRankOne(p, q), rhs, left=left, right=right, determinant=True)
+    assert [b[0] for b in blocks] == [3, 3, 2]
+    monkeypatch.setattr(torch.Tensor, "reciprocal", reciprocal)
+    assert lu_points["matrices"] == 4  # two per call
+    loops = _dense_loops(IdentityPlusRankOne(p, q).dense(), left, right)
+    assert (_relative(x.numpy(), _numpy_solve(loops, rhs)) < 1e-10).all()
+    sign, logabs = np.linalg.slogdet(loops.numpy())
+    np.testing.assert_allclose(det.log_abs.numpy(), logabs, atol=1e-12)
+    np.testing.assert_allclose(np.exp(1j * det.phase.numpy()), sign, atol=1e-12)
+    for g, ref in zip(_gradients(solve, inputs), one_block):
+        torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_fallback_threshold_is_relative_to_the_scale(lu_points):
     """min |Delta_ii| just above / below RANK_ONE_MIN_DIAGONAL * s decides the path."""
     rng = np.random.default_rng(3)

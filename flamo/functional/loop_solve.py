@@ -298,9 +298,11 @@ def diagonal_loop_solve(a, rhs: torch.Tensor, *, left: torch.Tensor | None = Non
     Woodbury formula", SIAM J. Sci. Stat. Comput. 7(2), 1986). Every point with min_i
     |Delta_ii| < :data:`RANK_ONE_MIN_DIAGONAL` s (2^-6) takes the LU solve instead (its
     factors are kept for the adjoint), so the result is never less accurate than the LU
-    solve by more than a factor of about 64 (measured in the tests against dense solves:
-    a few eps where the LU gives a few eps); s is the bound 1 + max_ij |l_i A_ij r_j| of
-    the LU path. The LU points cost O(N^3) each and one host synchronization per call
+    solve by more than a factor of about 64 in that bound; s is the bound
+    1 + max_ij |l_i A_ij r_j| of the LU path. Measured (``scripts/rank_one_accuracy.py``,
+    complex64, N = 16, lossless lines near phase 0): at r = min_i |Delta_ii| / s >= 2^-6 the
+    formula's error stayed below 1.6 eps cond(P) (the LU's below 0.6); below, its worst
+    case grows about as 1 / r (9.6 at 2^-8 .. 2^-6, 660 at 2^-14 .. 2^-12). The LU points cost O(N^3) each and one host synchronization per call
     finds them.
 
     Examples

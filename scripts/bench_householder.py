@@ -25,7 +25,6 @@ from benchmarks.workloads import fdn_delays, interleaved_table  # noqa: E402
 
 def lossless(bench, n):
     """The benchmark's FDNs without attenuation, on a grid of 1 dB alias decay (no floor)."""
-    import flamo
     from flamo.reverb import build_fdn
 
     for case in (bench.rank_one, bench.lu):

@@ -35,7 +35,9 @@ missing competitor environment skips the competitors' rows, never silently. Case
 targets not started within ``run_budget_s`` of the run are recorded as skipped (run budget),
 so that a run on a shared machine ends in time with what it measured; the cases run from
 the cheapest (:func:`cost`), so a cut run misses the largest sizes, not whole workloads. Every finished case
-and fit target is kept in ``ctx.resume_dir``: an interrupted run resumes with the next one.
+and fit target is kept in ``ctx.resume_dir``: an interrupted run resumes with the next one,
+and so does the next run after one that the budget cut (the folder is kept, and the budget is
+not part of the resume key), so the matrix fills up over several budgeted runs of one commit.
 """
 
 from __future__ import annotations
@@ -105,8 +107,10 @@ class Config:
     equivalence_db: float = -40.0  # output error above this: not the same system, not timed
     call_timeout_s: float = 1500.0
     #: seconds of the run after which no case or fit target starts (None: no limit); the
-    #: whole matrix takes longer than this on the shared 2-core machine
-    run_budget_s: float | None = 2700.0
+    #: whole matrix takes longer than this on the shared 2-core machine. A run that skipped
+    #: work keeps its finished cases, and the next run of the same commit and config (any
+    #: budget) continues with the next ones.
+    run_budget_s: float | None = field(default=2700.0, metadata={"budget": True})
     memory_fraction: float = 0.7  # of the memory available when a case starts
     process_per_method: bool = True  # False: one process per side (quick smoke only, cheaper)
     rir_dir: str = "data/rirs"  # every *.wav below it (relative: to the repository)
@@ -521,6 +525,8 @@ def run(cfg: Config, ctx) -> None:
                 fits += done["summary"]
         table, curves, fits = pd.DataFrame(rows), pd.DataFrame(curves), pd.DataFrame(fits)
         ctx.provenance(run_budget_s=cfg.run_budget_s, skipped_run_budget=skipped)
+        if skipped and store:
+            ctx.keep_resume_dir(f"{len(skipped)} cases and fit targets skipped by the run budget")
     load_end = os.getloadavg()
     table["device"] = "cpu"
     table["threads"] = cfg.threads

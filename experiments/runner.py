@@ -77,8 +77,11 @@ class RunContext:
         Folder for work that an interrupted run should not redo (Trainer checkpoints,
         finished trials): it survives a failed or killed run, is reused by the next run of
         the same experiment only if commit, dirty flag, seed, quick flag, device, dtype and
-        config are all the same (else it is emptied), and is removed when a run completes.
-        Never an output: write results through the writers below.
+        config are all the same (else it is emptied; config fields marked
+        ``metadata={"budget": True}``, which bound how much of the work a run does rather
+        than what it computes, are left out of that comparison), and is removed when a run
+        completes, unless the run called :meth:`keep_resume_dir`. Never an output: write
+        results through the writers below.
     """
 
     name: str
@@ -91,6 +94,7 @@ class RunContext:
     _files: list[Path] = field(default_factory=list, repr=False)
     _headline: dict[str, Any] = field(default_factory=dict, repr=False)
     _provenance: dict[str, Any] = field(default_factory=dict, repr=False)
+    _keep_resume: str | None = field(default=None, repr=False)
 
     # -- outputs -----------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -127,6 +131,15 @@ class RunContext:
         """
         self._headline.update(numbers)
         self.write_json(self._headline, HEADLINE_FILE)
+
+    def keep_resume_dir(self, reason: str) -> None:
+        """Keep ``resume_dir`` after this run completes: it wrote results for part of its work
+        (``reason`` says which part is missing, e.g. cases a run budget skipped), and the
+        next run with the same key continues from the work stored there. Recorded in
+        meta.json as ``resume_kept``."""
+        if not isinstance(reason, str) or not reason:
+            raise TypeError(f"keep_resume_dir: reason must be a non-empty str, got {reason!r}")
+        self._keep_resume = reason
 
     def provenance(self, **fields: Any) -> None:
         """Extra provenance written into ``meta.json`` next to the runner's own fields
@@ -264,6 +277,14 @@ def work_paths(out_root: Path, name: str) -> tuple[Path, Path, Path]:
 def resume_path(out_root: Path, name: str) -> Path:
     """Folder of work kept across an interrupted run of ``name`` (see RunContext.resume_dir)."""
     return Path(out_root) / RUNNER_DIR / f"{name}.resume"
+
+
+def resume_key_config(cfg) -> dict:
+    """The config fields that identify a run's resumable work: all but those whose dataclass
+    field metadata has ``budget=True`` (how much of the work one run does, not what it
+    computes), so a run with a larger budget continues a smaller one's work."""
+    budget = {f.name for f in dataclasses.fields(cfg) if f.metadata.get("budget", False)}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in budget}
 
 
 def _open_resume_dir(path: Path, key: dict) -> bool:
@@ -455,7 +476,8 @@ def run_experiment(
                        f"outputs in {staging}, removed by the next run{kept})", file=sys.stderr)
             raise
         _swap_in(staging, out_dir, previous)
-        shutil.rmtree(resume_path(out_root, name), ignore_errors=True)
+        if meta.get("resume_kept") is None:
+            shutil.rmtree(resume_path(out_root, name), ignore_errors=True)
         if "tasks" in meta:  # keep only what the results now on disk were reduced from
             store.prune(t["digest"] for t in meta["tasks"]["per_task"])
     return meta
@@ -469,7 +491,7 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
     resume = resume_path(out_root, name)
     resumed = _open_resume_dir(resume, {"commit": git["commit"], "dirty": git["dirty"], "seed": seed,
                                         "quick": quick, "device": str(dev), "dtype": dtype,
-                                        "config": dataclasses.asdict(cfg)})
+                                        "config": resume_key_config(cfg)})
     ctx = RunContext(name=name, out_dir=staging, quick=quick, seed=seed, device=dev, dtype=DTYPES[dtype],
                      resume_dir=resume)
     start = _dt.datetime.now(_dt.timezone.utc)
@@ -501,6 +523,7 @@ def _run_staged(module, name, staging, out_root, quick, seed, dev, dtype, comman
         "quick": quick,
         "wall_time_s": round(wall, 3),
         "resumed": resumed,
+        "resume_kept": ctx._keep_resume,
         "start_time_utc": start.isoformat(timespec="seconds"),
         "config": dataclasses.asdict(cfg),
         "command": command,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import io, registry
+from experiments import io, registry, runner
 from experiments.cli import main
 from experiments.summary import write_summary
 
@@ -415,6 +415,71 @@ def _counting_module(calls):
     mod = types.ModuleType("experiments.counting")
     mod.DESCRIPTION, mod.Config, mod.run = "counts resumable work", Config, run
     return mod
+
+
+def _budgeted_module(budget, calls):
+    """An experiment of 3 units that does at most ``budget`` of them per run (a budget field)
+    and keeps its resume dir while units are left."""
+    @dataclasses.dataclass
+    class Config:
+        units: int = 3
+        per_run: int = dataclasses.field(default=budget, metadata={"budget": True})
+
+        @classmethod
+        def quick(cls):
+            return cls()
+
+    def run(cfg, ctx):
+        done = ctx.resume_dir / "done.txt"
+        count = int(done.read_text()) if done.exists() else 0
+        calls.append(count)
+        for _ in range(min(cfg.per_run, cfg.units - count)):
+            count += 1
+            done.write_text(str(count))
+        if count < cfg.units:
+            ctx.keep_resume_dir(f"{cfg.units - count} units left")
+        ctx.headline(units=count)
+
+    mod = types.ModuleType("experiments.budgeted")
+    mod.DESCRIPTION, mod.Config, mod.run = "does part of its work per run", Config, run
+    return mod
+
+
+def test_a_budgeted_run_keeps_its_work_for_the_next_run_with_any_budget(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(registry, "EXPERIMENTS", ["budgeted"])
+    resume = tmp_path / ".runner" / "budgeted.resume"
+
+    def run(per_run):
+        monkeypatch.setitem(sys.modules, "experiments.budgeted", _budgeted_module(per_run, calls))
+        assert main(["run", "budgeted", "--out", str(tmp_path)]) == 0
+        return json.loads((tmp_path / "budgeted" / "meta.json").read_text())
+
+    meta = run(1)
+    assert meta["resume_kept"] == "2 units left" and meta["resumed"] is False
+    assert (resume / "done.txt").read_text() == "1"
+    meta = run(5)  # another budget, same key: continues, completes, removes the folder
+    assert calls == [0, 1] and meta["resumed"] is True and meta["resume_kept"] is None
+    assert not resume.exists()
+    assert json.loads((tmp_path / "budgeted" / "headline.json").read_text())["units"] == 3
+    meta = run(1)  # a fresh start after a complete run
+    assert calls == [0, 1, 0] and meta["resumed"] is False
+
+
+def test_resume_key_leaves_out_only_budget_fields():
+    @dataclasses.dataclass
+    class Config:
+        size: int = 4
+        budget_s: float = dataclasses.field(default=60.0, metadata={"budget": True})
+        note: str = dataclasses.field(default="x", metadata={"unit": "none"})
+
+    assert runner.resume_key_config(Config()) == {"size": 4, "note": "x"}
+
+
+def test_keep_resume_dir_needs_a_reason(tmp_path):
+    ctx = runner.RunContext(name="x", out_dir=tmp_path)
+    with pytest.raises(TypeError, match="reason"):
+        ctx.keep_resume_dir("")
 
 
 def test_resume_dir_survives_a_failed_run_and_is_removed_on_completion(tmp_path, monkeypatch):

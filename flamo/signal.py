@@ -28,6 +28,7 @@ import torch
 
 from ._common import as_real_tensor
 from .grid import Grid
+from .response import Response
 
 __all__ = ["rfft", "irfft", "impulse", "filter_signal", "module_input", "time_last", "time_first",
            "as_signal"]
@@ -215,8 +216,11 @@ def filter_signal(module, x: torch.Tensor, grid) -> torch.Tensor:
     """
     _require_grid("filter_signal", grid)
     x, squeeze = module_input(module, as_signal(x, "filter_signal"), "filter_signal")
-    h = module.response(grid)  # (..., M, out, in)
-    spectrum = (h @ rfft(x, grid).unsqueeze(-1)).squeeze(-1)  # (..., M, out)
+    # The module acts on the input spectrum as a one-column matrix (..., M, in, 1): a
+    # diagonal module then scales it (never an (M, in, in) matrix), a loop solves for that
+    # column alone (see DSPModule.apply_to).
+    column = Response(rfft(x, grid).unsqueeze(-1), False)
+    spectrum = module.apply_to(column, grid).data.squeeze(-1)  # (..., M, out)
     y = irfft(spectrum, grid)
     return y.squeeze(-1) if squeeze else y
 

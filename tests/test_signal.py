@@ -82,6 +82,43 @@ def test_mimo_and_batched_signals():
     np.testing.assert_allclose(y[0].numpy(), ref, atol=1e-10)
 
 
+def test_a_diagonal_module_filters_each_channel_without_a_dense_matrix(monkeypatch):
+    """C cascades on C channels equal scipy's sosfilt channel by channel (no wrap: the tails
+    have decayed below 1e-12 within nfft), and no (M, C, C) matrix is formed on the way:
+    the competitor matrix measured that detour at 64 channels (4.7x the direct cost)."""
+    rng = np.random.default_rng(5)
+    sos = np.stack([random_stable_sos(rng, 4, max_radius=0.9) for _ in range(5)])  # (5, 4, 6)
+    grid = flamo.Grid(nfft=1024, alias_decay_db=0.0, dtype=torch.float64)
+    x = rng.normal(size=(200, 5))
+
+    def no_dense(self):
+        raise AssertionError("filter_signal formed a dense matrix of a diagonal response")
+
+    monkeypatch.setattr(flamo.response.Response, "dense", no_dense)
+    y = flamo.SOS(sos).double()(torch.as_tensor(x), grid).detach().numpy()
+    padded = np.zeros((1024, 5))
+    padded[:200] = x
+    for c in range(5):
+        np.testing.assert_allclose(y[:, c], scipy.signal.sosfilt(sos[c], padded[:, c]), atol=1e-10)
+
+
+def test_a_loop_filters_its_input_columns_like_its_response():
+    """A Recursion with N inputs on an N-channel signal (solved for the signal's column, not
+    for the N x N response) equals the response applied to the spectrum, values and the
+    gradient with respect to the signal."""
+    grid = flamo.Grid(nfft=2048, alias_decay_db=30.0, dtype=torch.float64)
+    loop = flamo.Recursion(flamo.Delay([101.0, 233.0, 317.0, 421.0]),
+                           flamo.Series(flamo.Matrix(4, seed=1), flamo.Gain([0.9] * 4))).double()
+    x = torch.randn(2, 700, 4, dtype=torch.float64, requires_grad=True)
+    y = loop(x, grid)
+    reference = irfft((loop.response(grid) @ rfft(x, grid).unsqueeze(-1)).squeeze(-1), grid)
+    torch.testing.assert_close(y, reference, rtol=1e-12, atol=1e-12)
+    weight = torch.randn_like(y)
+    grad, = torch.autograd.grad((y * weight).sum(), x)
+    grad_reference, = torch.autograd.grad((reference * weight).sum(), x)
+    torch.testing.assert_close(grad, grad_reference, rtol=1e-10, atol=1e-12)
+
+
 def test_impulse_response_equals_filtering_an_impulse():
     grid = flamo.Grid(nfft=256, alias_decay_db=30)
     sos = flamo.SOS(random_stable_sos(np.random.default_rng(2), 3))

@@ -161,3 +161,15 @@ def test_the_competitor_side_imports_flamo_0_2_20_not_this_project(pool):
 def test_readme_benchmark_matrix_is_the_generated_one():
     """The README's matrix is results/competitors/matrix.md verbatim, never typed by hand."""
     assert MATRIX.read_text().strip() in README.read_text()
+
+
+def test_the_readme_matrix_is_the_committed_runs():
+    """The README's competitor table is results/competitors/matrix.md as the last full run
+    wrote it (copy the file between the markers after a run), never typed."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    start = "<!-- competitors matrix: results/competitors/matrix.md, generated -->\n"
+    end = "<!-- end of competitors matrix -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block.strip() == (root / "results" / "competitors" / "matrix.md").read_text(encoding="utf-8").strip()

@@ -302,8 +302,7 @@ def run_task(p: dict, tctx) -> dict:
                       data=(torch.zeros(()), torch.zeros(())), forward=eigenvalues_of_step, lr=p["lr"],
                       steps_per_epoch=p["steps_per_epoch"], seed=seed, progress=False, log_dir=folder,
                       checkpoint_dir=folder, device=device)
-    if (folder / "last.pt").is_file():
-        trainer.load_checkpoint(folder / "last.pt")
+    trainer.resume()  # from the task's last checkpoint, if a killed run left one
     if trainer.step < p["steps"]:
         trainer.fit(max_steps=p["steps"])
     final = measure(system, grid, band, p["margin_db"])

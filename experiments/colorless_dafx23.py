@@ -173,8 +173,7 @@ def run_trial(cfg, tctx, t):
                       scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma),
                       steps_per_epoch=n_train // cfg.batch, batch_size=cfg.batch, seed=seed, progress=False,
                       log_dir=folder, checkpoint_dir=folder, device=device)
-    if (folder / "last.pt").is_file():
-        trainer.load_checkpoint(folder / "last.pt")
+    trainer.resume()  # from the task's last checkpoint, if a killed run left one
     start = time.perf_counter()
     trainer.fit(epochs=cfg.epochs)
     train_s = time.perf_counter() - start

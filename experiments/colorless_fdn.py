@@ -219,8 +219,7 @@ def run_trial(cfg, tctx, name, delays, alpha, t):
         steps_per_epoch=batches.steps_per_epoch, seed=seed, progress=False, callbacks=[monitor],
         log_dir=folder, checkpoint_dir=folder, device=device)
     holder["trainer"] = trainer
-    if (folder / "last.pt").is_file():
-        trainer.load_checkpoint(folder / "last.pt")
+    if trainer.resume():  # from the task's last checkpoint, if a killed run left one
         monitor.resume(trainer.step // batches.steps_per_epoch)
     start = time.perf_counter()
     if not monitor.converged():

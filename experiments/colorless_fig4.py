@@ -182,8 +182,7 @@ def run_task(params: dict, tctx) -> dict:
     trainer = Trainer(system, criteria, data=(torch.zeros(()), target), forward=forward, lr=cfg.lr,
                       steps_per_epoch=cfg.steps_per_epoch, seed=tctx.run_seed, progress=False,
                       log_dir=folder, checkpoint_dir=folder, device=tctx.device)
-    if (folder / "last.pt").is_file():
-        trainer.load_checkpoint(folder / "last.pt")
+    trainer.resume()  # from the task's last checkpoint, if a killed run left one
     start = time.perf_counter()
     trainer.fit(max_steps=cfg.steps)
     train_s = time.perf_counter() - start

@@ -190,8 +190,7 @@ def run_task(params: dict, tctx) -> dict:
         steps_per_epoch=batches.steps_per_epoch, seed=seed, progress=False, log_dir=folder,
         checkpoint_dir=folder, device=device)
     holder["trainer"] = trainer
-    if (folder / "last.pt").is_file():
-        trainer.load_checkpoint(folder / "last.pt")
+    trainer.resume()  # from the task's last checkpoint, if a killed run left one
     trainer.fit(epochs=p.epochs)
     final = _measure(system, p, criterion, valid_points, all_points)
     epochs = pd.read_csv(folder / "epochs.csv")

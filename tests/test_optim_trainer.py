@@ -69,6 +69,37 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert straight.history[-1]["total"] < straight.history[0]["total"]
 
 
+def test_resume_restarts_a_run_killed_before_its_first_checkpoint(tmp_path):
+    """A kill inside the first epoch leaves steps.csv and no checkpoint: resume() starts
+    afresh (a plain fit refuses the foreign log), and the result and the logs equal an
+    uninterrupted run's; with a checkpoint it continues from it."""
+    straight = _make(tmp_path / "a")
+    straight.fit(max_steps=10)
+
+    def kill_at_step_3(state):
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    killed = _make(tmp_path / "b", callbacks=[kill_at_step_3])
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(max_steps=10)
+    assert (tmp_path / "b" / "steps.csv").stat().st_size and not (tmp_path / "b" / "last.pt").exists()
+    with pytest.raises(ValueError, match="already holds the log"):
+        _make(tmp_path / "b").fit(max_steps=10)
+    fresh = _make(tmp_path / "b")
+    assert fresh.resume() is False and fresh.step == 0
+    fresh.fit(max_steps=10)
+    for (n, p), (_, q) in zip(straight.model.named_parameters(), fresh.model.named_parameters()):
+        assert torch.equal(p, q), n
+    for name in ("steps.csv", "epochs.csv"):
+        assert (tmp_path / "b" / name).read_text() == (tmp_path / "a" / name).read_text(), name
+    again = _make(tmp_path / "b")
+    assert again.resume() is True and again.step == 10
+    with pytest.raises(ValueError, match="no checkpoint_dir"):
+        Trainer(flamo.Gain([[1.0]]), {"l": (lambda o, t: o.abs().sum(), 1.0)}, data=[(0, 0)],
+                progress=False).resume()
+
+
 def test_nan_detection_names_step_and_term():
     model = flamo.Gain([[1.0]])
     calls = {"n": 0}

@@ -538,6 +538,32 @@ class Trainer:
         _write_checkpoint(self.state_dict(), path)
         return path
 
+    def resume(self) -> bool:
+        """Continue the training kept in this trainer's folders, or start it afresh.
+
+        For folders that belong to this one training (an experiment task's work folder),
+        which a kill may have interrupted at any point. With ``checkpoint_dir / "last.pt"``
+        present it is loaded (:meth:`load_checkpoint`) and True is returned. Without one, a
+        run killed before its first checkpoint may have left CSV logs in ``log_dir``; they
+        are removed, so that :meth:`fit` starts them anew instead of refusing them, and
+        False is returned.
+
+        Raises
+        ------
+        ValueError
+            Without a ``checkpoint_dir``, and as :meth:`load_checkpoint` for a damaged file.
+        """
+        if self.checkpoint_dir is None:
+            raise ValueError("Trainer.resume: the trainer has no checkpoint_dir to resume from")
+        path = self.checkpoint_dir / "last.pt"
+        if path.is_file():
+            self.load_checkpoint(path)
+            return True
+        if self.log_dir is not None:
+            for name in ("steps.csv", "epochs.csv"):
+                (self.log_dir / name).unlink(missing_ok=True)
+        return False
+
     def load_checkpoint(self, path) -> "Trainer":
         """Restore a checkpoint written by :meth:`save_checkpoint` (same model and optimizer
         types); the next :meth:`fit` continues where it stopped, and the CSV logs lose the

@@ -6,7 +6,7 @@ import scipy.signal
 import torch
 
 import flamo
-from flamo.signal import filter_signal, impulse, irfft, rfft
+from flamo.signal import impulse, irfft, rfft
 from conftest import random_stable_sos
 
 

@@ -1,9 +1,10 @@
 """Reproduction of Dal Santo, Prawda, Schlecht, Valimaki, "Optimizing tiny colorless feedback
 delay networks" (EURASIP JASMP 2025, arXiv 2402.11216): the journal protocol and its loss
 test (N = 4 [1499, 1889, 2381, 2999], the delay set of the released runs). The same protocol
-runs the sparsity ablation (:mod:`experiments.colorless_ablation`, N = 8) and the other delay
-sets of the delay-set figure (:mod:`experiments.colorless_delay_sets`); they are separate
-experiments so that each full run fits the shared machine and its results land on their own.
+runs the sparsity ablation (:mod:`experiments.colorless_ablation`, N = 8) and the delay-set
+figure (:mod:`experiments.colorless_delay_sets`: all six sets, up to 50 epochs); they are
+separate experiments so that each full run fits the shared machine and its results land on
+their own.
 
 Protocol (as published with the authors' code): a lossless FDN evaluated at per-sample gain
 0.9999 (line i gains 0.9999^m_i), built by :func:`flamo.reverb.published_colorless_fdn`

@@ -9,6 +9,9 @@ finite differences of the truth loss.
 """
 
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,17 +162,40 @@ def test_the_competitor_side_imports_flamo_0_2_20_not_this_project(pool):
 
 @pytest.mark.skipif(not MATRIX.exists(), reason="no committed competitors results")
 def test_readme_benchmark_matrix_is_the_generated_one():
-    """The README's matrix is results/competitors/matrix.md verbatim, never typed by hand."""
-    assert MATRIX.read_text().strip() in README.read_text()
-
-
-def test_the_readme_matrix_is_the_committed_runs():
-    """The README's competitor table is results/competitors/matrix.md as the last full run
-    wrote it (copy the file between the markers after a run), never typed."""
-    root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
+    """The README's matrix is results/competitors/matrix.md verbatim, never typed by hand:
+    the whole block between its markers (copy the file there after a run)."""
+    readme = README.read_text(encoding="utf-8")
     start = "<!-- competitors matrix: results/competitors/matrix.md, generated -->\n"
     end = "<!-- end of competitors matrix -->"
     assert readme.count(start) == 1 and readme.count(end) == 1
     block = readme.split(start, 1)[1].split(end, 1)[0]
-    assert block.strip() == (root / "results" / "competitors" / "matrix.md").read_text(encoding="utf-8").strip()
+    assert block.strip() == MATRIX.read_text(encoding="utf-8").strip()
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_worker_busy_in_a_long_call_ends_with_the_run_that_started_it():
+    """A run killed with SIGKILL cannot close its workers: the kernel ends them (a worker in
+    the middle of a call does not read the closed request pipe)."""
+    root = Path(__file__).resolve().parents[1]
+    busy = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
+            "from experiments.peers.worker import die_with_parent; die_with_parent(); time.sleep(120)")
+    run = ("import subprocess, sys, time; "
+           f"p = subprocess.Popen([sys.executable, '-c', {busy!r}, {str(root)!r}]); "
+           "print(p.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", run], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    time.sleep(1.0)  # the worker has imported and asked for the signal
+    parent.kill()
+    parent.wait()
+
+    def gone():
+        try:
+            return Path(f"/proc/{worker}/status").read_text().split("State:")[1].split()[0] in "ZX"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    deadline = time.monotonic() + 20
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(), f"worker {worker} still runs after its parent was killed"

@@ -7,11 +7,30 @@ site-packages while ``experiments.peers`` still comes from the repository. Each 
 that ``flamo`` is the library it expects before it answers anything.
 """
 
+import os
+import signal
 import sys
 from pathlib import Path
 
 
+def die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the process that started it ends, so
+    that a run killed in the middle of a long call (SIGTERM, SIGKILL) leaves no worker
+    computing on; elsewhere a worker ends at its next read of the closed request pipe."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL) != 0:
+        return  # not fatal: the worker still ends when the request pipe closes
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
+
+
 def main(argv):
+    die_with_parent()
     side, root, threads = argv[1], str(Path(argv[2]).resolve()), int(argv[3])
     if side == "project":
         sys.path.insert(0, root)

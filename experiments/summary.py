@@ -4,7 +4,9 @@ Only files are read (``meta.json`` and ``headline.json`` of each experiment
 folder), never in-memory state, and everything is sorted so that rerunning
 without changes produces an identical file. The outputs of an experiment are
 the files its ``meta.json`` lists (a file listed but missing is marked so),
-never whatever happens to lie in the folder.
+never whatever happens to lie in the folder. A section whose results were run with another
+configuration than the code's current default names the fields that differ
+(:func:`config_drift`), so stale results cannot pass for current ones.
 
 The summary is the header, then one block per entry of :data:`SECTIONS`
 (functions ``(root, exp_dirs) -> markdown``), then one section per experiment:
@@ -24,7 +26,7 @@ from typing import Any, Callable
 from experiments import io, registry
 from experiments.claims import CLAIMS_FILE, claims_section, write_claims
 from experiments.lock import exclusive_lock
-from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR
+from experiments.runner import HEADLINE_FILE, META_FILE, RUNNER_DIR, resume_key_config
 from flamo.atomic import remove_stale_temps
 
 SUMMARY_FILE = "summary.md"
@@ -72,6 +74,22 @@ def _read_json(path: Path) -> Any:
         return json.load(fh)
 
 
+def config_drift(name: str, meta: dict) -> list[str]:
+    """Config fields whose value in ``meta`` differs from the code's current default for the
+    run (``Config()``, or ``Config.quick()`` for a quick run), budget fields left out (see
+    :func:`experiments.runner.resume_key_config`): results that a rerun would change."""
+    recorded = meta.get("config")
+    if name not in registry.names() or not isinstance(recorded, dict):
+        return []
+    module = registry.load(name)
+    cfg = module.Config.quick() if meta.get("quick") else module.Config()
+    current = json.loads(json.dumps(resume_key_config(cfg), default=io.to_jsonable))
+    budget = {f for f in recorded if f not in current and hasattr(cfg, f)}
+    missing = object()
+    return [f for f in sorted((set(current) | set(recorded)) - budget)
+            if current.get(f, missing) != recorded.get(f, missing)]
+
+
 def _section(exp_dir: Path, root: Path) -> str:
     """Markdown section for one experiment folder holding ``meta.json``."""
     meta = _read_json(exp_dir / META_FILE)
@@ -80,6 +98,9 @@ def _section(exp_dir: Path, root: Path) -> str:
     description = (registry.description(name) if name in registry.names()
                    else meta.get("description", "(no description)"))
     lines = [f"## {name}", "", description, ""]
+    if drift := config_drift(name, meta):
+        lines += [f"_Run with another configuration than the code's current default "
+                  f"({', '.join(drift)}): rerun to update these results._", ""]
 
     headline_path = exp_dir / HEADLINE_FILE
     headline = _read_json(headline_path) if headline_path.exists() else {}

@@ -501,3 +501,22 @@ def test_resume_dir_survives_a_failed_run_and_is_removed_on_completion(tmp_path,
     assert calls["resumed_at"] == [0, 0, 0, 1] and not resume.exists()
     meta = json.loads((tmp_path / "counting" / "meta.json").read_text())
     assert meta["resumed"] is True and json.loads((tmp_path / "counting" / "headline.json").read_text())["units"] == 3
+
+
+def test_summary_flags_results_run_with_another_configuration(tmp_path):
+    """A results folder whose recorded config differs from the code's current default says
+    which fields differ (tuples recorded as lists are the same value); budget fields do not
+    count."""
+    from experiments import chaining, competitors
+    from experiments.summary import config_drift, render
+
+    current = json.loads(json.dumps(dataclasses.asdict(chaining.Config())))
+    assert config_drift("chaining", {"quick": False, "config": current}) == []
+    changed = dict(current, nfft=2 ** 12)
+    assert config_drift("chaining", {"quick": False, "config": changed}) == ["nfft"]
+    assert config_drift("chaining", {"quick": True, "config": current}) != []  # quick: Config.quick()
+    rival = json.loads(json.dumps(dataclasses.asdict(competitors.Config()), default=str))
+    assert config_drift("competitors", {"quick": False, "config": dict(rival, run_budget_s=None)}) == []
+    (tmp_path / "chaining").mkdir()
+    io.write_json(tmp_path / "chaining" / "meta.json", {"quick": False, "config": changed, "files": []})
+    assert "another configuration than the code's current default (nfft)" in render(tmp_path)

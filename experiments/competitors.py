@@ -65,9 +65,9 @@ TIMING = True
 
 #: The methods of each workload, in table order (project first).
 METHODS = {
-    "fdn": ["library", "library-generic", "baselines-block-fdn", "FLAMO"],
-    "fdn_geq": ["library", "library-generic", "FLAMO"],
-    "cascade": ["library", "baselines-sosfilt-scipy", "baselines-sosfilt-torch", "FLAMO-SOSFilter",
+    "fdn": ["library", "library-time", "library-generic", "baselines-block-fdn", "FLAMO"],
+    "fdn_geq": ["library", "library-time", "library-generic", "FLAMO"],
+    "cascade": ["library", "library-time", "baselines-sosfilt-scipy", "baselines-sosfilt-torch", "FLAMO-SOSFilter",
                 "FLAMO-Biquad", "dasp", "philtorch-ssm", "philtorch-diag_ssm", "torchlpc", "scipy"],
     "colorless": ["library", "library-generic", "FLAMO"],
     "fit": ["library", "baselines-sosfilt-scipy", "baselines-sosfilt-torch", "FLAMO-SOSFilter", "dasp",
@@ -610,10 +610,10 @@ def matrix_markdown(table, fits, cfg) -> str:
 
 
 COLOURS = {m: c for m, c in zip(
-    ["library", "library-generic", "baselines-block-fdn", "baselines-sosfilt-scipy", "baselines-sosfilt-torch",
-     "FLAMO", "FLAMO-SOSFilter", "FLAMO-Biquad", "dasp", "philtorch-ssm", "philtorch-diag_ssm", "torchlpc",
-     "scipy"],
-    ["black", "grey", "tab:olive", "tab:brown", "tab:pink", "tab:red", "tab:red", "salmon", "tab:green",
+    ["library", "library-time", "library-generic", "baselines-block-fdn", "baselines-sosfilt-scipy",
+     "baselines-sosfilt-torch", "FLAMO", "FLAMO-SOSFilter", "FLAMO-Biquad", "dasp", "philtorch-ssm",
+     "philtorch-diag_ssm", "torchlpc", "scipy"],
+    ["black", "teal", "grey", "tab:olive", "tab:brown", "tab:pink", "tab:red", "tab:red", "salmon", "tab:green",
      "tab:blue", "tab:cyan", "tab:purple", "tab:orange"])}
 
 

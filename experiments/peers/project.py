@@ -7,6 +7,13 @@ Methods
     :func:`flamo.reverb.build_fdn` (the structured loop solve: one LU per frequency, reused
     by the backward), filters from the catalogue, ``module.impulse_response(grid)`` /
     ``module(x, grid)``.
+``library-time``
+    The same systems by the library's time method: the exact recursion of
+    :func:`flamo.render` (loops in blocks of their shortest delay, the adjoint run backward
+    in time), ``impulse_response(grid, method="time")`` / ``response(grid, method="time")``;
+    ``method="auto"`` picks it where it is the faster. Not for the colorless step: its
+    objective is the sampled transfer function of a lossless loop, which the DFT of the
+    first nfft samples of the impulse response (what the time method gives) is not.
 ``library-generic``
     The same systems with ``Recursion(structured_solve=False)``: the generic batched solve
     and autograd's backward (the path that also gives higher-order gradients).
@@ -49,6 +56,7 @@ def _t(x, dtype=F32):
 class _Library(Adapter):
     package, version = "flamo (this project)", flamo.__version__
     structured = True
+    method = "frequency"  # or "time" (library-time)
 
     def params(self):
         return list(self.system.parameters())
@@ -84,7 +92,7 @@ class _LibraryLoop(_Library):
         self.grid = flamo.Grid(nfft=case["nfft"], fs=systems.FS, alias_decay_db=systems.ALIAS_DECAY_DB)
 
     def forward(self):
-        return self.system.impulse_response(self.grid)[:, 0, 0]
+        return self.system.impulse_response(self.grid, method=self.method)[:, 0, 0]
 
 
 class LibraryFDN(_LibraryLoop):
@@ -140,6 +148,8 @@ class LibraryCascade(_Library):
         self.notes = f"nfft {self.grid.nfft}"
 
     def forward(self):
+        if self.method == "time":
+            return flamo.render(self.system, self.x).T
         return self.system(self.x, self.grid)[: self.case["length"]].T
 
     def realize(self, raw):
@@ -188,6 +198,14 @@ class LibraryFit(_Library):
 
 def _generic(cls):
     return type(cls.__name__ + "Generic", (cls,), {"structured": False})
+
+
+def _time(cls):
+    def __init__(self, case, nums):
+        cls.__init__(self, case, nums)
+        self.notes = 'method="time": exact recursion (flamo.render), adjoint run backward in time'
+
+    return type(cls.__name__ + "Time", (cls,), {"method": "time", "__init__": __init__})
 
 
 # -- baselines ----------------------------------------------------------------------------
@@ -247,6 +265,8 @@ class SosfiltTorch(_Sosfilt):
 ADAPTERS = {
     "library": {"fdn": LibraryFDN, "fdn_geq": LibraryFDNGEQ, "cascade": LibraryCascade,
                 "colorless": LibraryColorless, "fit": LibraryFit},
+    "library-time": {"fdn": _time(LibraryFDN), "fdn_geq": _time(LibraryFDNGEQ),
+                     "cascade": _time(LibraryCascade)},
     "library-generic": {"fdn": _generic(LibraryFDN), "fdn_geq": _generic(LibraryFDNGEQ),
                         "colorless": _generic(LibraryColorless)},
     "baselines-block-fdn": {"fdn": BlockFDN},

@@ -67,8 +67,9 @@ TIMING = True
 METHODS = {
     "fdn": ["library", "library-time", "library-generic", "baselines-block-fdn", "FLAMO"],
     "fdn_geq": ["library", "library-time", "library-generic", "FLAMO"],
-    "cascade": ["library", "library-time", "baselines-sosfilt-scipy", "baselines-sosfilt-torch", "FLAMO-SOSFilter",
-                "FLAMO-Biquad", "dasp", "philtorch-ssm", "philtorch-diag_ssm", "torchlpc", "scipy"],
+    "cascade": ["library", "library-time", "baselines-sosfilt-scipy", "baselines-sosfilt-torch",
+                "FLAMO-SOSFilter", "FLAMO-Biquad", "dasp", "philtorch-ssm", "philtorch-diag_ssm", "torchlpc",
+                "scipy"],
     "colorless": ["library", "library-generic", "FLAMO"],
     "fit": ["library", "baselines-sosfilt-scipy", "baselines-sosfilt-torch", "FLAMO-SOSFilter", "dasp",
             "philtorch-ssm", "philtorch-diag_ssm", "torchlpc"],
@@ -613,8 +614,8 @@ COLOURS = {m: c for m, c in zip(
     ["library", "library-time", "library-generic", "baselines-block-fdn", "baselines-sosfilt-scipy",
      "baselines-sosfilt-torch", "FLAMO", "FLAMO-SOSFilter", "FLAMO-Biquad", "dasp", "philtorch-ssm",
      "philtorch-diag_ssm", "torchlpc", "scipy"],
-    ["black", "teal", "grey", "tab:olive", "tab:brown", "tab:pink", "tab:red", "tab:red", "salmon", "tab:green",
-     "tab:blue", "tab:cyan", "tab:purple", "tab:orange"])}
+    ["black", "teal", "grey", "tab:olive", "tab:brown", "tab:pink", "tab:red", "tab:red", "salmon",
+     "tab:green", "tab:blue", "tab:cyan", "tab:purple", "tab:orange"])}
 
 
 def plot_times(table, ctx):

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().with_name("worker.py")
 #: project methods (this environment); every other method runs in the competitor environment
-PROJECT_METHODS = ("library", "library-time", "library-generic", "baselines-block-fdn", "baselines-sosfilt-scipy",
-                   "baselines-sosfilt-torch")
+PROJECT_METHODS = ("library", "library-time", "library-generic", "baselines-block-fdn",
+                   "baselines-sosfilt-scipy", "baselines-sosfilt-torch")
 RIVAL_METHODS = ("FLAMO", "FLAMO-SOSFilter", "FLAMO-Biquad", "dasp", "philtorch-ssm",
                  "philtorch-diag_ssm", "torchlpc", "scipy")
 
